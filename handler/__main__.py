@@ -1,0 +1,7 @@
+"""``python -m handler``: the packaging command line."""
+
+import sys
+
+from handler.cli import main
+
+sys.exit(main())

@@ -1,0 +1,244 @@
+"""Command line: ``python -m handler package|inspect|sample``.
+
+Errors print as one line starting with ``error:`` on stderr and exit non-zero,
+without a traceback (set ``TMPWARDEN_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from handler.codec import COMPRESSIONS, DEFAULT_LEVEL
+from handler.errors import TmpwardenError
+from handler.extract import StreamingExtractor
+from handler.locations import open_source
+from handler.members import ArchiveFormat, ArchiveInfo
+from handler.packaging import PackageOptions, PackageResult, package
+from handler.progress import ProgressBar
+from handler.safety import Limits
+from handler.sample import build_sample_artifact
+from handler.storage import StorageManager, Strategy
+from monitor.units import format_size, parse_size
+
+EXIT_ERROR = 1
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+MEMBERS_SHOWN = 40
+DEBUG_ENV = "TMPWARDEN_DEBUG"
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except TmpwardenError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _level(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 9:
+        raise argparse.ArgumentTypeError(f"{value} is not a level from 0 to 9")
+    return value
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    defaults = Limits()
+    group = parser.add_argument_group("safety limits (raise them for trusted, unusual archives)")
+    group.add_argument(
+        "--max-total-size",
+        type=_size,
+        default=defaults.max_total_size,
+        metavar="SIZE",
+        help="largest uncompressed total (default %(default)s bytes)",
+    )
+    group.add_argument(
+        "--max-members",
+        type=int,
+        default=defaults.max_members,
+        metavar="N",
+        help="most members (default %(default)s)",
+    )
+    group.add_argument(
+        "--max-ratio",
+        type=float,
+        default=defaults.max_ratio,
+        metavar="R",
+        help="highest compression ratio (default %(default)s)",
+    )
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(
+        max_total_size=args.max_total_size, max_members=args.max_members, max_ratio=args.max_ratio
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m handler",
+        description="Turn model archives into ZIPs by streaming: bounded disk and memory.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    pack = commands.add_parser("package", help="stream an archive into a ZIP")
+    pack.add_argument("source", help="archive to read (tar, tar.gz, tar.bz2, tar.xz, zip)")
+    pack.add_argument("dest", help="ZIP to write (written atomically; absent after a failure)")
+    pack.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only members matching GLOB (repeatable); without '/' it matches "
+        "base names, with '/' whole paths",
+    )
+    pack.add_argument("--compression", choices=COMPRESSIONS, default="deflate")
+    pack.add_argument("--level", type=_level, default=DEFAULT_LEVEL, help="deflate level 0-9")
+    pack.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_limit_options(pack)
+
+    inspect = commands.add_parser("inspect", help="list members and the space each strategy needs")
+    inspect.add_argument("source")
+    inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("--all", action="store_true", help="list every member")
+    _add_limit_options(inspect)
+
+    sample = commands.add_parser("sample", help="generate a sample model artifact")
+    sample.add_argument("output")
+    sample.add_argument("--size", type=_size, default=parse_size("1GiB"), metavar="SIZE")
+    sample.add_argument("--format", choices=[f.value for f in ArchiveFormat], default="tar.gz")
+    sample.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _run_package(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    options = PackageOptions(
+        include=tuple(args.include),
+        compression=args.compression,
+        level=args.level,
+        limits=_limits(args),
+    )
+    bar = ProgressBar(err, "packaging") if not args.json and err.isatty() else None
+    try:
+        result = package(args.source, args.dest, options, progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        out.write(json.dumps(result.to_dict()) + "\n")
+    else:
+        out.write(_describe_result(result) + "\n")
+    return 0
+
+
+def _describe_result(result: PackageResult) -> str:
+    rate = result.uncompressed_bytes / max(result.duration_s, 1e-6)
+    return (
+        f"packaged {result.files} files ({format_size(result.uncompressed_bytes)}) from "
+        f"{result.source} into {result.destination}: {format_size(result.bytes_out)} in "
+        f"{result.duration_s:.1f} s ({format_size(rate)}/s), peak RSS "
+        f"{format_size(result.peak_rss_bytes)}"
+    )
+
+
+def _run_inspect(args: argparse.Namespace, out: TextIO) -> int:
+    extractor = StreamingExtractor(limits=_limits(args))
+    info = extractor.get_archive_info(open_source(args.source))
+    storage = StorageManager()
+    estimates = {s.value: storage.estimate_space_needed(info, s) for s in Strategy}
+    if args.json:
+        out.write(json.dumps(_inspect_json(info, storage, estimates)) + "\n")
+        return 0
+    out.write(
+        f"source     {info.source} ({info.format.value}, {format_size(info.archive_size)})\n"
+        f"members    {info.file_count} files, {info.directory_count} directories, "
+        f"{format_size(info.total_size)} uncompressed\n"
+        f"scratch    {storage.path}: {format_size(storage.get_available_space())} available\n"
+    )
+    for name, estimate in estimates.items():
+        out.write(f"  {name:<8} needs {format_size(estimate.scratch_bytes)} on {storage.path}\n")
+    out.write(f"output     ZIP of at most {format_size(estimates['stream'].output_bytes)}\n")
+    shown = info.members if args.all else info.members[:MEMBERS_SHOWN]
+    for member in shown:
+        out.write(f"  {format_size(member.size):>10}  {member.kind.value:<9}  {member.name}\n")
+    if len(shown) < len(info.members):
+        out.write(f"  ... and {len(info.members) - len(shown)} more (--all lists them)\n")
+    return 0
+
+
+def _inspect_json(
+    info: ArchiveInfo, storage: StorageManager, estimates: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "source": info.source,
+        "format": info.format.value,
+        "archive_size": info.archive_size,
+        "files": info.file_count,
+        "directories": info.directory_count,
+        "total_size": info.total_size,
+        "scratch_path": str(storage.path),
+        "scratch_available": storage.get_available_space(),
+        "space_needed": {
+            name: {"scratch_bytes": e.scratch_bytes, "output_bytes": e.output_bytes}
+            for name, e in estimates.items()
+        },
+        "members": [
+            {"name": m.name, "kind": m.kind.value, "size": m.size, "mode": m.mode}
+            for m in info.members
+        ],
+    }
+
+
+def _run_sample(args: argparse.Namespace, out: TextIO) -> int:
+    path = build_sample_artifact(args.output, args.size, fmt=args.format, seed=args.seed)
+    out.write(
+        f"wrote {path} ({format_size(path.stat().st_size)}, "
+        f"{format_size(args.size)} uncompressed)\n"
+    )
+    return 0
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run the CLI; returns the exit status."""
+    stdout, stderr = out or sys.stdout, err or sys.stderr
+    args = build_parser().parse_args(argv)
+    commands: dict[str, Callable[[], int]] = {
+        "package": lambda: _run_package(args, stdout, stderr),
+        "inspect": lambda: _run_inspect(args, stdout),
+        "sample": lambda: _run_sample(args, stdout),
+    }
+    return run_reporting_errors(commands[args.command], stderr)
+
+
+def run_reporting_errors(command: Callable[[], int], stderr: TextIO) -> int:
+    """Run ``command``; turn any error into one ``error:`` line and an exit status."""
+    try:
+        return command()
+    except TmpwardenError as exc:
+        stderr.write(f"error: {_one_line(str(exc))}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        stderr.write("error: interrupted; nothing was left behind\n")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an unforeseen condition: still one line
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc(file=stderr)
+        stderr.write(
+            f"error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
+            f"(set {DEBUG_ENV}=1 for a traceback)\n"
+        )
+        return EXIT_INTERNAL
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

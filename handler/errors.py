@@ -1,0 +1,88 @@
+"""The errors the packaging engine raises; all derive from :class:`TmpwardenError`.
+
+Each subclass also inherits the built-in exception it refines, so callers that
+already catch ``OSError`` or ``ValueError`` keep working. Messages name the input,
+what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from monitor.errors import ConfigurationError, TmpwardenError
+from monitor.units import format_size
+
+__all__ = [
+    "CleanupFailedError",
+    "CompressionError",
+    "ConfigurationError",
+    "DestinationError",
+    "ExtractionError",
+    "InputError",
+    "InsufficientStorageError",
+    "SourceNotFoundError",
+    "SourceReadError",
+    "TmpwardenError",
+    "UnsupportedArchiveError",
+]
+
+
+class InputError(TmpwardenError, ValueError):
+    """When an input (a path, an option, a pattern) is unusable as given."""
+
+
+class SourceNotFoundError(InputError, FileNotFoundError):
+    """When the source archive does not exist or cannot be read."""
+
+
+class UnsupportedArchiveError(InputError):
+    """When the source is not an archive in a supported format."""
+
+
+class SourceReadError(TmpwardenError, OSError):
+    """When reading the source fails midway (an I/O or network error); often transient."""
+
+
+class ExtractionError(TmpwardenError, ValueError):
+    """When an archive is corrupt, truncated or hostile; names the member and the reason."""
+
+    def __init__(self, source: str, member: str | None, reason: str, advice: str) -> None:
+        self.source = source
+        self.member = member
+        self.reason = reason
+        where = f"{source}: member {member!r}" if member else source
+        super().__init__(f"{where}: {reason}; {advice}")
+
+
+class CompressionError(TmpwardenError):
+    """When the ZIP cannot be written as asked (a member outgrows its format, a bad level)."""
+
+
+class DestinationError(TmpwardenError, OSError):
+    """When the destination cannot be written (missing directory, no permission)."""
+
+
+class InsufficientStorageError(TmpwardenError, OSError):
+    """When a filesystem has (or would have) too little space for the work."""
+
+    def __init__(self, path: str | Path, needed: int | None, available: int, advice: str) -> None:
+        self.path = str(path)
+        self.needed = needed
+        self.available = available
+        need = f"needs {format_size(needed)}, " if needed is not None else "is full: "
+        super().__init__(f"{path}: {need}{format_size(available)} available; {advice}")
+
+
+class CleanupFailedError(TmpwardenError, OSError):
+    """When cleanup could not remove everything it was asked to; lists what remains."""
+
+    def __init__(self, remaining: Sequence[Path], reasons: Sequence[str] = ()) -> None:
+        self.remaining = list(remaining)
+        shown = ", ".join(str(p) for p in self.remaining[:5])
+        more = f" and {len(self.remaining) - 5} more" if len(self.remaining) > 5 else ""
+        why = f" ({'; '.join(reasons[:3])})" if reasons else ""
+        super().__init__(
+            f"cleanup left {len(self.remaining)} path(s) behind: {shown}{more}{why}; "
+            "remove them by hand and check their permissions"
+        )

@@ -1,0 +1,430 @@
+"""StreamingExtractor: safe, streaming reads of tar, tar.gz, tar.bz2, tar.xz and zip.
+
+Tar formats are read front to back through a pipe of streams (source -> decompressor
+-> tar headers), never seeking, so a non-seekable source (an S3 body) works; zip is
+read through its central directory, which needs random access. Every member passes
+:class:`~handler.safety.MemberGuard` before its data is touched.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import errno
+import io
+import lzma
+import os
+import posixpath
+import stat
+import tarfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Self, cast
+
+from handler.codec import open_gzip_reader
+from handler.errors import (
+    ExtractionError,
+    InsufficientStorageError,
+    SourceReadError,
+    TmpwardenError,
+    UnsupportedArchiveError,
+)
+from handler.formats import SNIFF_SIZE, SUPPORTED, TAR_BLOCK, detect_format, is_tar_header
+from handler.locations import Source, open_source
+from handler.members import ArchiveFormat, ArchiveInfo, Member, MemberKind, OpenMember
+from handler.safety import HOSTILE_ADVICE, Limits, MemberGuard, safe_name
+from handler.streams import CountingReader, GuardedReader, PrefixedReader, read_head
+from monitor.units import KiB, MiB
+
+CHUNK_SIZE = 1 * MiB
+MAX_SYMLINK_TARGET = 4 * KiB
+CORRUPT_ADVICE = "the archive is truncated or corrupt; fetch or rebuild it and try again"
+ZIP_READABLE_METHODS = frozenset(
+    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+)
+CleanupCallback = Callable[[Path, Member], None]
+"""Called after each member is written to disk, so the caller can consume and delete it."""
+
+ArchiveLike = Source | str | os.PathLike[str]
+
+
+def matches(name: str, patterns: Sequence[str]) -> bool:
+    """Whether ``name`` matches a glob: a pattern without ``/`` matches the base name
+    (``*.safetensors``, ``config.json``), one with ``/`` matches the whole path."""
+    base = posixpath.basename(name)
+    return any(fnmatchcase(name if "/" in p else base, p) for p in patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractionSummary:
+    """What an extraction wrote."""
+
+    files: int
+    directories: int
+    links: int
+    bytes_written: int
+
+
+class ArchiveReader:
+    """One front-to-back pass over one archive; a context manager that owns the streams."""
+
+    def __init__(self, source: Source, limits: Limits, chunk_size: int = CHUNK_SIZE) -> None:
+        self.source = source
+        self._limits = limits
+        self._chunk_size = chunk_size
+        self._guard = MemberGuard(source.name, limits)
+        self._stack = contextlib.ExitStack()
+        self._raw: CountingReader | None = None
+        self._decompressed: CountingReader | None = None
+        self._current: str | None = None
+        self._tar: tarfile.TarFile | None = None
+        self.format: ArchiveFormat | None = None
+
+    @property
+    def source_bytes_read(self) -> int:
+        """Bytes of the source read so far (for progress and the ratio check)."""
+        return self._raw.count if self._raw is not None else 0
+
+    def __enter__(self) -> Self:
+        try:
+            raw = self._stack.enter_context(self.source.open_stream())
+            self._raw = CountingReader(GuardedReader(raw, self._source_read_error))
+            head = read_head(self._raw, SNIFF_SIZE)
+            self.format = detect_format(head, self.source.name)
+            if self.format is not ArchiveFormat.ZIP:
+                self._tar = self._open_tar(head, self.format)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stack.close()
+
+    def members(
+        self, patterns: Sequence[str] | None = None, *, with_data: bool = True
+    ) -> Iterator[OpenMember]:
+        """Yield each member (matching ``patterns``, if any) with a stream of its data."""
+        if self.format is ArchiveFormat.ZIP:
+            yield from self._zip_members(patterns, with_data)
+        else:
+            yield from self._tar_members(patterns, with_data)
+
+    # -- tar --------------------------------------------------------------------------
+
+    def _open_tar(self, head: bytes, fmt: ArchiveFormat) -> tarfile.TarFile:
+        assert self._raw is not None
+        stream: BinaryIO = cast(BinaryIO, PrefixedReader(head, self._raw))
+        decompressors: dict[ArchiveFormat, Callable[[BinaryIO], BinaryIO]] = {
+            ArchiveFormat.TAR_GZ: lambda s: open_gzip_reader(s, block_size=self._chunk_size),
+            ArchiveFormat.TAR_BZ2: lambda s: cast(BinaryIO, bz2.BZ2File(s)),
+            ArchiveFormat.TAR_XZ: lambda s: cast(BinaryIO, lzma.LZMAFile(s)),
+        }
+        if fmt in decompressors:
+            stream = self._stack.enter_context(decompressors[fmt](stream))
+        guarded = GuardedReader(stream, self._corrupt)
+        self._decompressed = CountingReader(guarded, self._check_ratio)
+        inner_head = read_head(self._decompressed, TAR_BLOCK * 2)
+        if not (is_tar_header(inner_head) or inner_head == bytes(len(inner_head))):
+            raise UnsupportedArchiveError(
+                f"{self.source.name}: the file is {fmt.value.removeprefix('tar.')}-compressed "
+                f"but holds no tar archive; supported formats are {SUPPORTED}"
+            )
+        tar_stream = cast(BinaryIO, PrefixedReader(inner_head, self._decompressed))
+        try:
+            return self._stack.enter_context(
+                tarfile.open(fileobj=tar_stream, mode="r|", bufsize=self._chunk_size)
+            )
+        except tarfile.TarError as exc:
+            raise self._corrupt(exc) from exc
+
+    def _tar_members(self, patterns: Sequence[str] | None, with_data: bool) -> Iterator[OpenMember]:
+        tar = self._tar
+        assert tar is not None
+        while True:
+            try:
+                info = tar.next()
+            except TmpwardenError:
+                raise
+            except Exception as exc:
+                raise self._corrupt(exc) from exc
+            _forget_seen_headers(tar)
+            if info is None:
+                return
+            member = self._guard.admit(self._tar_member(info))
+            self._current = member.name
+            if not member.name or (patterns and not self._selected(member, patterns)):
+                continue
+            stream: BinaryIO = cast(BinaryIO, io.BytesIO())
+            if with_data and member.kind is MemberKind.FILE:
+                extracted = tar.extractfile(info)
+                assert extracted is not None
+                stream = cast(BinaryIO, GuardedReader(extracted, self._corrupt))
+            yield OpenMember(member, stream)
+
+    def _tar_member(self, info: tarfile.TarInfo) -> Member:
+        source = self.source.name
+
+        def refuse(reason: str) -> ExtractionError:
+            return ExtractionError(source, info.name, reason, HOSTILE_ADVICE)
+
+        if info.isreg():
+            kind, target = MemberKind.FILE, None
+        elif info.isdir():
+            kind, target = MemberKind.DIRECTORY, None
+        elif info.issym():
+            kind, target = MemberKind.SYMLINK, info.linkname
+        elif info.islnk():
+            kind, target = MemberKind.HARDLINK, safe_name(source, info.linkname)
+        elif info.ischr() or info.isblk():
+            raise refuse("it is a device file")
+        elif info.isfifo():
+            raise refuse("it is a FIFO (named pipe)")
+        else:
+            raise refuse(f"it has the unsupported tar member type {info.type!r}")
+        return Member(
+            name=safe_name(source, info.name, is_dir=kind is MemberKind.DIRECTORY),
+            kind=kind,
+            size=info.size if kind is MemberKind.FILE else 0,
+            mode=stat.S_IMODE(info.mode) & 0o777,
+            mtime=float(info.mtime),
+            link_target=target,
+        )
+
+    # -- zip --------------------------------------------------------------------------
+
+    def _zip_members(self, patterns: Sequence[str] | None, with_data: bool) -> Iterator[OpenMember]:
+        handle = self._stack.enter_context(self.source.open_random_access())
+        try:
+            archive = self._stack.enter_context(zipfile.ZipFile(handle))
+            infos = archive.infolist()
+        except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+            raise ExtractionError(
+                self.source.name,
+                None,
+                f"its ZIP central directory is unreadable ({exc})",
+                CORRUPT_ADVICE,
+            ) from exc
+        declared = sum(i.file_size for i in infos)
+        self._guard.check_total(declared, None)
+        self._guard.check_ratio(declared, sum(i.compress_size for i in infos), None)
+        for info in infos:
+            member = self._guard.admit(self._zip_member(archive, info))
+            self._current = member.name
+            if not member.name or (patterns and not self._selected(member, patterns)):
+                continue
+            stream: BinaryIO = cast(BinaryIO, io.BytesIO())
+            if with_data and member.kind is MemberKind.FILE:
+                try:
+                    opened = archive.open(info)
+                except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                    raise self._corrupt(exc) from exc
+                stream = cast(BinaryIO, GuardedReader(opened, self._corrupt))
+            yield OpenMember(member, stream)
+
+    def _zip_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:
+        source = self.source.name
+
+        def refuse(reason: str, advice: str = HOSTILE_ADVICE) -> ExtractionError:
+            return ExtractionError(source, info.filename, reason, advice)
+
+        unix_mode = info.external_attr >> 16
+        if info.flag_bits & 0x1:
+            raise refuse("it is encrypted", "repack the archive without a password")
+        if info.compress_type not in ZIP_READABLE_METHODS:
+            raise refuse(
+                f"it uses ZIP compression method {info.compress_type}, which cannot be read",
+                "repack the archive with deflate or store",
+            )
+        if stat.S_ISCHR(unix_mode) or stat.S_ISBLK(unix_mode):
+            raise refuse("it is a device file")
+        if stat.S_ISFIFO(unix_mode) or stat.S_ISSOCK(unix_mode):
+            raise refuse("it is a FIFO or a socket")
+        target = None
+        if info.is_dir() or stat.S_ISDIR(unix_mode):
+            kind = MemberKind.DIRECTORY
+        elif stat.S_ISLNK(unix_mode):
+            kind = MemberKind.SYMLINK
+            if info.file_size > MAX_SYMLINK_TARGET:
+                raise refuse(f"it is a symbolic link with a {info.file_size}-byte target")
+            try:
+                target = archive.read(info).decode("utf-8")
+            except (zipfile.BadZipFile, UnicodeDecodeError, OSError, EOFError) as exc:
+                raise self._corrupt(exc) from exc
+        else:
+            kind = MemberKind.FILE
+        mode = stat.S_IMODE(unix_mode) & 0o777
+        if not mode:
+            mode = 0o755 if kind is MemberKind.DIRECTORY else 0o644
+        return Member(
+            name=safe_name(source, info.filename, is_dir=kind is MemberKind.DIRECTORY),
+            kind=kind,
+            size=info.file_size if kind is MemberKind.FILE else 0,
+            mode=mode,
+            mtime=time.mktime((*info.date_time, 0, 0, -1)),
+            link_target=target,
+            compressed_size=info.compress_size,
+        )
+
+    # -- shared -----------------------------------------------------------------------
+
+    def _selected(self, member: Member, patterns: Sequence[str]) -> bool:
+        return member.kind is not MemberKind.DIRECTORY and matches(member.name, patterns)
+
+    def _check_ratio(self, uncompressed: int) -> None:
+        self._guard.check_ratio(uncompressed, self.source_bytes_read, self._current)
+
+    def _corrupt(self, exc: Exception) -> Exception:
+        if isinstance(exc, TmpwardenError):
+            return exc
+        where = self._current
+        detail = str(exc) or type(exc).__name__
+        return ExtractionError(
+            self.source.name, where, f"reading failed ({detail})", CORRUPT_ADVICE
+        )
+
+    def _source_read_error(self, exc: Exception) -> Exception:
+        if isinstance(exc, TmpwardenError):
+            return exc
+        return SourceReadError(f"{self.source.name}: reading the source failed ({exc}); try again")
+
+
+class StreamingExtractor:
+    """Reads archives member by member, checking each one, never holding a whole member."""
+
+    def __init__(self, *, limits: Limits | None = None, chunk_size: int = CHUNK_SIZE) -> None:
+        self.limits = limits or Limits()
+        self.chunk_size = chunk_size
+
+    def open(self, source: ArchiveLike) -> ArchiveReader:
+        """A reader for one pass over ``source``; use it as a context manager."""
+        return ArchiveReader(_as_source(source), self.limits, self.chunk_size)
+
+    def get_archive_info(self, source: ArchiveLike) -> ArchiveInfo:
+        """Members and totals from headers only: the zip central directory, or one
+        streaming pass over the tar headers that writes nothing."""
+        with self.open(source) as reader:
+            members = tuple(m.member for m in reader.members(with_data=False))
+            assert reader.format is not None
+            return ArchiveInfo(
+                source=reader.source.name,
+                format=reader.format,
+                archive_size=reader.source.size(),
+                members=members,
+            )
+
+    def iter_members(
+        self, source: ArchiveLike, patterns: Sequence[str] | None = None
+    ) -> Iterator[OpenMember]:
+        """Yield members one at a time, each with a stream to read before the next."""
+        with self.open(source) as reader:
+            yield from reader.members(patterns)
+
+    def extract_streaming(
+        self,
+        archive: ArchiveLike,
+        dest_dir: str | Path,
+        cleanup_callback: CleanupCallback | None = None,
+        *,
+        patterns: Sequence[str] | None = None,
+    ) -> ExtractionSummary:
+        """Extract one member at a time under ``dest_dir``, calling ``cleanup_callback``
+        after each file or link is written."""
+        root = Path(dest_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        files = directories = links = written = 0
+        for opened in self.iter_members(archive, patterns):
+            member = opened.member
+            path = root / member.name
+            if member.kind is MemberKind.DIRECTORY:
+                path.mkdir(parents=True, exist_ok=True)
+                path.chmod(member.mode | stat.S_IRWXU)
+                directories += 1
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if member.kind is MemberKind.FILE:
+                written += _write_file(path, opened, self.chunk_size)
+                files += 1
+            elif member.kind is MemberKind.SYMLINK:
+                path.symlink_to(member.link_target or "")
+                links += 1
+            else:
+                os.link(root / (member.link_target or ""), path)
+                links += 1
+            if cleanup_callback is not None:
+                cleanup_callback(path, member)
+        return ExtractionSummary(files, directories, links, written)
+
+    def extract_selective(
+        self,
+        archive: ArchiveLike,
+        patterns: Sequence[str],
+        dest_dir: str | Path,
+        cleanup_callback: CleanupCallback | None = None,
+    ) -> ExtractionSummary:
+        """Extract only the members matching ``patterns`` (see :func:`matches`)."""
+        return self.extract_streaming(archive, dest_dir, cleanup_callback, patterns=patterns)
+
+
+def _forget_seen_headers(tar: tarfile.TarFile) -> None:
+    """Stream mode keeps every header it has read, so memory grows with the member count;
+    nothing here needs them (hard links are resolved by name), so drop them."""
+    tar.members.clear()  # type: ignore[attr-defined]
+
+
+def _as_source(source: ArchiveLike) -> Source:
+    if isinstance(source, str | os.PathLike):
+        return open_source(os.fspath(source))
+    return source
+
+
+def _write_file(path: Path, opened: OpenMember, chunk_size: int) -> int:
+    """Write one member's data to a new file (never following links), checking space first."""
+    member = opened.member
+    available = _available(path.parent)
+    if member.size > available:
+        raise InsufficientStorageError(
+            path,
+            member.size,
+            available,
+            "extracting needs space for every member; use the stream strategy (no disk "
+            "needed) or give the function more ephemeral storage",
+        )
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    written = 0
+    try:
+        with open(fd, "wb", closefd=True) as out:  # noqa: PTH123 - an fd, not a path
+            while chunk := opened.stream.read(chunk_size):
+                out.write(chunk)
+                written += len(chunk)
+        path.chmod(member.mode)
+        os.utime(path, (member.mtime, member.mtime))
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorageError(
+                path,
+                member.size,
+                _available(path.parent),
+                "the disk filled while extracting; use the stream strategy or give the "
+                "function more ephemeral storage",
+            ) from exc
+        raise
+    return written
+
+
+def _available(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize

@@ -1,0 +1,251 @@
+"""Sources (archives to read) and destinations (ZIPs to write), by location.
+
+A destination is either complete and verified, or absent: a local ZIP is written
+under a temporary name beside its final path, verified, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import secrets
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from handler.errors import (
+    CompressionError,
+    DestinationError,
+    InputError,
+    InsufficientStorageError,
+    SourceNotFoundError,
+)
+from handler.zipformat import ZipEntry
+from monitor.units import MiB
+
+WRITE_BUFFER = 1 * MiB
+READ_BUFFER = 1 * MiB
+PARTIAL_SUFFIX = ".tmpwarden-partial"
+
+
+class Source(Protocol):
+    """An archive to read: sequentially from the start, or at random (for ZIP)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def size(self) -> int: ...
+
+    def open_stream(self) -> BinaryIO: ...
+
+    def open_random_access(self) -> BinaryIO: ...
+
+
+class DestinationWriter(Protocol):
+    """One attempt at writing a destination: write to ``sink``, then commit or abort."""
+
+    @property
+    def sink(self) -> BinaryIO: ...
+
+    def commit(self, entries: Sequence[ZipEntry]) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Destination(Protocol):
+    """Where a ZIP goes."""
+
+    @property
+    def name(self) -> str: ...
+
+    def check_writable(self) -> None: ...
+
+    def begin(self) -> DestinationWriter: ...
+
+
+class LocalSource:
+    """An archive on a local filesystem."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._check_readable()
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def _check_readable(self) -> None:
+        if not self.path.exists():
+            raise SourceNotFoundError(f"{self.path}: no such file; check the source path")
+        if self.path.is_dir():
+            raise InputError(f"{self.path}: is a directory; the source must be an archive file")
+        if not os.access(self.path, os.R_OK):
+            raise SourceNotFoundError(
+                f"{self.path}: permission denied; make the file readable by this user"
+            )
+
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def open_stream(self) -> BinaryIO:
+        return self.path.open("rb", buffering=READ_BUFFER)
+
+    def open_random_access(self) -> BinaryIO:
+        return self.path.open("rb", buffering=READ_BUFFER)
+
+
+class LocalDestination:
+    """A ZIP file on a local filesystem, written atomically."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def check_writable(self) -> None:
+        """Fail before any work when the destination cannot be written."""
+        parent = self.path.parent
+        if self.path.is_dir():
+            raise DestinationError(
+                f"{self.path}: is a directory; give the full path of the ZIP to write"
+            )
+        if not parent.is_dir():
+            raise DestinationError(
+                f"{self.path}: the directory {parent} does not exist; create it first"
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise DestinationError(
+                f"{self.path}: cannot write in {parent} (permission denied); "
+                "choose a writable directory"
+            )
+
+    def begin(self) -> LocalDestinationWriter:
+        self.check_writable()
+        return LocalDestinationWriter(self.path)
+
+
+class _DiskFullTranslator(io.BufferedWriter):
+    """A buffered file whose disk-full errors name the destination and the space left."""
+
+    def __init__(self, raw: io.FileIO, final_path: Path) -> None:
+        super().__init__(raw, buffer_size=WRITE_BUFFER)
+        self._final_path = final_path
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        try:
+            return super().write(data)
+        except OSError as exc:
+            raise _translate_write_error(exc, self._final_path) from exc
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as exc:
+            raise _translate_write_error(exc, self._final_path) from exc
+
+
+def _translate_write_error(exc: OSError, final_path: Path) -> OSError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        available = _available_bytes(final_path.parent)
+        return InsufficientStorageError(
+            final_path,
+            None,
+            available,
+            "the destination's filesystem ran out of space; free space there or write "
+            "the ZIP elsewhere (nothing was left behind)",
+        )
+    return DestinationError(f"{final_path}: write failed: {exc.strerror or exc}")
+
+
+def _available_bytes(directory: Path) -> int:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+class LocalDestinationWriter:
+    """Writes ``<dir>/.<name>.<random>.tmpwarden-partial``, then renames it into place."""
+
+    def __init__(self, final_path: Path) -> None:
+        self.final_path = final_path
+        self.partial_path = final_path.with_name(
+            f".{final_path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+        )
+        try:
+            raw = io.FileIO(self.partial_path, "xb")
+        except OSError as exc:
+            raise _translate_write_error(exc, final_path) from exc
+        self._file = _DiskFullTranslator(raw, final_path)
+
+    @property
+    def sink(self) -> BinaryIO:
+        return self._file
+
+    def commit(self, entries: Sequence[ZipEntry]) -> None:
+        """Flush, sync, verify the ZIP's directory against ``entries``, rename into place."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            verify_zip_file(self.partial_path, entries, shown_as=str(self.final_path))
+            self.partial_path.replace(self.final_path)
+            _fsync_directory(self.final_path.parent)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Remove the partial file; safe to call more than once."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.partial_path.unlink()
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def verify_zip_file(path: Path, entries: Sequence[ZipEntry], *, shown_as: str) -> None:
+    """Check a written ZIP's central directory, read back independently with ``zipfile``,
+    against what was written: every name, CRC and size."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CompressionError(f"{shown_as}: the written ZIP does not read back ({exc})") from exc
+    if len(infos) != len(entries):
+        raise CompressionError(
+            f"{shown_as}: the written ZIP lists {len(infos)} members, expected {len(entries)}"
+        )
+    for info, entry in zip(infos, entries, strict=True):
+        if (info.filename, info.CRC, info.file_size, info.compress_size) != (
+            entry.name,
+            entry.crc32,
+            entry.uncompressed_size,
+            entry.compressed_size,
+        ):
+            raise CompressionError(
+                f"{shown_as}: member {entry.name!r} reads back differently from what was written"
+            )
+
+
+def open_source(location: str | Path) -> Source:
+    """The source named by ``location`` (a local path)."""
+    return LocalSource(location)
+
+
+def open_destination(location: str | Path) -> Destination:
+    """The destination named by ``location`` (a local path)."""
+    return LocalDestination(location)

@@ -1,0 +1,70 @@
+"""What the engine knows of an archive member and of a whole archive (value objects)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+
+class MemberKind(enum.StrEnum):
+    """The kinds of archive member the engine handles."""
+
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+
+
+class ArchiveFormat(enum.StrEnum):
+    """Archive formats, detected by content."""
+
+    TAR = "tar"
+    TAR_GZ = "tar.gz"
+    TAR_BZ2 = "tar.bz2"
+    TAR_XZ = "tar.xz"
+    ZIP = "zip"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One archive member, with its name made safe (relative, POSIX, no ``..``)."""
+
+    name: str
+    kind: MemberKind
+    size: int
+    mode: int = 0o644
+    mtime: float = 0.0
+    link_target: str | None = None
+    compressed_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenMember:
+    """A member and a stream of its data; read it before asking for the next member."""
+
+    member: Member
+    stream: BinaryIO
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveInfo:
+    """An archive's members and totals, read from headers only."""
+
+    source: str
+    format: ArchiveFormat
+    archive_size: int
+    members: tuple[Member, ...] = field(repr=False)
+
+    @property
+    def total_size(self) -> int:
+        """Uncompressed bytes of all file members."""
+        return sum(m.size for m in self.members if m.kind is MemberKind.FILE)
+
+    @property
+    def file_count(self) -> int:
+        return sum(1 for m in self.members if m.kind is MemberKind.FILE)
+
+    @property
+    def directory_count(self) -> int:
+        return sum(1 for m in self.members if m.kind is MemberKind.DIRECTORY)

@@ -1,0 +1,164 @@
+"""Safety checks every member passes before anything is read or written.
+
+Names must be relative and stay inside the destination; links must point inside;
+device files and FIFOs are refused; totals, member count and compression ratio are
+capped (zip bombs), with defaults a user can raise through :class:`Limits`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from handler.errors import ExtractionError
+from handler.members import Member, MemberKind
+from monitor.units import GiB, MiB, format_size
+
+HOSTILE_ADVICE = "the archive is unsafe to unpack; rebuild it with relative member names"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps that stop hostile or runaway archives; raise them for unusually large inputs."""
+
+    max_total_size: int = 200 * GiB
+    max_members: int = 200_000
+    max_ratio: float = 200.0
+    ratio_floor: int = 64 * MiB
+    """The ratio is only checked once this many uncompressed bytes have been seen."""
+
+
+def safe_name(source: str, raw_name: str, *, is_dir: bool = False) -> str:
+    """The member's name as a clean relative POSIX path, or :class:`ExtractionError`.
+
+    ``./a/b`` becomes ``a/b``; absolute names, drive letters, backslashes, NUL bytes
+    and ``..`` components are refused.
+    """
+
+    def refuse(reason: str) -> ExtractionError:
+        return ExtractionError(source, raw_name, reason, HOSTILE_ADVICE)
+
+    if "\x00" in raw_name:
+        raise refuse("the name contains a NUL byte")
+    if "\\" in raw_name:
+        raise refuse("the name contains a backslash (a Windows path separator)")
+    if raw_name.startswith("/"):
+        raise refuse("the name is an absolute path")
+    if len(raw_name) >= 2 and raw_name[1] == ":" and raw_name[0].isalpha():
+        raise refuse("the name starts with a drive letter")
+    parts = [p for p in raw_name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise refuse("the name contains '..' and could escape the destination")
+    name = "/".join(parts)
+    if not name and not is_dir:
+        raise refuse("the name is empty")
+    return name
+
+
+def check_link_target(source: str, member_name: str, target: str) -> str:
+    """Resolve a symbolic link's target inside the archive root, or refuse it."""
+
+    def refuse(reason: str) -> ExtractionError:
+        return ExtractionError(source, member_name, reason, HOSTILE_ADVICE)
+
+    if not target:
+        raise refuse("the link has an empty target")
+    if target.startswith("/"):
+        raise refuse(f"the link points to the absolute path {target!r}")
+    if "\x00" in target or "\\" in target:
+        raise refuse("the link target contains a NUL byte or a backslash")
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(member_name), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise refuse(f"the link points to {target!r}, outside the destination")
+    return resolved
+
+
+class MemberGuard:
+    """Checks one archive's members as they arrive: names, kinds, links, duplicates, limits."""
+
+    def __init__(self, source: str, limits: Limits) -> None:
+        self._source = source
+        self._limits = limits
+        self._kinds: dict[str, MemberKind] = {}
+        self._count = 0
+        self._declared_total = 0
+
+    def admit(self, member: Member) -> Member:
+        """Return ``member`` when it is safe to unpack next, else raise ExtractionError."""
+        name = member.name
+        self._count += 1
+        if self._count > self._limits.max_members:
+            raise ExtractionError(
+                self._source,
+                name,
+                f"the archive has more than {self._limits.max_members:,} members",
+                "raise the member limit (--max-members) if this archive is trusted",
+            )
+        parent = posixpath.dirname(name)
+        while parent:
+            kind = self._kinds.get(parent)
+            if kind is MemberKind.SYMLINK:
+                raise ExtractionError(
+                    self._source,
+                    name,
+                    f"the path goes through the symbolic link {parent!r}",
+                    HOSTILE_ADVICE,
+                )
+            if kind is not None and kind is not MemberKind.DIRECTORY:
+                raise ExtractionError(
+                    self._source,
+                    name,
+                    f"its parent {parent!r} is a file, not a directory",
+                    "rebuild the archive without the conflicting names",
+                )
+            parent = posixpath.dirname(parent)
+        previous = self._kinds.get(name)
+        if previous is not None:
+            if previous is MemberKind.DIRECTORY and member.kind is MemberKind.DIRECTORY:
+                return member
+            raise ExtractionError(
+                self._source,
+                name,
+                "the name appears twice in the archive",
+                "rebuild the archive so each name appears once",
+            )
+        if member.kind is MemberKind.SYMLINK:
+            check_link_target(self._source, name, member.link_target or "")
+        if member.kind is MemberKind.HARDLINK:
+            target = member.link_target or ""
+            if self._kinds.get(target) is not MemberKind.FILE:
+                raise ExtractionError(
+                    self._source,
+                    name,
+                    f"the hard link points to {target!r}, which is not an earlier file member",
+                    HOSTILE_ADVICE,
+                )
+        if member.kind is MemberKind.FILE:
+            self._declared_total += member.size
+            self.check_total(self._declared_total, name)
+        self._kinds[name] = member.kind
+        return member
+
+    def check_total(self, total: int, member: str | None) -> None:
+        """Refuse once the uncompressed total passes the size limit."""
+        if total > self._limits.max_total_size:
+            raise ExtractionError(
+                self._source,
+                member,
+                f"the archive unpacks to more than {format_size(self._limits.max_total_size)}",
+                "raise the size limit (--max-total-size) if this archive is trusted",
+            )
+
+    def check_ratio(self, uncompressed: int, compressed: int, member: str | None) -> None:
+        """Refuse a compression ratio beyond the limit (a zip bomb), past the floor."""
+        if uncompressed < self._limits.ratio_floor:
+            return
+        ratio = uncompressed / max(compressed, 1)
+        if ratio > self._limits.max_ratio:
+            raise ExtractionError(
+                self._source,
+                member,
+                f"the compression ratio reached {ratio:,.0f}:1, over the limit of "
+                f"{self._limits.max_ratio:,.0f}:1 (a zip bomb?)",
+                "raise the ratio limit (--max-ratio) if this archive is trusted",
+            )

@@ -1,0 +1,98 @@
+"""Small stream adapters: count bytes, push back a sniffed head, translate errors."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Protocol
+
+READALL_CHUNK = 1 << 20
+
+
+class Readable(Protocol):
+    """Anything with ``read(size)`` returning bytes: files, sockets' bodies, decompressors."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class ReadOnlyStream(io.RawIOBase):
+    """A readable raw stream defined by its ``read``; ``readinto`` and ``readall`` follow."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        chunks = []
+        while chunk := self.read(READALL_CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+class CountingReader(ReadOnlyStream):
+    """Reads from ``inner`` and counts the bytes; ``on_read(total)`` runs after each read."""
+
+    def __init__(self, inner: Readable, on_read: Callable[[int], None] | None = None) -> None:
+        self._inner = inner
+        self._on_read = on_read
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._inner.read(size)
+        self.count += len(data)
+        if self._on_read is not None:
+            self._on_read(self.count)
+        return data
+
+
+class PrefixedReader(ReadOnlyStream):
+    """Gives back ``head`` (bytes already read to sniff the format), then ``rest``."""
+
+    def __init__(self, head: bytes, rest: Readable) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._rest.read(size)
+        if 0 <= size < len(self._head):
+            head, self._head = self._head[:size], self._head[size:]
+            return head
+        head, self._head = self._head, b""
+        if size < 0:
+            return head + self._rest.read()
+        return head + (self._rest.read(size - len(head)) if size > len(head) else b"")
+
+
+class GuardedReader(ReadOnlyStream):
+    """Reads ``inner``; any exception from it passes through ``translate`` first."""
+
+    def __init__(self, inner: Readable, translate: Callable[[Exception], Exception]) -> None:
+        self._inner = inner
+        self._translate = translate
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._inner.read(size)
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+
+def read_head(stream: Readable, size: int) -> bytes:
+    """Read up to ``size`` bytes, looping over short reads, stopping early only at EOF."""
+    parts: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = stream.read(remaining)
+        if not chunk:
+            break
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)

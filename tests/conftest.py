@@ -1,0 +1,16 @@
+"""Shared fixtures: Hypothesis profile, sample payloads."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# Every property test runs at least 100 examples; no deadline on a shared, noisy machine.
+settings.register_profile(
+    "tmpwarden",
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tmpwarden"))
