@@ -21,7 +21,7 @@ test: lint
 	$(BIN)/pytest
 
 demo: install
-	$(BIN)/python -m benchmarks.demo
+	$(BIN)/python -m demo
 
 bench: install
 	$(BIN)/python -m benchmarks.run

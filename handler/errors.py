@@ -70,8 +70,11 @@ class InsufficientStorageError(TmpwardenError, OSError):
         self.path = str(path)
         self.needed = needed
         self.available = available
-        need = f"needs {format_size(needed)}, " if needed is not None else "is full: "
-        super().__init__(f"{path}: {need}{format_size(available)} available; {advice}")
+        if needed is None:
+            problem = f"no space left ({format_size(available)} available)"
+        else:
+            problem = f"needs {format_size(needed)}, {format_size(available)} available"
+        super().__init__(f"{path}: {problem}; {advice}")
 
 
 class CleanupFailedError(TmpwardenError, OSError):

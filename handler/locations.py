@@ -156,8 +156,8 @@ def _translate_write_error(exc: OSError, final_path: Path) -> OSError:
             final_path,
             None,
             available,
-            "the destination's filesystem ran out of space; free space there or write "
-            "the ZIP elsewhere (nothing was left behind)",
+            "the destination's filesystem is full; free space there or write the ZIP "
+            "elsewhere (nothing was left behind)",
         )
     return DestinationError(f"{final_path}: write failed: {exc.strerror or exc}")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import resource
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,6 +16,7 @@ from handler.locations import Destination, Source, open_destination, open_source
 from handler.members import MemberKind, OpenMember
 from handler.safety import Limits
 from handler.zipper import IncrementalZipper, iter_chunks
+from monitor.sampler import peak_rss_bytes
 
 SourceProgress = Callable[[int, int], None]
 """Called with (source bytes read, source size) as the work advances."""
@@ -71,11 +71,6 @@ class PackageResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def transcode(members: Iterable[OpenMember], zipper: IncrementalZipper) -> TranscodeCounts:

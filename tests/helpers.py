@@ -46,11 +46,11 @@ def build_archive(out: Path, files: Mapping[str, bytes], kind: ArchiveKind) -> P
         return out
     with tarfile.open(out, _TAR_MODES[kind]) as tar:  # type: ignore[call-overload]
         for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = FIXED_MTIME
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            member.mtime = FIXED_MTIME
+            member.mode = 0o644
+            tar.addfile(member, io.BytesIO(data))
     return out
 
 
@@ -88,7 +88,9 @@ def unzip_test(path: Path) -> None:
     """Check the ZIP with Info-ZIP's ``unzip -t`` (an independent implementation)."""
     if shutil.which("unzip") is None:
         pytest.skip("Info-ZIP unzip is not installed (scripts/bootstrap installs it as root)")
-    result = subprocess.run(["unzip", "-tqq", str(path)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["unzip", "-tqq", str(path)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, f"unzip -t failed: {result.stdout}{result.stderr}"
 
 
@@ -103,3 +105,9 @@ def python_env() -> dict[str, str]:
     repo = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def read_zip_names(path: Path) -> list[str]:
+    """The member names of a ZIP, from its central directory."""
+    with zipfile.ZipFile(path) as archive:
+        return archive.namelist()

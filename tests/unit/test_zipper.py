@@ -7,6 +7,7 @@ import stat
 import subprocess
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,10 @@ def test_deflate_output_is_standard_method_8_and_compresses() -> None:
     zipper.finalize()
     assert entry.method == METHOD_DEFLATED
     assert entry.compressed_size < len(data) // 20
-    assert zlib.decompress(_member_payload(sink.getvalue(), entry.offset, entry.compressed_size), -15) == data
+    assert (
+        zlib.decompress(_member_payload(sink.getvalue(), entry.offset, entry.compressed_size), -15)
+        == data
+    )
 
 
 def _member_payload(zip_bytes: bytes, offset: int, size: int) -> bytes:
@@ -127,11 +131,11 @@ def test_members_compressed_elsewhere_append_in_order() -> None:
             self.crc32 = 0
             self.uncompressed_size = 0
 
-        def __iter__(self):  # type: ignore[no-untyped-def]
+        def __iter__(self) -> Iterator[bytes]:
             for index, block in enumerate(blocks):
                 compressor = fastest_deflate(6)
                 last = index == len(blocks) - 1
-                # Each block ends on a byte boundary (full flush); only the last one ends the stream.
+                # Each block ends byte-aligned (full flush); only the last one ends the stream.
                 data = compressor.compress(block) + (
                     compressor.flush() if last else compressor.flush(zlib.Z_FULL_FLUSH)  # type: ignore[call-arg]
                 )
@@ -170,7 +174,9 @@ def test_directories_and_symlinks_are_kept(tmp_path: Path) -> None:
 def test_progress_reports_bytes_done_and_total(tmp_path: Path) -> None:
     source = write_tree(tmp_path / "tree", {"a.bin": b"a" * 3_000_000, "b/c.bin": b"c" * 5})
     seen: list[tuple[int, int]] = []
-    IncrementalZipper.create_zip_streaming(source, tmp_path / "t.zip", lambda d, t: seen.append((d, t)))
+    IncrementalZipper.create_zip_streaming(
+        source, tmp_path / "t.zip", lambda d, t: seen.append((d, t))
+    )
     assert seen[-1] == (3_000_005, 3_000_005)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert read_zip(tmp_path / "t.zip") == {"a.bin": b"a" * 3_000_000, "b/c.bin": b"c" * 5}
@@ -210,7 +216,7 @@ class NullSink:
 def test_a_member_that_outgrows_its_announced_size_is_an_error() -> None:
     zipper = IncrementalZipper(NullSink(), compression="store")
 
-    def lying_chunks():  # type: ignore[no-untyped-def]
+    def lying_chunks() -> Iterator[bytes]:
         block = bytes(64 << 20)
         for _ in range(65):
             yield block
@@ -241,7 +247,7 @@ def test_zip64_for_a_member_of_4_gib_and_more(tmp_path: Path, seekable: bool) ->
     size = ZIP32_LIMIT + 1 + (1 << 20)
     block = bytes(64 << 20)
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         remaining = size
         while remaining:
             n = min(remaining, len(block))

@@ -1,0 +1,196 @@
+"""``make bench``: tmpwarden against the packaging paths users run today, side by side.
+
+On one generated artifact (1 GiB of float32 weight shards plus config and tokenizer
+files, as tar.gz) it runs, one after the other on the same machine:
+
+* tmpwarden: ``python -m handler package ARCHIVE OUT.zip``
+* naive Python: copy ("download"), ``tarfile.extractall``, ``shutil.make_archive``
+* ``tar xzf ARCHIVE && zip -r -6``: the shell habit
+
+and records wall time, peak RSS and peak disk of each, then tmpwarden again on a
+256 MiB artifact to show its memory does not grow with the artifact. Results go to
+``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.measure import Measurement, measure
+from handler.sample import build_sample_artifact
+from monitor.units import MiB, format_size, parse_size
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RSS_GOAL = 150 * MiB
+THROUGHPUT_GOAL = 3.0
+SIZE_GOAL = 1.01
+
+
+@dataclass(frozen=True)
+class Goal:
+    text: str
+    measured: str
+    met: bool
+
+
+def _artifact(workdir: Path, size: int) -> Path:
+    path = workdir / "artifacts" / f"model-{size // MiB}MiB.tar.gz"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        build_sample_artifact(partial, size, seed=1)
+        partial.replace(path)
+    return path
+
+
+def _fresh(directory: Path) -> Path:
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return directory
+
+
+def run_tmpwarden(archive: Path, workdir: Path, label: str) -> Measurement:
+    scratch = _fresh(workdir / label)
+    out = scratch / "package.zip"
+    env = dict(os.environ, TMPDIR=str(scratch))
+    return measure(
+        label,
+        [sys.executable, "-m", "handler", "package", str(archive), str(out)],
+        scratch,
+        out,
+        env=env,
+    )
+
+
+def run_naive(archive: Path, workdir: Path) -> Measurement:
+    scratch = _fresh(workdir / "naive")
+    return measure(
+        "naive Python (extractall + make_archive)",
+        [sys.executable, "-m", "benchmarks.naive", str(archive), str(scratch)],
+        scratch,
+        scratch / "package.zip",
+    )
+
+
+def run_tar_zip(archive: Path, workdir: Path) -> Measurement:
+    scratch = _fresh(workdir / "tar-zip")
+    script = (
+        f"mkdir -p {scratch}/x && tar xzf {archive} -C {scratch}/x && "
+        f"cd {scratch}/x && zip -r -6 -q ../package.zip ."
+    )
+    return measure("tar xzf && zip -r -6", ["sh", "-c", script], scratch, scratch / "package.zip")
+
+
+def _report_progress(result: Measurement) -> Measurement:
+    if result.returncode != 0:
+        raise SystemExit(f"{result.name} failed ({result.returncode}): {result.stderr}")
+    print(f"  {result.name}: {result.seconds:.1f} s", flush=True)
+    return result
+
+
+def _verify_zip(path: Path) -> None:
+    subprocess.run(["unzip", "-tqq", str(path)], check=True)
+
+
+def _row(result: Measurement, size: int) -> str:
+    rate = size / result.seconds / MiB
+    return (
+        f"| {result.name} | {result.seconds:.1f} | {rate:.0f} | "
+        f"{format_size(result.peak_rss_bytes)} | {format_size(result.peak_disk_bytes)} | "
+        f"{format_size(result.output_bytes)} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--size", type=parse_size, default=parse_size("1GiB"))
+    parser.add_argument("--small", type=parse_size, default=parse_size("256MiB"))
+    parser.add_argument("--workdir", type=Path, default=HERE / "work")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args(argv)
+    workdir: Path = args.workdir
+    print(f"generating artifacts in {workdir}/artifacts ...", flush=True)
+    big, small = _artifact(workdir, args.size), _artifact(workdir, args.small)
+
+    tmpwarden = _report_progress(run_tmpwarden(big, workdir, "tmpwarden"))
+    naive = _report_progress(run_naive(big, workdir))
+    tar_zip = _report_progress(run_tar_zip(big, workdir))
+    small_run = _report_progress(run_tmpwarden(small, workdir, "tmpwarden-small"))
+    results = [tmpwarden, naive, tar_zip]
+    _verify_zip(workdir / "tmpwarden" / "package.zip")
+
+    speedup = tar_zip.seconds / tmpwarden.seconds
+    size_ratio = tmpwarden.output_bytes / tar_zip.output_bytes
+    rss_growth = tmpwarden.peak_rss_bytes - small_run.peak_rss_bytes
+    goals = [
+        Goal(
+            "peak RSS under 150 MiB",
+            format_size(tmpwarden.peak_rss_bytes),
+            tmpwarden.peak_rss_bytes < RSS_GOAL,
+        ),
+        Goal(
+            f"RSS flat in the artifact's size ({format_size(args.small)} vs "
+            f"{format_size(args.size)})",
+            f"{format_size(small_run.peak_rss_bytes)} vs {format_size(tmpwarden.peak_rss_bytes)}",
+            rss_growth < 16 * MiB,
+        ),
+        Goal(
+            "no disk but the output",
+            f"peak {format_size(tmpwarden.peak_disk_bytes)}, "
+            f"output {format_size(tmpwarden.output_bytes)}",
+            tmpwarden.peak_disk_bytes <= tmpwarden.output_bytes + 1 * MiB,
+        ),
+        Goal(
+            "at least 3x the throughput of tar xzf && zip -r -6",
+            f"{speedup:.1f}x",
+            speedup >= THROUGHPUT_GOAL,
+        ),
+        Goal(
+            "output at most 1% larger than zip -6",
+            f"{(size_ratio - 1) * 100:+.2f}%",
+            size_ratio <= SIZE_GOAL,
+        ),
+    ]
+    text = _report(args.size, results, small_run, goals)
+    args.results.write_text(text)
+    print(text)
+    return 0 if all(g.met for g in goals) else 1
+
+
+def _report(
+    size: int, results: list[Measurement], small_run: Measurement, goals: list[Goal]
+) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Generated by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        f"Artifact: {format_size(size)} uncompressed (float32 weight shards, config, tokenizer) "
+        "as tar.gz; every tool reads it from the page cache and writes into its own "
+        "scratch directory. Peak disk is the most the scratch directory held (sampled every "
+        "20 ms), output included; peak RSS includes child processes.",
+        "",
+        "| tool | wall s | MiB/s (uncompressed) | peak RSS | peak disk | output |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *(_row(r, size) for r in results),
+        _row(small_run, size // 4).replace("tmpwarden-small", "tmpwarden, 1/4 size artifact"),
+        "",
+        "| goal | measured | met |",
+        "| --- | --- | --- |",
+        *(f"| {g.text} | {g.measured} | {'yes' if g.met else '**no**'} |" for g in goals),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
