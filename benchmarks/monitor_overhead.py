@@ -1,0 +1,105 @@
+"""The monitor's cost: CPU time of its thread as a share of one core, and one sample's cost.
+
+``python -m benchmarks.monitor_overhead [--seconds S]`` runs the monitor at 100 ms
+and at 10 ms with EMF aggregation, serialization and threshold checks included
+(lines go to a sink that drops them), then times single samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+
+os.environ.setdefault("AWS_EMF_ENVIRONMENT", "Local")
+
+from monitor.sampler import SystemProbe  # noqa: E402
+from monitor.sidecar import StorageMonitor  # noqa: E402
+
+GOALS = {0.1: 0.25, 0.01: 1.0}
+"""Sample interval (s) -> the most CPU share (% of one core) the thread may use."""
+SAMPLE_GOAL_US = 20.0
+
+
+class DropSink:
+    """Counts EMF lines and bytes; writes nothing."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.bytes = 0
+
+    def write_line(self, line: str) -> None:
+        self.lines += 1
+        self.bytes += len(line) + 1
+
+
+@dataclass(frozen=True)
+class OverheadResult:
+    interval: float
+    seconds: float
+    cpu_share_percent: float
+    samples: int
+    emf_bytes_per_minute: float
+
+
+def thread_overhead(interval: float, seconds: float) -> OverheadResult:
+    sink = DropSink()
+    monitor = StorageMonitor("/tmp", interval, sink=sink, tracing="off")
+    monitor.begin_invocation("benchmark")
+    started = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    cpu = monitor.thread_cpu_seconds
+    samples = monitor.samples_taken
+    monitor.stop()
+    return OverheadResult(
+        interval, elapsed, 100 * cpu / elapsed, samples, sink.bytes / elapsed * 60
+    )
+
+
+def sample_cost_us(count: int = 20_000) -> tuple[float, float]:
+    """(one raw probe, one full sample_now) in microseconds of CPU."""
+    probe = SystemProbe("/tmp")
+    started = time.thread_time()
+    for _ in range(count):
+        probe.read()
+    raw = (time.thread_time() - started) / count * 1e6
+    monitor = StorageMonitor("/tmp", 1.0, sink=DropSink(), tracing="off")
+    started = time.thread_time()
+    for _ in range(count):
+        monitor.sample_now()
+    full = (time.thread_time() - started) / count * 1e6
+    return raw, full
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    raw, full = sample_cost_us()
+    rows = [
+        "| measure | measured | goal | met |",
+        "| --- | ---: | ---: | --- |",
+        f"| one reading (statvfs + pread of /proc/self/statm) | {raw:.1f} µs | "
+        f"< {SAMPLE_GOAL_US:.0f} µs | {'yes' if raw < SAMPLE_GOAL_US else '**no**'} |",
+        f"| one full sample (reading, levels, trend, EMF buffer) | {full:.1f} µs | | |",
+    ]
+    for interval, goal in GOALS.items():
+        result = thread_overhead(interval, args.seconds)
+        met = result.cpu_share_percent < goal
+        rows.append(
+            f"| monitor thread at {interval * 1000:g} ms ({result.samples} samples in "
+            f"{result.seconds:.0f} s) | {result.cpu_share_percent:.3f}% of a core | < {goal}% | "
+            f"{'yes' if met else '**no**'} |"
+        )
+        rows.append(
+            f"| EMF log volume at {interval * 1000:g} ms | "
+            f"{result.emf_bytes_per_minute / 1024:.1f} KiB/min | | |"
+        )
+    print("\n".join(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

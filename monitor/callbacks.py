@@ -1,0 +1,194 @@
+"""Callbacks: the events they receive, the thread that runs them, and the default actions.
+
+Callbacks run on their own thread, so one that hangs never stops sampling; one that
+raises is logged and counted. Each run is recorded with its effect on ``/tmp`` and
+on memory.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monitor.metrics import Level, Resource, StorageMetrics
+from monitor.sampler import Probe
+
+log = logging.getLogger("tmpwarden.monitor")
+
+PENDING_LIMIT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorEvent:
+    """A level crossing, as a callback receives it."""
+
+    level: Level
+    resource: Resource
+    metrics: StorageMetrics
+    seconds_to_full: float | None = None
+
+
+Callback = Callable[[MonitorEvent], object]
+"""A callback; what it returns is ignored."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRecord:
+    """One callback run and its measured effect."""
+
+    name: str
+    level: Level
+    resource: Resource
+    event_time: float
+    started: float
+    duration: float
+    tmp_used_before: int
+    tmp_used_after: int
+    rss_before: int
+    rss_after: int
+    error: str | None = None
+
+    @property
+    def tmp_freed(self) -> int:
+        return max(self.tmp_used_before - self.tmp_used_after, 0)
+
+    @property
+    def memory_freed(self) -> int:
+        return max(self.rss_before - self.rss_after, 0)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "level": self.level.value,
+            "resource": self.resource.value,
+            "event_time": round(self.event_time, 3),
+            "started": round(self.started, 3),
+            "duration_ms": round(self.duration * 1000, 3),
+            "tmp_freed": self.tmp_freed,
+            "memory_freed": self.memory_freed,
+            "error": self.error,
+        }
+
+
+@dataclass
+class _Job:
+    callback: Callback
+    name: str
+    event: MonitorEvent
+    queued: float = field(default=0.0)
+
+
+class CallbackRunner:
+    """Runs callbacks one at a time on a daemon thread, recording each run."""
+
+    def __init__(self, probe: Probe, wall_clock: Callable[[], float] = time.time) -> None:
+        self._probe = probe
+        self._clock = wall_clock
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(PENDING_LIMIT)
+        self._records: list[CallbackRecord] = []
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pending = 0
+        self.dropped = 0
+        self._thread: threading.Thread | None = None
+
+    def submit(self, callback: Callback, name: str, event: MonitorEvent) -> None:
+        """Queue a run; drops it (and counts it) when PENDING_LIMIT runs are waiting."""
+        self._ensure_thread()
+        with self._lock:
+            self._pending += 1
+        try:
+            self._jobs.put_nowait(_Job(callback, name, event, self._clock()))
+        except queue.Full:
+            with self._lock:
+                self._pending -= 1
+                self.dropped += 1
+            log.error("callback %s dropped: %d callbacks already waiting", name, PENDING_LIMIT)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every queued callback has run; False if ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def take_records(self) -> list[CallbackRecord]:
+        """The runs recorded since the last call."""
+        with self._lock:
+            records, self._records = self._records, []
+        return records
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._run, name="tmpwarden-callbacks", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            record = self._execute(job)
+            with self._idle:
+                self._records.append(record)
+                self._pending -= 1
+                self._idle.notify_all()
+
+    def _execute(self, job: _Job) -> CallbackRecord:
+        before = self._probe()
+        started = self._clock()
+        error = None
+        try:
+            job.callback(job.event)
+        except Exception as exc:  # a callback must never kill the runner
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception(
+                "callback %s failed on %s %s", job.name, job.event.resource, job.event.level
+            )
+        duration = self._clock() - started
+        after = self._probe()
+        return CallbackRecord(
+            name=job.name,
+            level=job.event.level,
+            resource=job.event.resource,
+            event_time=job.event.metrics.timestamp,
+            started=started,
+            duration=duration,
+            tmp_used_before=before.used_space,
+            tmp_used_after=after.used_space,
+            rss_before=before.memory_used,
+            rss_after=after.memory_used,
+            error=error,
+        )
+
+
+def cleanup_paths(paths: Callable[[], list[Path]]) -> Callback:
+    """The default critical-``/tmp`` action: remove every registered path."""
+
+    def cleanup_registered_paths(event: MonitorEvent) -> None:
+        for path in paths():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        log.warning("critical /tmp usage: removed %d registered path(s)", len(paths()))
+
+    return cleanup_registered_paths
+
+
+def collect_garbage(event: MonitorEvent) -> None:
+    """The default memory-warning action: a full garbage collection."""
+    gc.collect()

@@ -1,0 +1,179 @@
+"""The monitor's settings: arguments, else ``TMPWARDEN_*`` variables, else defaults.
+
+Resolved once, when a monitor is created; an invalid value is a ConfigurationError
+naming the setting, never a failure inside the sampling thread.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from monitor.errors import ConfigurationError
+from monitor.metrics import DEFAULT_NAMESPACE
+
+PATH_ENV = "TMPWARDEN_PATH"
+SAMPLE_INTERVAL_ENV = "TMPWARDEN_SAMPLE_INTERVAL_MS"
+FLUSH_INTERVAL_ENV = "TMPWARDEN_FLUSH_INTERVAL_S"
+TMP_WARNING_ENV = "TMPWARDEN_TMP_WARNING"
+TMP_CRITICAL_ENV = "TMPWARDEN_TMP_CRITICAL"
+MEMORY_WARNING_ENV = "TMPWARDEN_MEMORY_WARNING"
+MEMORY_CRITICAL_ENV = "TMPWARDEN_MEMORY_CRITICAL"
+HYSTERESIS_ENV = "TMPWARDEN_HYSTERESIS"
+HORIZON_ENV = "TMPWARDEN_PREDICT_HORIZON_S"
+NAMESPACE_ENV = "TMPWARDEN_NAMESPACE"
+ACTIONS_ENV = "TMPWARDEN_ACTIONS"
+EMF_ENV = "TMPWARDEN_EMF"
+TRACING_ENV = "TMPWARDEN_TRACING"
+FUNCTION_NAME_ENV = "AWS_LAMBDA_FUNCTION_NAME"
+
+MIN_SAMPLE_INTERVAL = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """Every monitor setting, validated. Fractions are 0-1; times are seconds."""
+
+    path: str = "/tmp"
+    sample_interval: float = 0.1
+    flush_interval: float = 10.0
+    tmp_warning: float = 0.80
+    tmp_critical: float = 0.90
+    memory_warning: float = 0.80
+    memory_critical: float = 0.90
+    hysteresis: float = 0.05
+    predict_horizon: float = 30.0
+    namespace: str = DEFAULT_NAMESPACE
+    actions: bool = True
+    emf: bool = True
+    tracing: str = "auto"
+    function_name: str = "local"
+
+    def __post_init__(self) -> None:
+        _check(
+            self.sample_interval >= MIN_SAMPLE_INTERVAL,
+            "sample_interval",
+            self.sample_interval,
+            f"at least {MIN_SAMPLE_INTERVAL * 1000:g} ms",
+        )
+        _check(
+            self.flush_interval >= self.sample_interval,
+            "flush_interval",
+            self.flush_interval,
+            "at least the sample interval",
+        )
+        for name in ("tmp_warning", "tmp_critical", "memory_warning", "memory_critical"):
+            value = getattr(self, name)
+            _check(0 < value <= 1, name, value, "a fraction from 0 to 1 (or a percentage)")
+        _check(
+            self.tmp_warning <= self.tmp_critical,
+            "tmp_warning",
+            self.tmp_warning,
+            "no higher than tmp_critical",
+        )
+        _check(
+            self.memory_warning <= self.memory_critical,
+            "memory_warning",
+            self.memory_warning,
+            "no higher than memory_critical",
+        )
+        _check(
+            0 <= self.hysteresis < self.tmp_warning,
+            "hysteresis",
+            self.hysteresis,
+            "between 0 and the warning threshold",
+        )
+        _check(
+            self.predict_horizon > 0 and math.isfinite(self.predict_horizon),
+            "predict_horizon",
+            self.predict_horizon,
+            "a positive number of seconds",
+        )
+        _check(
+            self.tracing in ("auto", "on", "off"), "tracing", self.tracing, "one of auto, on, off"
+        )
+        _check(
+            bool(self.namespace) and len(self.namespace) <= 255,
+            "namespace",
+            self.namespace,
+            "1-255 characters",
+        )
+
+    @classmethod
+    def resolve(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> MonitorConfig:
+        """Arguments (``overrides``, None meaning unset) over environment over defaults."""
+        env = os.environ if environ is None else environ
+        from_env: dict[str, Any] = {}
+        readers: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+            "path": (PATH_ENV, _text),
+            "sample_interval": (SAMPLE_INTERVAL_ENV, lambda n, v: _number(n, v) / 1000),
+            "flush_interval": (FLUSH_INTERVAL_ENV, _number),
+            "tmp_warning": (TMP_WARNING_ENV, parse_fraction),
+            "tmp_critical": (TMP_CRITICAL_ENV, parse_fraction),
+            "memory_warning": (MEMORY_WARNING_ENV, parse_fraction),
+            "memory_critical": (MEMORY_CRITICAL_ENV, parse_fraction),
+            "hysteresis": (HYSTERESIS_ENV, parse_fraction),
+            "predict_horizon": (HORIZON_ENV, _number),
+            "namespace": (NAMESPACE_ENV, _text),
+            "actions": (ACTIONS_ENV, _switch),
+            "emf": (EMF_ENV, _switch),
+            "tracing": (TRACING_ENV, lambda n, v: v.strip().lower()),
+            "function_name": (FUNCTION_NAME_ENV, _text),
+        }
+        for field_name, (variable, reader) in readers.items():
+            raw = env.get(variable)
+            if raw is not None and raw.strip():
+                from_env[field_name] = reader(variable, raw)
+        chosen = {k: v for k, v in (overrides or {}).items() if v is not None}
+        unknown = set(chosen) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigurationError(f"unknown monitor setting(s): {', '.join(sorted(unknown))}")
+        try:
+            return replace(cls(), **{**from_env, **chosen})
+        except TypeError as exc:
+            raise ConfigurationError(f"invalid monitor setting: {exc}") from exc
+
+
+def _check(ok: bool, name: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ConfigurationError(
+            f"monitor setting {name}={value!r} is invalid; expected {expected}"
+        )
+
+
+def _text(name: str, value: str) -> str:
+    return value.strip()
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigurationError(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ConfigurationError(f"{name}={value!r} is not a finite number")
+    return number
+
+
+def parse_fraction(name: str, value: str) -> float:
+    """``0.8``, ``80`` and ``80%`` all mean 0.8: values above 1 are percentages."""
+    text = value.strip()
+    percent = text.endswith("%")
+    number = _number(name, text.rstrip("%").strip())
+    if percent or number > 1:
+        number /= 100
+    return number
+
+
+def _switch(name: str, value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "on", "yes"):
+        return True
+    if text in ("0", "false", "off", "no"):
+        return False
+    raise ConfigurationError(f"{name}={value!r} must be on or off")

@@ -1,0 +1,71 @@
+"""``@monitored``: wrap a Lambda handler so every invocation is watched and flushed.
+
+Put it closest to the function (innermost), below Powertools' decorators: its
+end-of-invocation flush then happens before theirs, and its phase subsegments nest
+in Powertools' handler subsegment.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from monitor.sidecar import StorageMonitor
+
+log = logging.getLogger("tmpwarden.monitor")
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+@overload
+def monitored(monitor: Handler) -> Handler: ...
+
+
+@overload
+def monitored(
+    monitor: StorageMonitor | None = None, **settings: Any
+) -> Callable[[Handler], Handler]: ...
+
+
+def monitored(monitor: Any = None, **settings: Any) -> Any:
+    """Decorate ``handler(event, context)``: start the monitor on the first invocation
+    (it lives on across warm invocations), reset peaks per invocation, close phases
+    and flush EMF at the end of each, whatever the handler did.
+
+    ``@monitored``, ``@monitored()``, ``@monitored(mon)`` and
+    ``@monitored(sample_interval=0.05)`` all work; settings go to StorageMonitor.
+    """
+    if callable(monitor) and not isinstance(monitor, StorageMonitor):
+        return monitored()(monitor)
+
+    def decorate(handler: Handler) -> Handler:
+        holder: list[StorageMonitor | None] = [monitor]
+
+        def current() -> StorageMonitor:
+            created = holder[0]
+            if created is None:
+                created = holder[0] = StorageMonitor(**settings)
+            return created
+
+        @functools.wraps(handler)
+        def wrapper(event: Any, context: Any = None, *args: Any, **kwargs: Any) -> Any:
+            mon = current()
+            mon.begin_invocation(getattr(context, "aws_request_id", None))
+            error: BaseException | None = None
+            try:
+                return handler(event, context, *args, **kwargs)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                try:
+                    mon.end_invocation(error)
+                except Exception:  # reporting must never change the handler's outcome
+                    log.exception("tmpwarden monitor: end of invocation failed")
+
+        wrapper.monitor = current  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,239 @@
+"""CloudWatch Embedded Metric Format through aws-embedded-metrics.
+
+Samples are aggregated into at most ``MAX_VALUES_PER_METRIC`` buckets per flush
+(the maximum of each bucket: peaks are what matter for storage), so the log volume
+does not grow with the sampling rate. Documents are built with the library's
+``MetricsContext`` and ``LogSerializer`` directly, with namespace, dimensions and
+timestamp set explicitly: nothing depends on the library's import-time
+configuration, and it never probes EC2 metadata or an agent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from aws_embedded_metrics.logger.metrics_context import MetricsContext
+from aws_embedded_metrics.serializers.log_serializer import LogSerializer
+from aws_embedded_metrics.storage_resolution import StorageResolution
+
+from monitor.metrics import (
+    FUNCTION_DIMENSION,
+    PHASE_DIMENSION,
+    MetricGroup,
+    spec,
+)
+
+MAX_VALUES_PER_METRIC = 100
+"""EMF's limit of values per metric per document (aws-embedded-metrics splits beyond)."""
+MAX_METRICS_PER_DOCUMENT = 100
+MAX_DIMENSIONS_PER_SET = 30
+MAX_LISTED_EVENTS = 50
+RECORD_PROPERTY = "TmpwardenRecord"
+
+
+class LineSink(Protocol):
+    """Where EMF lines go: one JSON document per line."""
+
+    def write_line(self, line: str) -> None: ...
+
+
+class StdoutSink:
+    """Standard output, as Lambda's log capture expects: each line in one write."""
+
+    _lock = threading.Lock()
+
+    def write_line(self, line: str) -> None:
+        data = (line + "\n").encode()
+        with self._lock:
+            try:
+                fd = sys.stdout.fileno()
+            except (AttributeError, OSError, ValueError):
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+                return
+            sys.stdout.flush()  # keep order with what was printed before
+            os.write(fd, data)
+
+
+class FileSink:
+    """Appends lines to a file (the local sandbox's EMF log)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def write_line(self, line: str) -> None:
+        with self._lock, self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+
+@dataclass
+class MemorySink:
+    """Keeps lines in a list (for tests and for the report)."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def write_line(self, line: str) -> None:
+        self.lines.append(line)
+
+
+class SampleBuffer:
+    """Aggregates samples into buckets of ``bucket_seconds``, keeping each bucket's worst
+    (most used, least available, most memory, soonest full)."""
+
+    def __init__(self, bucket_seconds: float) -> None:
+        self.bucket_seconds = bucket_seconds
+        self._buckets: list[list[float]] = []  # [start, used, available, total, rss, ttf]
+
+    def add(
+        self,
+        timestamp: float,
+        used: int,
+        available: int,
+        total: int,
+        rss: int,
+        seconds_to_full: float | None = None,
+    ) -> None:
+        ttf = math.inf if seconds_to_full is None else seconds_to_full
+        buckets = self._buckets
+        if buckets:
+            last = buckets[-1]
+            if timestamp - last[0] < self.bucket_seconds:
+                if used > last[1]:
+                    last[1] = used
+                    last[3] = total
+                last[2] = min(last[2], available)
+                last[4] = max(last[4], rss)
+                last[5] = min(last[5], ttf)
+                return
+        buckets.append([timestamp, used, available, total, rss, ttf])
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self) -> list[list[float]]:
+        buckets, self._buckets = self._buckets, []
+        return buckets
+
+
+class EmfEmitter:
+    """Builds and writes the monitor's EMF documents."""
+
+    def __init__(
+        self,
+        sink: LineSink,
+        *,
+        namespace: str,
+        function_name: str,
+        extra_dimensions: Mapping[str, str] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.namespace = namespace
+        self.dimensions = {FUNCTION_DIMENSION: function_name, **(extra_dimensions or {})}
+        if len(self.dimensions) + 1 > MAX_DIMENSIONS_PER_SET:
+            raise ValueError(f"at most {MAX_DIMENSIONS_PER_SET - 1} dimensions")
+
+    def emit_samples(
+        self,
+        buckets: Sequence[Sequence[float]],
+        memory_limit: int,
+        properties: Mapping[str, object],
+    ) -> int:
+        """One document (more if over the limits) of sample arrays; returns lines written."""
+        if not buckets:
+            return 0
+        start = buckets[0][0]
+        metrics: dict[str, list[float]] = {
+            "TmpUsedBytes": [int(b[1]) for b in buckets],
+            "TmpAvailableBytes": [int(b[2]) for b in buckets],
+            "TmpUsedPercent": [round(100 * b[1] / b[3], 2) if b[3] else 100.0 for b in buckets],
+            "MemoryUsedBytes": [int(b[4]) for b in buckets],
+            "MemoryUsedPercent": [round(100 * b[4] / memory_limit, 2) for b in buckets],
+        }
+        filling = [round(b[5], 1) for b in buckets if math.isfinite(b[5])]
+        if filling:
+            metrics["TmpTimeToFullSeconds"] = filling
+        offsets = [round((b[0] - start) * 1000) for b in buckets]
+        return self._write(
+            MetricGroup.SAMPLES,
+            metrics,
+            {
+                **properties,
+                RECORD_PROPERTY: "samples",
+                "SampleStart": round(start * 1000),
+                "SampleOffsetsMs": offsets,
+            },
+            timestamp=start,
+        )
+
+    def emit_invocation(
+        self, values: Mapping[str, float], properties: Mapping[str, object], timestamp: float
+    ) -> int:
+        """The end-of-invocation document: peaks, event counts, bytes freed."""
+        return self._write(
+            MetricGroup.INVOCATION,
+            {name: [value] for name, value in values.items()},
+            {**properties, RECORD_PROPERTY: "invocation"},
+            timestamp=timestamp,
+        )
+
+    def emit_phases(
+        self,
+        durations_ms: Mapping[str, Sequence[float]],
+        properties: Mapping[str, object],
+        timestamp: float,
+    ) -> int:
+        """One document per phase: PhaseDuration with the Phase dimension."""
+        written = 0
+        for phase, values in durations_ms.items():
+            written += self._write(
+                MetricGroup.PHASE,
+                {"PhaseDuration": [round(v, 3) for v in values]},
+                {**properties, RECORD_PROPERTY: "phase"},
+                timestamp=timestamp,
+                extra_dimensions={PHASE_DIMENSION: phase},
+            )
+        return written
+
+    def _write(
+        self,
+        group: MetricGroup,
+        metrics: Mapping[str, Sequence[float]],
+        properties: Mapping[str, object],
+        *,
+        timestamp: float,
+        extra_dimensions: Mapping[str, str] | None = None,
+    ) -> int:
+        context = MetricsContext.empty()
+        context.namespace = self.namespace
+        dimensions = {**self.dimensions, **(extra_dimensions or {})}
+        context.set_dimensions([{k: str(v) for k, v in dimensions.items()}], use_default=False)
+        context.meta["Timestamp"] = round(timestamp * 1000)
+        for key, value in properties.items():
+            if key not in metrics and key not in dimensions:
+                context.set_property(key, value)
+        for name, values in metrics.items():
+            definition = spec(name)
+            if definition.group is not group:
+                raise ValueError(f"metric {name} belongs to the {definition.group.value} group")
+            resolution = (
+                StorageResolution.HIGH if definition.high_resolution else StorageResolution.STANDARD
+            )
+            first, *rest = values
+            # put_metric validates name, value, unit and resolution once; the other
+            # values are this module's own finite numbers, appended as the library does.
+            context.put_metric(name, first, definition.unit, resolution)
+            metric = context.metrics[name]
+            for value in rest:
+                metric.add_value(value)
+        lines = LogSerializer.serialize(context)
+        for line in lines:
+            self.sink.write_line(line)
+        return len(lines)

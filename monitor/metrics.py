@@ -1,0 +1,171 @@
+"""What the monitor measures: value objects, and the one registry of metric names.
+
+Dashboards, alarms and the EMF emitter use only names defined here; a test fails
+when they drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+DEFAULT_NAMESPACE = "tmpwarden"
+FUNCTION_DIMENSION = "FunctionName"
+PHASE_DIMENSION = "Phase"
+
+
+class Level(enum.StrEnum):
+    """How close a resource is to its limit. ``predicted_full`` is the trend's warning."""
+
+    OK = "ok"
+    WARNING = "warning"
+    PREDICTED_FULL = "predicted_full"
+    CRITICAL = "critical"
+
+
+class Resource(enum.StrEnum):
+    """What is watched: the scratch filesystem, or the process's memory."""
+
+    TMP = "tmp"
+    MEMORY = "memory"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageMetrics:
+    """One sample of ``/tmp`` and memory. Sizes in bytes; thresholds as fractions (0-1)."""
+
+    total_space: int
+    available_space: int
+    used_space: int
+    threshold_warning: float
+    threshold_critical: float
+    timestamp: float
+    memory_used: int = 0
+    memory_limit: int = 0
+
+    @property
+    def used_fraction(self) -> float:
+        """Share of ``/tmp`` in use (1.0 when the filesystem reports no size)."""
+        return self.used_space / self.total_space if self.total_space else 1.0
+
+    @property
+    def memory_fraction(self) -> float:
+        """Share of the memory limit in use."""
+        return self.memory_used / self.memory_limit if self.memory_limit else 0.0
+
+    def fraction(self, resource: Resource) -> float:
+        return self.used_fraction if resource is Resource.TMP else self.memory_fraction
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "total_space": self.total_space,
+            "available_space": self.available_space,
+            "used_space": self.used_space,
+            "threshold_warning": self.threshold_warning,
+            "threshold_critical": self.threshold_critical,
+            "timestamp": self.timestamp,
+            "memory_used": self.memory_used,
+            "memory_limit": self.memory_limit,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingState:
+    """What the monitored code is doing, as it reports it."""
+
+    current_phase: str | None = None
+    files_processed: int = 0
+    total_files: int | None = None
+    disk_usage: int = 0
+    cleanup_performed: bool = False
+    estimated_remaining: float | None = None
+    """Seconds of work left, if the code can tell."""
+
+
+class MetricGroup(enum.Enum):
+    """Metrics emitted together in one EMF document share a group (and its dimensions)."""
+
+    SAMPLES = "samples"
+    INVOCATION = "invocation"
+    PHASE = "phase"
+
+
+GROUP_DIMENSIONS: dict[MetricGroup, tuple[str, ...]] = {
+    MetricGroup.SAMPLES: (FUNCTION_DIMENSION,),
+    MetricGroup.INVOCATION: (FUNCTION_DIMENSION,),
+    MetricGroup.PHASE: (FUNCTION_DIMENSION, PHASE_DIMENSION),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """A metric's name, CloudWatch unit, group and meaning."""
+
+    name: str
+    unit: str
+    group: MetricGroup
+    description: str
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        return GROUP_DIMENSIONS[self.group]
+
+    @property
+    def high_resolution(self) -> bool:
+        """Samples are stored at 1-second resolution; per-invocation values at 60 s."""
+        return self.group is MetricGroup.SAMPLES
+
+
+def _specs(group: MetricGroup, *rows: tuple[str, str, str]) -> dict[str, MetricSpec]:
+    return {name: MetricSpec(name, unit, group, text) for name, unit, text in rows}
+
+
+REGISTRY: dict[str, MetricSpec] = {
+    **_specs(
+        MetricGroup.SAMPLES,
+        ("TmpUsedBytes", "Bytes", "/tmp in use, one value per sample bucket"),
+        ("TmpAvailableBytes", "Bytes", "/tmp still writable"),
+        ("TmpUsedPercent", "Percent", "/tmp in use, percent of its size"),
+        ("MemoryUsedBytes", "Bytes", "resident memory of the function's process"),
+        ("MemoryUsedPercent", "Percent", "resident memory, percent of the memory limit"),
+        ("TmpTimeToFullSeconds", "Seconds", "predicted seconds until /tmp is full, when filling"),
+    ),
+    **_specs(
+        MetricGroup.INVOCATION,
+        ("PeakTmpUsedBytes", "Bytes", "highest /tmp use in the invocation"),
+        ("PeakTmpUsedPercent", "Percent", "highest /tmp use in the invocation, percent"),
+        ("PeakMemoryUsedBytes", "Bytes", "highest resident memory in the invocation"),
+        ("PeakMemoryUsedPercent", "Percent", "highest memory use, percent of the limit"),
+        ("TmpWarningEvents", "Count", "/tmp crossed the warning threshold"),
+        ("TmpCriticalEvents", "Count", "/tmp crossed the critical threshold"),
+        ("TmpPredictedFullEvents", "Count", "the trend said /tmp fills within the horizon"),
+        ("MemoryWarningEvents", "Count", "memory crossed the warning threshold"),
+        ("MemoryCriticalEvents", "Count", "memory crossed the critical threshold"),
+        ("CallbackErrors", "Count", "callbacks that raised or timed out"),
+        ("CleanupBytesFreed", "Bytes", "bytes the cleanup actions freed on /tmp"),
+        ("MemoryFreedBytes", "Bytes", "resident memory the gc action gave back"),
+        ("TargetsSucceeded", "Count", "packaging targets that succeeded"),
+        ("TargetsFailed", "Count", "packaging targets that failed"),
+        ("PackagedBytes", "Bytes", "uncompressed bytes packaged into ZIPs"),
+    ),
+    **_specs(
+        MetricGroup.PHASE,
+        ("PhaseDuration", "Milliseconds", "time spent in one phase (dimension Phase)"),
+    ),
+}
+
+EVENT_METRICS: dict[tuple[Resource, Level], str] = {
+    (Resource.TMP, Level.WARNING): "TmpWarningEvents",
+    (Resource.TMP, Level.CRITICAL): "TmpCriticalEvents",
+    (Resource.TMP, Level.PREDICTED_FULL): "TmpPredictedFullEvents",
+    (Resource.MEMORY, Level.WARNING): "MemoryWarningEvents",
+    (Resource.MEMORY, Level.CRITICAL): "MemoryCriticalEvents",
+}
+
+
+def spec(name: str) -> MetricSpec:
+    """The registered metric called ``name``; KeyError names the unknown metric."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not a registered tmpwarden metric") from None
