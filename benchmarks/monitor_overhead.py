@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 os.environ.setdefault("AWS_EMF_ENVIRONMENT", "Local")
 
-from monitor.sampler import SystemProbe  # noqa: E402
-from monitor.sidecar import StorageMonitor  # noqa: E402
+from monitor.sampler import SystemProbe
+from monitor.sidecar import StorageMonitor
 
 GOALS = {0.1: 0.25, 0.01: 1.0}
 """Sample interval (s) -> the most CPU share (% of one core) the thread may use."""

@@ -29,6 +29,7 @@ from monitor.metrics import (
     MetricGroup,
     spec,
 )
+from monitor.sampler import Reading
 
 MAX_VALUES_PER_METRIC = 100
 """EMF's limit of values per metric per document (aws-embedded-metrics splits beyond)."""
@@ -86,34 +87,38 @@ class MemorySink:
 
 class SampleBuffer:
     """Aggregates samples into buckets of ``bucket_seconds``, keeping each bucket's worst
-    (most used, least available, most memory, soonest full)."""
+    (most used, least available, most memory, soonest full).
+
+    Buckets sit on a fixed grid from the first sample, each sample going to the
+    nearest grid point, so clock jitter never merges or splits buckets.
+    """
 
     def __init__(self, bucket_seconds: float) -> None:
         self.bucket_seconds = bucket_seconds
+        self._origin = 0.0
+        self._last_index = -1
         self._buckets: list[list[float]] = []  # [start, used, available, total, rss, ttf]
 
-    def add(
-        self,
-        timestamp: float,
-        used: int,
-        available: int,
-        total: int,
-        rss: int,
-        seconds_to_full: float | None = None,
-    ) -> None:
+    def add(self, timestamp: float, reading: Reading, seconds_to_full: float | None = None) -> None:
+        total, available, used, rss = reading
         ttf = math.inf if seconds_to_full is None else seconds_to_full
         buckets = self._buckets
-        if buckets:
+        if not buckets:
+            self._origin = timestamp
+            self._last_index = -1
+        index = round((timestamp - self._origin) / self.bucket_seconds)
+        if index <= self._last_index:
             last = buckets[-1]
-            if timestamp - last[0] < self.bucket_seconds:
-                if used > last[1]:
-                    last[1] = used
-                    last[3] = total
-                last[2] = min(last[2], available)
-                last[4] = max(last[4], rss)
-                last[5] = min(last[5], ttf)
-                return
-        buckets.append([timestamp, used, available, total, rss, ttf])
+            if used > last[1]:
+                last[1] = used
+                last[3] = total
+            last[2] = min(last[2], available)
+            last[4] = max(last[4], rss)
+            last[5] = min(last[5], ttf)
+            return
+        self._last_index = index
+        start = self._origin + index * self.bucket_seconds
+        buckets.append([start, used, available, total, rss, ttf])
 
     def __len__(self) -> int:
         return len(self._buckets)

@@ -449,7 +449,7 @@ class StorageMonitor:
                 prediction = self._prediction = self._trend.add(now, used, available)
             current = self._prediction
             seconds_to_full = current.seconds_to_full if current is not None else None
-            self._buffer.add(wall, used, available, total, rss, seconds_to_full)
+            self._buffer.add(wall, reading, seconds_to_full)
             if (
                 self._quiet
                 and tmp_fraction < self._tmp_quiet_below

@@ -1,0 +1,78 @@
+"""Settings: arguments over TMPWARDEN_* over defaults; bad values fail at start."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.config import MonitorConfig
+from monitor.errors import ConfigurationError
+from monitor.sidecar import StorageMonitor
+from tests.fakes import FakeSystem
+
+
+def test_defaults() -> None:
+    config = MonitorConfig.resolve(environ={})
+    assert (config.path, config.sample_interval, config.flush_interval) == ("/tmp", 0.1, 10.0)
+    assert (config.tmp_warning, config.tmp_critical, config.predict_horizon) == (0.8, 0.9, 30.0)
+    assert config.namespace == "tmpwarden" and config.function_name == "local"
+
+
+def test_environment_then_arguments() -> None:
+    env = {
+        "TMPWARDEN_SAMPLE_INTERVAL_MS": "10",
+        "TMPWARDEN_TMP_WARNING": "70%",
+        "TMPWARDEN_TMP_CRITICAL": "85",
+        "TMPWARDEN_MEMORY_WARNING": "0.6",
+        "TMPWARDEN_NAMESPACE": "ml/packaging",
+        "TMPWARDEN_ACTIONS": "off",
+        "AWS_LAMBDA_FUNCTION_NAME": "packager",
+    }
+    config = MonitorConfig.resolve({"tmp_critical": 0.95, "path": None}, environ=env)
+    assert config.sample_interval == pytest.approx(0.01)
+    assert config.tmp_warning == pytest.approx(0.7)
+    assert config.tmp_critical == pytest.approx(0.95)  # the argument wins
+    assert config.memory_warning == pytest.approx(0.6)
+    assert config.namespace == "ml/packaging" and config.actions is False
+    assert config.function_name == "packager"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"TMPWARDEN_SAMPLE_INTERVAL_MS": "fast"},
+            "TMPWARDEN_SAMPLE_INTERVAL_MS='fast' is not a number",
+        ),
+        (
+            {"TMPWARDEN_TMP_WARNING": "95", "TMPWARDEN_TMP_CRITICAL": "90"},
+            "no higher than tmp_critical",
+        ),
+        ({"TMPWARDEN_TMP_CRITICAL": "150%"}, "tmp_critical=1.5"),
+        ({"TMPWARDEN_ACTIONS": "maybe"}, "must be on or off"),
+        ({"TMPWARDEN_TRACING": "xray"}, "one of auto, on, off"),
+        ({"TMPWARDEN_SAMPLE_INTERVAL_MS": "0.1"}, "at least 1 ms"),
+    ],
+)
+def test_invalid_settings_name_the_setting(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace("'", "'")):
+        MonitorConfig.resolve(environ=env)
+
+
+def test_an_invalid_setting_fails_when_the_monitor_is_made_not_in_its_thread() -> None:
+    fake = FakeSystem()
+    with pytest.raises(ConfigurationError, match="hysteresis"):
+        StorageMonitor(probe=fake.probe, hysteresis=0.9, environ={})
+
+
+def test_a_missing_path_is_a_clear_error(tmp_path: object) -> None:
+    with pytest.raises(ConfigurationError, match="cannot watch /nonexistent"):
+        StorageMonitor("/nonexistent/dir", environ={})
+
+
+def test_memory_limit_comes_from_lambda_size() -> None:
+    from monitor.sampler import memory_limit_bytes
+
+    assert memory_limit_bytes({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008"}) == 3008 * 1024 * 1024
+    assert memory_limit_bytes({}) > 0
+    with pytest.raises(ConfigurationError, match="megabytes"):
+        memory_limit_bytes({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3GB"})
