@@ -12,6 +12,8 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, TextIO
 
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL
@@ -23,6 +25,7 @@ from handler.packaging import PackageOptions, PackageResult, package
 from handler.progress import ProgressBar
 from handler.safety import Limits
 from handler.sample import build_sample_artifact
+from handler.sandbox import DEFAULT_TEMPLATE
 from handler.storage import StorageManager, Strategy
 from monitor.units import format_size, parse_size
 
@@ -87,8 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     pack = commands.add_parser("package", help="stream an archive into a ZIP")
-    pack.add_argument("source", help="archive to read (tar, tar.gz, tar.bz2, tar.xz, zip)")
-    pack.add_argument("dest", help="ZIP to write (written atomically; absent after a failure)")
+    pack.add_argument(
+        "source",
+        help="archive to read (tar, tar.gz, tar.bz2, tar.xz, zip): a path or s3://bucket/key",
+    )
+    pack.add_argument(
+        "dest", help="ZIP to write, a path or s3://bucket/key (complete and verified, or absent)"
+    )
+    pack.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="an S3-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)",
+    )
     pack.add_argument(
         "--include",
         action="append",
@@ -104,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser("inspect", help="list members and the space each strategy needs")
     inspect.add_argument("source")
+    inspect.add_argument("--endpoint-url", default=None)
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--all", action="store_true", help="list every member")
     _add_limit_options(inspect)
@@ -113,6 +127,40 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--size", type=_size, default=parse_size("1GiB"), metavar="SIZE")
     sample.add_argument("--format", choices=[f.value for f in ArchiveFormat], default="tar.gz")
     sample.add_argument("--seed", type=int, default=0)
+
+    invoke = commands.add_parser(
+        "invoke", help="run the Lambda handler once, locally, under the function's limits"
+    )
+    invoke.add_argument("event", type=Path, help="the event as a JSON file")
+    invoke.add_argument(
+        "--tmp-size",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="size of /tmp (default: EphemeralStorage from the template)",
+    )
+    invoke.add_argument(
+        "--memory",
+        type=int,
+        default=None,
+        metavar="MB",
+        help="memory limit (default: MemorySize from the template)",
+    )
+    invoke.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="timeout in seconds (default: Timeout from the template)",
+    )
+    invoke.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE)
+    invoke.add_argument(
+        "--emf-log",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="where the EMF lines go (default: invoke-emf.log beside the event)",
+    )
     return parser
 
 
@@ -124,8 +172,11 @@ def _run_package(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         limits=_limits(args),
     )
     bar = ProgressBar(err, "packaging") if not args.json and err.isatty() else None
+    s3 = _client(args.endpoint_url, args.source, args.dest)
     try:
-        result = package(args.source, args.dest, options, progress=bar.update if bar else None)
+        result = package(
+            args.source, args.dest, options, progress=bar.update if bar else None, s3=s3
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -148,7 +199,9 @@ def _describe_result(result: PackageResult) -> str:
 
 def _run_inspect(args: argparse.Namespace, out: TextIO) -> int:
     extractor = StreamingExtractor(limits=_limits(args))
-    info = extractor.get_archive_info(open_source(args.source))
+    info = extractor.get_archive_info(
+        open_source(args.source, s3=_client(args.endpoint_url, args.source))
+    )
     storage = StorageManager()
     estimates = {s.value: storage.estimate_space_needed(info, s) for s in Strategy}
     if args.json:
@@ -203,6 +256,44 @@ def _run_sample(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _client(endpoint_url: str | None, *locations: str) -> Any:
+    if not any(location.startswith("s3://") for location in locations):
+        return None
+    from handler.s3 import make_client  # noqa: PLC0415 - boto3 only for S3
+
+    return make_client(endpoint_url)
+
+
+def _run_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from handler.sandbox import invoke, limits_from_template  # noqa: PLC0415
+
+    base = limits_from_template(args.template)
+    limits = replace(
+        base,
+        tmp_size=args.tmp_size or base.tmp_size,
+        memory_mb=args.memory or base.memory_mb,
+        timeout=args.timeout or base.timeout,
+    )
+    emf_log = args.emf_log or args.event.resolve().parent / "invoke-emf.log"
+    outcome = invoke(args.event, limits, emf_log=emf_log, log_stream=err)
+    out.write(json.dumps(outcome.response, indent=2) + "\n")
+    err.write(
+        "sandbox: /tmp {tmp} MiB, memory {mem} MB, timeout {timeout:g} s; took {took:.1f} s; "
+        "/tmp used before {before}, after {after}; {emf} EMF lines in {log}\n".format(
+            tmp=limits.tmp_size // (1 << 20),
+            mem=limits.memory_mb,
+            timeout=limits.timeout,
+            took=outcome.duration_s,
+            before=format_size(outcome.tmp_before.get("used_bytes", 0)),
+            after=format_size(outcome.tmp_after.get("used_bytes", 0)),
+            emf=outcome.emf_lines,
+            log=emf_log,
+        )
+    )
+    status = outcome.response.get("status")
+    return 0 if status == "succeeded" else EXIT_ERROR
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -216,6 +307,7 @@ def main(
         "package": lambda: _run_package(args, stdout, stderr),
         "inspect": lambda: _run_inspect(args, stdout),
         "sample": lambda: _run_sample(args, stdout),
+        "invoke": lambda: _run_invoke(args, stdout, stderr),
     }
     return run_reporting_errors(commands[args.command], stderr)
 

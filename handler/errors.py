@@ -14,6 +14,7 @@ from monitor.errors import ConfigurationError, TmpwardenError
 from monitor.units import format_size
 
 __all__ = [
+    "AccessDeniedError",
     "CleanupFailedError",
     "CompressionError",
     "ConfigurationError",
@@ -21,11 +22,24 @@ __all__ = [
     "ExtractionError",
     "InputError",
     "InsufficientStorageError",
+    "RemoteServiceError",
     "SourceNotFoundError",
     "SourceReadError",
     "TmpwardenError",
     "UnsupportedArchiveError",
 ]
+
+
+class RemoteServiceError(TmpwardenError, OSError):
+    """When S3 (or another service) fails a request; ``transient`` says a retry may help."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        self.transient = transient
+        super().__init__(message)
+
+
+class AccessDeniedError(TmpwardenError, PermissionError):
+    """When the function's role may not read the source or write the destination."""
 
 
 class InputError(TmpwardenError, ValueError):

@@ -64,6 +64,7 @@ def matches(name: str, patterns: Sequence[str]) -> bool:
 class ExtractionSummary:
     """What an extraction wrote."""
 
+    format: str
     files: int
     directories: int
     links: int
@@ -342,8 +343,21 @@ class StreamingExtractor:
         after each file or link is written."""
         root = Path(dest_dir)
         root.mkdir(parents=True, exist_ok=True)
+        with self.open(archive) as reader:
+            files, directories, links, written = self._extract_all(
+                reader, root, cleanup_callback, patterns
+            )
+            return ExtractionSummary(str(reader.format), files, directories, links, written)
+
+    def _extract_all(
+        self,
+        reader: ArchiveReader,
+        root: Path,
+        cleanup_callback: CleanupCallback | None,
+        patterns: Sequence[str] | None,
+    ) -> tuple[int, int, int, int]:
         files = directories = links = written = 0
-        for opened in self.iter_members(archive, patterns):
+        for opened in reader.members(patterns):
             member = opened.member
             path = root / member.name
             if member.kind is MemberKind.DIRECTORY:
@@ -363,7 +377,7 @@ class StreamingExtractor:
                 links += 1
             if cleanup_callback is not None:
                 cleanup_callback(path, member)
-        return ExtractionSummary(files, directories, links, written)
+        return files, directories, links, written
 
     def extract_selective(
         self,

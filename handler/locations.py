@@ -14,7 +14,7 @@ import secrets
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from handler.errors import (
     CompressionError,
@@ -25,6 +25,9 @@ from handler.errors import (
 )
 from handler.zipformat import ZipEntry
 from monitor.units import MiB
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 WRITE_BUFFER = 1 * MiB
 READ_BUFFER = 1 * MiB
@@ -69,7 +72,7 @@ class Destination(Protocol):
 class LocalSource:
     """An archive on a local filesystem."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._check_readable()
 
@@ -100,7 +103,7 @@ class LocalSource:
 class LocalDestination:
     """A ZIP file on a local filesystem, written atomically."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
     @property
@@ -241,11 +244,29 @@ def verify_zip_file(path: Path, entries: Sequence[ZipEntry], *, shown_as: str) -
             )
 
 
-def open_source(location: str | Path) -> Source:
-    """The source named by ``location`` (a local path)."""
+def is_s3(location: str) -> bool:
+    """Whether ``location`` is an ``s3://`` URL."""
+    return location.startswith("s3://")
+
+
+def open_source(location: str | os.PathLike[str], *, s3: S3Client | None = None) -> Source:
+    """The source named by ``location``: ``s3://bucket/key`` or a local path."""
+    text = str(location)
+    if is_s3(text):
+        from handler.s3 import S3Source, make_client  # noqa: PLC0415 - boto3 only for S3
+
+        return S3Source(s3 or make_client(), text)
     return LocalSource(location)
 
 
-def open_destination(location: str | Path) -> Destination:
-    """The destination named by ``location`` (a local path)."""
+def open_destination(
+    location: str | os.PathLike[str], *, s3: S3Client | None = None
+) -> Destination:
+    """The destination named by ``location``: ``s3://bucket/key`` or a local path."""
+    text = str(location)
+    if is_s3(text):
+        from handler.multipart import S3Destination  # noqa: PLC0415 - boto3 only for S3
+        from handler.s3 import make_client  # noqa: PLC0415
+
+        return S3Destination(s3 or make_client(), text)
     return LocalDestination(location)

@@ -1,104 +1,74 @@
-"""One target: an archive in, a verified ZIP out, streamed member by member."""
+"""One target: plan (inspect + estimate) -> choose a strategy -> run it, with retries and
+cleanup between attempts.
+
+``package`` is the plain entry point (the CLI's); ``package_target`` is what the Lambda
+runs for each target of an event: it plans, falls back from ``extract`` to ``stream``
+when storage runs short, retries transient failures with backoff and jitter, and never
+starts an attempt without the time to finish it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-import posixpath
+import random
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression, check_level
-from handler.errors import CompressionError, InputError
+from handler.errors import InsufficientStorageError, TmpwardenError
+from handler.events import StrategyChoice, Target, TargetResult, error_dict
 from handler.extract import StreamingExtractor
+from handler.formats import SNIFF_SIZE, detect_format
 from handler.locations import Destination, Source, open_destination, open_source
-from handler.members import MemberKind, OpenMember
-from handler.safety import Limits
-from handler.zipper import IncrementalZipper, iter_chunks
-from monitor.sampler import peak_rss_bytes
+from handler.logs import log_context
+from handler.members import ArchiveFormat
+from handler.retry import RetryPolicy, is_transient
+from handler.settings import HandlerSettings
+from handler.storage import StorageManager, Strategy
+from handler.strategies import (
+    NoPhases,
+    PackageOptions,
+    PackageResult,
+    PhaseReporter,
+    SourceProgress,
+    run_extract,
+    run_stream,
+)
+from handler.streams import read_head
+from monitor.units import format_size
 
-SourceProgress = Callable[[int, int], None]
-"""Called with (source bytes read, source size) as the work advances."""
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from monitor.sidecar import StorageMonitor
+
+log = logging.getLogger("tmpwarden.handler")
+
+__all__ = [
+    "Decision",
+    "OutOfTimeError",
+    "PackageOptions",
+    "PackageResult",
+    "package",
+    "package_target",
+    "plan",
+]
+
+
+class OutOfTimeError(TmpwardenError, TimeoutError):
+    """When too little of the invocation's time is left to start (another attempt at) a target."""
 
 
 @dataclass(frozen=True, slots=True)
-class PackageOptions:
-    """What to put in the ZIP and how to compress it."""
+class Decision:
+    """The strategy chosen for a target, and why (logged, for the post-incident reader)."""
 
-    include: tuple[str, ...] = ()
-    compression: Compression = "deflate"
-    level: int = DEFAULT_LEVEL
-    limits: Limits = field(default_factory=Limits)
-
-    def __post_init__(self) -> None:
-        if self.compression not in COMPRESSIONS:
-            raise CompressionError(
-                f"compression {self.compression!r} is not supported; use 'deflate' or 'store'"
-            )
-        check_level(self.level)
-        for pattern in self.include:
-            if not pattern.strip():
-                raise InputError("an --include pattern is empty; give a glob such as '*.json'")
-
-
-@dataclass(frozen=True, slots=True)
-class TranscodeCounts:
-    """What went into the ZIP."""
-
-    files: int = 0
-    directories: int = 0
-    links: int = 0
-    uncompressed_bytes: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class PackageResult:
-    """The outcome of one packaging, as the CLI's ``--json`` prints it."""
-
-    status: str
-    source: str
-    destination: str
-    format: str
-    files: int
-    directories: int
-    links: int
-    bytes_in: int
-    uncompressed_bytes: int
-    bytes_out: int
-    duration_s: float
-    peak_rss_bytes: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def transcode(members: Iterable[OpenMember], zipper: IncrementalZipper) -> TranscodeCounts:
-    """Stream each member from the archive reader into the zipper; nothing touches disk."""
-    files = directories = links = size = 0
-    for opened in members:
-        member = opened.member
-        if member.kind is MemberKind.FILE:
-            entry = zipper.add_stream(
-                member.name,
-                iter_chunks(opened.stream),
-                size_hint=member.size,
-                mode=member.mode,
-                mtime=member.mtime,
-            )
-            files += 1
-            size += entry.uncompressed_size
-        elif member.kind is MemberKind.DIRECTORY:
-            zipper.add_directory(member.name, mode=member.mode, mtime=member.mtime)
-            directories += 1
-        else:
-            target = member.link_target or ""
-            if member.kind is MemberKind.HARDLINK:
-                # ZIP has no hard links; keep it as a relative symbolic link to the file.
-                target = posixpath.relpath(target, posixpath.dirname(member.name) or ".")
-            zipper.add_symlink(member.name, target, mtime=member.mtime)
-            links += 1
-    return TranscodeCounts(files, directories, links, size)
+    strategy: Strategy
+    reason: str
 
 
 def package(
@@ -107,70 +77,237 @@ def package(
     options: PackageOptions | None = None,
     *,
     progress: SourceProgress | None = None,
+    s3: S3Client | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> PackageResult:
-    """Turn the archive at ``source`` into a ZIP at ``destination`` by streaming.
+    """Stream the archive at ``source`` into a ZIP at ``destination`` (paths or s3:// URLs).
 
     The destination is complete and verified when this returns, and absent when it raises.
     """
-    opts = options or PackageOptions()
-    started = clock()
-    src = open_source(os.fspath(source)) if isinstance(source, str | os.PathLike) else source
+    src = source if not isinstance(source, str | os.PathLike) else open_source(source, s3=s3)
     dest = (
-        open_destination(os.fspath(destination))
-        if isinstance(destination, str | os.PathLike)
-        else destination
+        destination
+        if not isinstance(destination, str | os.PathLike)
+        else open_destination(destination, s3=s3)
     )
-    dest.check_writable()
-    source_size = src.size()
-    extractor = StreamingExtractor(limits=opts.limits)
-    writer = dest.begin()
-    try:
-        with extractor.open(src) as reader:
-            report = None
-            if progress is not None:
-                callback = progress
+    return run_stream(src, dest, options or PackageOptions(), progress=progress, clock=clock)
 
-                def report(_done: int, _total: int) -> None:
-                    callback(reader.source_bytes_read, source_size)
 
-            zipper = IncrementalZipper(
-                writer.sink,
-                compression=opts.compression,
-                level=opts.level,
-                progress_callback=report,
+def _budget(storage: StorageManager, critical: float) -> int:
+    """Bytes that may still be written to /tmp before it reaches the critical threshold."""
+    usage = storage.usage()
+    return max(min(int(usage.total * critical) - usage.used, usage.available), 0)
+
+
+def _format_of(src: Source) -> ArchiveFormat:
+    with src.open_stream() as stream:
+        return detect_format(read_head(stream, SNIFF_SIZE), src.name)
+
+
+def plan(
+    src: Source,
+    choice: StrategyChoice,
+    storage: StorageManager,
+    critical: float,
+    extractor: StreamingExtractor,
+) -> Decision:
+    """Choose ``extract`` only if it fits under the critical threshold of /tmp, else ``stream``.
+
+    An explicit ``extract`` that cannot fit fails here, before anything is written. A
+    compressed tar whose archive alone exceeds the budget needs no header pass: its
+    contents are larger still.
+    """
+    if choice is StrategyChoice.STREAM:
+        return Decision(Strategy.STREAM, "requested")
+    budget = _budget(storage, critical)
+    needed: int | None = None
+    compressed_tar = (ArchiveFormat.TAR_GZ, ArchiveFormat.TAR_BZ2, ArchiveFormat.TAR_XZ)
+    if src.size() > budget and _format_of(src) in compressed_tar:
+        needed = src.size()
+    if needed is None:
+        info = extractor.get_archive_info(src)
+        needed = storage.estimate_space_needed(info, Strategy.EXTRACT).scratch_bytes
+        at_least = ""
+    else:
+        at_least = "at least "
+    fits = needed <= budget
+    reason = (
+        f"extracting needs {at_least}{format_size(needed)} of /tmp; "
+        f"{format_size(budget)} is left below the {critical:.0%} critical threshold"
+    )
+    if choice is StrategyChoice.EXTRACT:
+        if not fits:
+            raise InsufficientStorageError(
+                storage.path,
+                needed,
+                budget,
+                f"the extract strategy does not fit ({reason}); use the stream strategy, "
+                "which needs no /tmp, or give the function more ephemeral storage",
             )
-            counts = transcode(reader.members(opts.include or None), zipper)
-            if opts.include and counts.files == 0:
-                raise InputError(_no_match_message(src.name, opts.include))
-            bytes_out = zipper.finalize()
-            fmt = reader.format
-        writer.commit(zipper.entries)
-    except BaseException:
-        writer.abort()
-        raise
-    if progress is not None:
-        progress(source_size, source_size)
-    return PackageResult(
-        status="succeeded",
-        source=src.name,
-        destination=dest.name,
-        format=str(fmt),
-        files=counts.files,
-        directories=counts.directories,
-        links=counts.links,
-        bytes_in=source_size,
-        uncompressed_bytes=counts.uncompressed_bytes,
-        bytes_out=bytes_out,
-        duration_s=round(clock() - started, 3),
-        peak_rss_bytes=peak_rss_bytes(),
-    )
+        return Decision(Strategy.EXTRACT, f"requested; {reason}")
+    if fits:
+        return Decision(Strategy.EXTRACT, f"auto: fits; {reason}")
+    return Decision(Strategy.STREAM, f"auto: does not fit; {reason}")
 
 
-def _no_match_message(source: str, patterns: Sequence[str]) -> str:
-    shown = ", ".join(repr(p) for p in patterns)
-    return (
-        f"{source}: no file member matches --include {shown}; a pattern without '/' "
-        "matches base names (*.safetensors), one with '/' matches whole paths; "
-        "run 'python -m handler inspect' to list the members"
+class _MonitorPhases:
+    """Phases through the monitor, remembering the peaks of every phase of this target."""
+
+    def __init__(self, monitor: StorageMonitor | None) -> None:
+        self._monitor = monitor
+        self.peak_tmp = 0
+        self.peak_rss = 0
+
+    def phase(self, name: str) -> Any:
+        if self._monitor is None:
+            return contextlib.nullcontext()
+        monitor = self._monitor
+
+        @contextlib.contextmanager
+        def tracked() -> Any:
+            with log_context(phase=name), monitor.phase(name) as opened:
+                try:
+                    yield opened
+                finally:
+                    self.peak_tmp = max(self.peak_tmp, opened.peaks.tmp_used)
+                    self.peak_rss = max(self.peak_rss, opened.peaks.memory_used)
+
+        return tracked()
+
+
+def package_target(
+    target: Target,
+    settings: HandlerSettings,
+    *,
+    s3: S3Client | None = None,
+    monitor: StorageMonitor | None = None,
+    choice: StrategyChoice | None = None,
+    remaining_seconds: Callable[[], float] | None = None,
+    retry: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> TargetResult:
+    """Run one target to a result; never raises for the target's own failures."""
+    policy = retry or RetryPolicy(max_attempts=settings.max_attempts)
+    jitter = rng or random.Random()
+    result = TargetResult(source=target.source, destination=target.destination)
+    phases = _MonitorPhases(monitor)
+    storage = StorageManager(settings.scratch_dir)
+    options = PackageOptions(
+        include=target.include, compression=target.compression, level=target.level
     )
+    started = clock()
+    strategy: Strategy | None = None
+    with log_context(target=target.source, destination=target.destination):
+        while True:
+            result.attempts += 1
+            with log_context(attempt=result.attempts):
+                try:
+                    _check_time(remaining_seconds, settings.time_margin)
+                    src = open_source(target.source, s3=s3)
+                    dest = open_destination(target.destination, s3=s3)
+                    if strategy is None:
+                        with phases.phase("plan"):
+                            decision = plan(
+                                src,
+                                choice or settings.strategy,
+                                storage,
+                                settings.tmp_critical,
+                                StreamingExtractor(limits=options.limits),
+                            )
+                        strategy = decision.strategy
+                        log.info(
+                            "strategy chosen",
+                            extra={
+                                "event": "strategy_chosen",
+                                "strategy": strategy.value,
+                                "reason": decision.reason,
+                            },
+                        )
+                    result.strategy = strategy.value
+                    outcome = _run(strategy, src, dest, options, settings, storage, phases, monitor)
+                except Exception as exc:
+                    fallback = (
+                        strategy is Strategy.EXTRACT
+                        and isinstance(exc, InsufficientStorageError)
+                        and (choice or settings.strategy) is StrategyChoice.AUTO
+                    )
+                    relieved = _space_relieved(storage, exc)
+                    retry_it = is_transient(exc, space_relieved=relieved)
+                    log.warning(
+                        "attempt failed",
+                        extra={
+                            "event": "attempt_failed",
+                            "strategy": result.strategy,
+                            "error_type": type(exc).__name__,
+                            "error_message": str(exc),
+                            "transient": retry_it,
+                            "fallback": fallback,
+                        },
+                    )
+                    if fallback:
+                        strategy = Strategy.STREAM
+                        continue
+                    if not retry_it or result.attempts >= policy.max_attempts:
+                        result.error = error_dict(exc)
+                        break
+                    sleep(policy.delay(result.attempts, jitter))
+                    continue
+                result.status = "succeeded"
+                result.files = outcome.files
+                result.bytes_in = outcome.bytes_in
+                result.bytes_out = outcome.bytes_out
+                break
+        result.duration_s = clock() - started
+        result.peak_tmp_bytes = phases.peak_tmp
+        result.peak_rss_bytes = phases.peak_rss
+        log.info("target finished", extra={"event": "target_finished", **result.as_dict()})
+    return result
+
+
+def _run(
+    strategy: Strategy,
+    src: Source,
+    dest: Destination,
+    options: PackageOptions,
+    settings: HandlerSettings,
+    storage: StorageManager,
+    phases: PhaseReporter,
+    monitor: StorageMonitor | None,
+) -> PackageResult:
+    if strategy is Strategy.EXTRACT:
+        return run_extract(
+            src,
+            dest,
+            options,
+            scratch_root=settings.scratch_dir,
+            storage=storage,
+            critical=settings.tmp_critical,
+            phases=phases,
+            register_cleanup=monitor.register_cleanup if monitor is not None else None,
+        )
+    return run_stream(src, dest, options, phases=phases or NoPhases())
+
+
+def _check_time(remaining_seconds: Callable[[], float] | None, margin: float) -> None:
+    if remaining_seconds is None:
+        return
+    left = remaining_seconds()
+    if left < margin:
+        raise OutOfTimeError(
+            f"only {left:.0f} s of the invocation are left, under the {margin:.0f} s safety "
+            "margin; run this target again in a new invocation (or raise the Timeout)"
+        )
+
+
+def _space_relieved(storage: StorageManager, exc: BaseException) -> bool:
+    """After a disk-full, whether cleanup left enough space for another try."""
+    if not isinstance(exc, InsufficientStorageError) or exc.needed is None:
+        return False
+    return storage.get_available_space() >= exc.needed
+
+
+def scratch_is_clean(scratch: str | Path) -> bool:
+    """Whether no tmpwarden scratch directory is left (for checks after a run)."""
+    return not any(Path(scratch).glob("tmpwarden-*"))

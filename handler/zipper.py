@@ -10,9 +10,11 @@ compressed elsewhere, on worker threads for instance, append the same way.
 
 from __future__ import annotations
 
+import os
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
@@ -46,6 +48,16 @@ from monitor.units import MiB
 CHUNK_SIZE = 1 * MiB
 ProgressCallback = Callable[[int, int], None]
 """Called with (bytes done, bytes total); total is 0 when unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class ZipCounts:
+    """What went into a ZIP."""
+
+    files: int = 0
+    directories: int = 0
+    links: int = 0
+    uncompressed_bytes: int = 0
 
 
 class Sink(Protocol):
@@ -296,6 +308,34 @@ class IncrementalZipper:
         if exc_type is None and not self._finalized:
             self.finalize()
 
+    def add_tree(self, source_dir: str | Path) -> ZipCounts:
+        """Add a directory tree: sorted, relative names, permissions and mtimes kept,
+        symbolic links kept as links (never followed)."""
+        root = Path(source_dir)
+        files = directories = links = size = 0
+        for directory, subdirs, names in os.walk(root):
+            subdirs.sort()
+            base = Path(directory)
+            if base != root:
+                info = base.stat()
+                self.add_directory(
+                    base.relative_to(root).as_posix(),
+                    mode=stat.S_IMODE(info.st_mode),
+                    mtime=info.st_mtime,
+                )
+                directories += 1
+            linked_dirs = [d for d in subdirs if (base / d).is_symlink()]
+            for name in sorted(names) + linked_dirs:
+                path = base / name
+                arcname = path.relative_to(root).as_posix()
+                if path.is_symlink():
+                    self.add_symlink(arcname, str(path.readlink()))
+                    links += 1
+                else:
+                    size += self.add_file_streaming(path, arcname).uncompressed_size
+                    files += 1
+        return ZipCounts(files, directories, links, size)
+
     @classmethod
     def create_zip_streaming(
         cls,
@@ -306,14 +346,13 @@ class IncrementalZipper:
         compression: Compression = "deflate",
         level: int = DEFAULT_LEVEL,
     ) -> list[ZipEntry]:
-        """Zip a directory tree file by file (sorted, relative names) into ``zip_path``.
+        """Zip a directory tree file by file into ``zip_path`` (see :meth:`add_tree`).
 
         Writes ``zip_path`` directly; use :mod:`handler.locations` for an atomic,
         verified destination.
         """
         root = Path(source_dir)
-        files = sorted(p for p in root.rglob("*") if p.is_file() or p.is_dir())
-        total = sum(p.stat().st_size for p in files if p.is_file())
+        total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
         with Path(zip_path).open("wb") as out:
             zipper = cls(
                 out,
@@ -322,14 +361,7 @@ class IncrementalZipper:
                 progress_callback=progress_callback,
                 total_bytes=total,
             )
-            for path in files:
-                arcname = path.relative_to(root).as_posix()
-                if path.is_symlink():
-                    zipper.add_symlink(arcname, str(path.readlink()))
-                elif path.is_dir():
-                    zipper.add_directory(arcname, mode=stat.S_IMODE(path.stat().st_mode))
-                else:
-                    zipper.add_file_streaming(path, arcname)
+            zipper.add_tree(root)
             zipper.finalize()
         return zipper.entries
 

@@ -150,6 +150,7 @@ class CallbackRunner:
     def _execute(self, job: _Job) -> CallbackRecord:
         before = self._probe()
         started = self._clock()
+        timer = time.perf_counter()
         error = None
         try:
             job.callback(job.event)
@@ -158,7 +159,7 @@ class CallbackRunner:
             log.exception(
                 "callback %s failed on %s %s", job.name, job.event.resource, job.event.level
             )
-        duration = self._clock() - started
+        duration = time.perf_counter() - timer
         after = self._probe()
         return CallbackRecord(
             name=job.name,

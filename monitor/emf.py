@@ -151,9 +151,20 @@ class EmfEmitter:
         memory_limit: int,
         properties: Mapping[str, object],
     ) -> int:
-        """One document (more if over the limits) of sample arrays; returns lines written."""
-        if not buckets:
-            return 0
+        """Documents of sample arrays, each of at most MAX_VALUES_PER_METRIC buckets with its
+        own SampleStart and offsets (so every line stands on its own); returns lines written."""
+        written = 0
+        for first in range(0, len(buckets), MAX_VALUES_PER_METRIC):
+            batch = buckets[first : first + MAX_VALUES_PER_METRIC]
+            written += self._emit_sample_batch(batch, memory_limit, properties)
+        return written
+
+    def _emit_sample_batch(
+        self,
+        buckets: Sequence[Sequence[float]],
+        memory_limit: int,
+        properties: Mapping[str, object],
+    ) -> int:
         start = buckets[0][0]
         metrics: dict[str, list[float]] = {
             "TmpUsedBytes": [int(b[1]) for b in buckets],
@@ -162,15 +173,22 @@ class EmfEmitter:
             "MemoryUsedBytes": [int(b[4]) for b in buckets],
             "MemoryUsedPercent": [round(100 * b[4] / memory_limit, 2) for b in buckets],
         }
-        filling = [round(b[5], 1) for b in buckets if math.isfinite(b[5])]
-        if filling:
-            metrics["TmpTimeToFullSeconds"] = filling
         offsets = [round((b[0] - start) * 1000) for b in buckets]
+        extra: dict[str, object] = {}
+        filling = [
+            (offset, b[5])
+            for offset, b in zip(offsets, buckets, strict=True)
+            if math.isfinite(b[5])
+        ]
+        if filling:
+            metrics["TmpTimeToFullSeconds"] = [round(ttf, 1) for _, ttf in filling]
+            extra["TimeToFullOffsetsMs"] = [offset for offset, _ in filling]
         return self._write(
             MetricGroup.SAMPLES,
             metrics,
             {
                 **properties,
+                **extra,
                 RECORD_PROPERTY: "samples",
                 "SampleStart": round(start * 1000),
                 "SampleOffsetsMs": offsets,

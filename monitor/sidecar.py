@@ -518,7 +518,6 @@ class StorageMonitor:
         cfg = self.config
         return {
             "RequestId": self._request_id,
-            "Phase": self._state.current_phase,
             "TmpPath": cfg.path,
             "TmpTotalBytes": self._last[1].total_space if self._last else None,
             "MemoryLimitBytes": self.memory_limit,

@@ -14,3 +14,10 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tmpwarden"))
+
+
+def pytest_configure(config: object) -> None:
+    import logging
+
+    # moto's server logs every request through werkzeug; the tests read S3 themselves.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)

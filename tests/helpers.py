@@ -111,3 +111,32 @@ def read_zip_names(path: Path) -> list[str]:
     """The member names of a ZIP, from its central directory."""
     with zipfile.ZipFile(path) as archive:
         return archive.namelist()
+
+
+def archive_digests(path: Path) -> dict[str, str]:
+    """sha256 of every file member of a tar (any compression) or zip, read by the stdlib."""
+    import hashlib
+
+    digests: dict[str, str] = {}
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.is_dir():
+                    continue
+                digest = hashlib.sha256()
+                with archive.open(info) as member:
+                    while chunk := member.read(1 << 20):
+                        digest.update(chunk)
+                digests[info.filename] = digest.hexdigest()
+        return digests
+    with tarfile.open(path) as tar:
+        for entry in tar:
+            if not entry.isfile():
+                continue
+            digest = hashlib.sha256()
+            extracted = tar.extractfile(entry)
+            assert extracted is not None
+            while chunk := extracted.read(1 << 20):
+                digest.update(chunk)
+            digests[entry.name.removeprefix("./")] = digest.hexdigest()
+    return digests

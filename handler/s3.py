@@ -1,0 +1,261 @@
+"""S3 plumbing: URLs, the client, error translation, and S3 sources.
+
+A source is read as a stream (the GetObject body) for tar formats, and through
+ranged GETs for zip (central directory first, then each member), pinned to the
+ETag seen at the start so a concurrent overwrite cannot mix two objects.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handler.errors import (
+    AccessDeniedError,
+    RemoteServiceError,
+    SourceNotFoundError,
+    SourceReadError,
+    TmpwardenError,
+)
+from handler.streams import ReadOnlyStream
+from monitor.units import MiB
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+__all__ = ["S3Client", "S3RangeReader", "S3Source", "S3Url", "call", "make_client", "translate"]
+
+ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+READAHEAD = 8 * MiB
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "403",
+        "Forbidden",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+        "InvalidToken",
+        "ExpiredToken",
+    }
+)
+TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class S3Url:
+    """``s3://bucket/key``."""
+
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, text: str) -> S3Url:
+        bucket, _, key = text.removeprefix("s3://").partition("/")
+        return cls(bucket, key)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def make_client(endpoint_url: str | None = None) -> S3Client:
+    """An S3 client; ``endpoint_url`` (or ``AWS_ENDPOINT_URL``) selects an S3-compatible
+    endpoint, addressed path-style. Retries: botocore's standard mode."""
+    endpoint = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 4},
+        max_pool_connections=8,
+        s3={"addressing_style": "path"} if endpoint else {},
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    client: S3Client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+    return client
+
+
+def error_code(exc: ClientError) -> str:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code or str(status or "")
+
+
+def translate(exc: Exception, what: str, *, reading_source: bool) -> TmpwardenError:
+    """A TmpwardenError that says what failed, whether it is worth retrying, and what to do."""
+    if isinstance(exc, TmpwardenError):
+        return exc
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in NOT_FOUND_CODES:
+            if reading_source:
+                return SourceNotFoundError(
+                    f"{what}: does not exist ({code}); check the bucket and key"
+                )
+            return RemoteServiceError(
+                f"{what}: bucket not found ({code}); check the destination", transient=False
+            )
+        if code in DENIED_CODES:
+            action = "s3:GetObject" if reading_source else "s3:PutObject on the destination prefix"
+            return AccessDeniedError(
+                f"{what}: access denied ({code}); grant the function's role {action}"
+            )
+        transient = code in TRANSIENT_CODES or status >= 500
+        return RemoteServiceError(f"{what}: S3 error {code}: {exc}", transient=transient)
+    if isinstance(exc, BotoCoreError | ConnectionError | TimeoutError | OSError):
+        if reading_source:
+            return SourceReadError(f"{what}: reading failed ({exc}); try again")
+        return RemoteServiceError(f"{what}: request failed ({exc})", transient=True)
+    return RemoteServiceError(f"{what}: {type(exc).__name__}: {exc}", transient=False)
+
+
+def call(what: str, action: Callable[[], T], *, reading_source: bool) -> T:
+    """Run one S3 call, translating its failure."""
+    try:
+        return action()
+    except Exception as exc:
+        raise translate(exc, what, reading_source=reading_source) from exc
+
+
+class _Body(ReadOnlyStream):
+    """A GetObject body as a raw stream; network errors become SourceReadError."""
+
+    def __init__(self, body: Any, name: str) -> None:
+        self._body = body
+        self._name = name
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return cast(bytes, self._body.read(None if size < 0 else size))
+        except Exception as exc:
+            raise translate(exc, self._name, reading_source=True) from exc
+
+    def close(self) -> None:
+        try:
+            self._body.close()
+        finally:
+            super().close()
+
+
+class S3RangeReader(io.RawIOBase):
+    """A seekable view of an object through ranged GETs, with one read-ahead buffer."""
+
+    def __init__(self, client: S3Client, url: S3Url, size: int, etag: str) -> None:
+        self._client = client
+        self._url = url
+        self._size = size
+        self._etag = etag
+        self._position = 0
+        self._buffer = b""
+        self._buffer_start = 0
+        self.requests = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(base + offset, 0)
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = self._size - self._position
+        end = min(self._position + size, self._size)
+        if end <= self._position:
+            return b""
+        offset = self._position - self._buffer_start
+        if not (offset >= 0 and self._position + size <= self._buffer_start + len(self._buffer)):
+            self._fetch(self._position, max(end - self._position, READAHEAD))
+            offset = 0
+        data = self._buffer[offset : offset + (end - self._position)]
+        self._position += len(data)
+        return data
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _fetch(self, start: int, length: int) -> None:
+        last = min(start + length, self._size) - 1
+        name = str(self._url)
+        response = call(
+            name,
+            lambda: self._client.get_object(
+                Bucket=self._url.bucket,
+                Key=self._url.key,
+                Range=f"bytes={start}-{last}",
+                IfMatch=self._etag,
+            ),
+            reading_source=True,
+        )
+        self.requests += 1
+        self._buffer = _Body(response["Body"], name).read()
+        self._buffer_start = start
+
+
+class S3Source:
+    """An archive in S3, pinned to the ETag it had when first looked at."""
+
+    def __init__(self, client: S3Client, location: str) -> None:
+        self.client = client
+        self.url = S3Url.parse(location)
+        head = call(
+            location,
+            lambda: self.client.head_object(Bucket=self.url.bucket, Key=self.url.key),
+            reading_source=True,
+        )
+        self._size = int(head["ContentLength"])
+        self._etag = str(head["ETag"])
+
+    @property
+    def name(self) -> str:
+        return str(self.url)
+
+    def size(self) -> int:
+        return self._size
+
+    def open_stream(self) -> BinaryIO:
+        response = call(
+            self.name,
+            lambda: self.client.get_object(
+                Bucket=self.url.bucket, Key=self.url.key, IfMatch=self._etag
+            ),
+            reading_source=True,
+        )
+        return cast(BinaryIO, io.BufferedReader(_Body(response["Body"], self.name), 1 * MiB))
+
+    def open_random_access(self) -> BinaryIO:
+        return cast(BinaryIO, S3RangeReader(self.client, self.url, self._size, self._etag))

@@ -1,0 +1,66 @@
+"""The handler's settings, from ``TMPWARDEN_*`` variables, resolved once per cold start."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from handler.events import StrategyChoice
+from monitor.config import MonitorConfig
+from monitor.errors import ConfigurationError
+
+STRATEGY_ENV = "TMPWARDEN_STRATEGY"
+MAX_ATTEMPTS_ENV = "TMPWARDEN_MAX_ATTEMPTS"
+TIME_MARGIN_ENV = "TMPWARDEN_TIME_MARGIN_S"
+LOG_LEVEL_ENV = "TMPWARDEN_LOG_LEVEL"
+ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSettings:
+    """How targets run: default strategy, retries, time margin, scratch space, logging."""
+
+    strategy: StrategyChoice = StrategyChoice.AUTO
+    max_attempts: int = 3
+    time_margin: float = 30.0
+    """Seconds of the invocation kept free: no target or attempt starts inside them."""
+    scratch_dir: str = "/tmp"
+    tmp_critical: float = 0.9
+    log_level: str = "INFO"
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerSettings:
+        env = os.environ if environ is None else environ
+        strategy = env.get(STRATEGY_ENV, "auto").strip().lower()
+        if strategy not in {s.value for s in StrategyChoice}:
+            raise ConfigurationError(f"{STRATEGY_ENV}={strategy!r} must be auto, stream or extract")
+        level = env.get(LOG_LEVEL_ENV, "INFO").strip().upper()
+        if level not in LOG_LEVELS:
+            raise ConfigurationError(
+                f"{LOG_LEVEL_ENV}={level!r} must be one of {', '.join(LOG_LEVELS)}"
+            )
+        try:
+            attempts = int(env.get(MAX_ATTEMPTS_ENV, "3"))
+            margin = float(env.get(TIME_MARGIN_ENV, "30"))
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"{MAX_ATTEMPTS_ENV} and {TIME_MARGIN_ENV} must be numbers ({exc})"
+            ) from None
+        if not 1 <= attempts <= 10:
+            raise ConfigurationError(f"{MAX_ATTEMPTS_ENV}={attempts} must be from 1 to 10")
+        if margin < 0:
+            raise ConfigurationError(f"{TIME_MARGIN_ENV}={margin} must not be negative")
+        monitor = MonitorConfig.resolve(environ=env)
+        return cls(
+            strategy=StrategyChoice(strategy),
+            max_attempts=attempts,
+            time_margin=margin,
+            scratch_dir=env.get("TMPDIR") or tempfile.gettempdir(),
+            tmp_critical=monitor.tmp_critical,
+            log_level=level,
+            endpoint_url=env.get(ENDPOINT_ENV) or None,
+        )

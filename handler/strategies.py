@@ -1,0 +1,262 @@
+"""The two ways one target is packaged.
+
+* ``stream``: archive member by member into the ZIP; nothing touches ``/tmp``.
+* ``extract``: extract to a scratch directory, then zip it (the legacy path, for
+  callers that need files on disk); the scratch directory is always removed.
+
+Both write the destination through a writer that is committed (verified) on success
+and aborted on failure, and report their work as monitor phases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression, check_level
+from handler.errors import CompressionError, InputError
+from handler.extract import StreamingExtractor
+from handler.locations import Destination, Source
+from handler.members import Member, MemberKind, OpenMember
+from handler.safety import Limits
+from handler.storage import CleanupContext, StorageManager
+from handler.zipper import IncrementalZipper, ZipCounts, iter_chunks
+from monitor.sampler import peak_rss_bytes
+
+SourceProgress = Callable[[int, int], None]
+"""Called with (source bytes read, source size) as the work advances."""
+
+
+class PhaseReporter(Protocol):
+    """Marks phases of work (a StorageMonitor does; :class:`NoPhases` does nothing)."""
+
+    def phase(self, name: str) -> AbstractContextManager[Any]: ...
+
+
+class NoPhases:
+    def phase(self, name: str) -> AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+
+@dataclass(frozen=True, slots=True)
+class PackageOptions:
+    """What to put in the ZIP and how to compress it."""
+
+    include: tuple[str, ...] = ()
+    compression: Compression = "deflate"
+    level: int = DEFAULT_LEVEL
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise CompressionError(
+                f"compression {self.compression!r} is not supported; use 'deflate' or 'store'"
+            )
+        check_level(self.level)
+        for pattern in self.include:
+            if not pattern.strip():
+                raise InputError("an --include pattern is empty; give a glob such as '*.json'")
+
+
+@dataclass(frozen=True, slots=True)
+class PackageResult:
+    """The outcome of one packaging, as the CLI's ``--json`` prints it."""
+
+    status: str
+    source: str
+    destination: str
+    format: str
+    strategy: str
+    files: int
+    directories: int
+    links: int
+    bytes_in: int
+    uncompressed_bytes: int
+    bytes_out: int
+    duration_s: float
+    peak_rss_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def add_member(zipper: IncrementalZipper, opened: OpenMember) -> int:
+    """Stream one archive member into the zipper; returns its uncompressed bytes."""
+    member = opened.member
+    if member.kind is MemberKind.FILE:
+        entry = zipper.add_stream(
+            member.name,
+            iter_chunks(opened.stream),
+            size_hint=member.size,
+            mode=member.mode,
+            mtime=member.mtime,
+        )
+        return entry.uncompressed_size
+    if member.kind is MemberKind.DIRECTORY:
+        zipper.add_directory(member.name, mode=member.mode, mtime=member.mtime)
+        return 0
+    target = member.link_target or ""
+    if member.kind is MemberKind.HARDLINK:
+        # ZIP has no hard links; keep it as a relative symbolic link to the file.
+        target = posixpath.relpath(target, posixpath.dirname(member.name) or ".")
+    zipper.add_symlink(member.name, target, mtime=member.mtime)
+    return 0
+
+
+def transcode(members: Iterable[OpenMember], zipper: IncrementalZipper) -> ZipCounts:
+    """Stream each member from the archive reader into the zipper; nothing touches disk."""
+    files = directories = links = size = 0
+    for opened in members:
+        size += add_member(zipper, opened)
+        kind = opened.member.kind
+        files += kind is MemberKind.FILE
+        directories += kind is MemberKind.DIRECTORY
+        links += kind in (MemberKind.SYMLINK, MemberKind.HARDLINK)
+    return ZipCounts(files, directories, links, size)
+
+
+def no_match_message(source: str, patterns: Iterable[str]) -> str:
+    shown = ", ".join(repr(p) for p in patterns)
+    return (
+        f"{source}: no file member matches --include {shown}; a pattern without '/' "
+        "matches base names (*.safetensors), one with '/' matches whole paths; "
+        "run 'python -m handler inspect' to list the members"
+    )
+
+
+def run_stream(
+    src: Source,
+    dest: Destination,
+    opts: PackageOptions,
+    *,
+    phases: PhaseReporter | None = None,
+    progress: SourceProgress | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> PackageResult:
+    """Archive to ZIP member by member. The destination is complete and verified when this
+    returns, and absent when it raises."""
+    reporter = phases or NoPhases()
+    started = clock()
+    dest.check_writable()
+    source_size = src.size()
+    writer = dest.begin()
+    try:
+        with reporter.phase("compress"), StreamingExtractor(limits=opts.limits).open(src) as reader:
+            report = None
+            if progress is not None:
+                callback = progress
+
+                def report(_done: int, _total: int) -> None:
+                    callback(reader.source_bytes_read, source_size)
+
+            zipper = IncrementalZipper(
+                writer.sink,
+                compression=opts.compression,
+                level=opts.level,
+                progress_callback=report,
+            )
+            counts = transcode(reader.members(opts.include or None), zipper)
+            if opts.include and counts.files == 0:
+                raise InputError(no_match_message(src.name, opts.include))
+            bytes_out = zipper.finalize()
+            fmt = str(reader.format)
+        with reporter.phase("upload"):
+            writer.commit(zipper.entries)
+    except BaseException:
+        writer.abort()
+        raise
+    if progress is not None:
+        progress(source_size, source_size)
+    return _result(src, dest, fmt, "stream", counts, source_size, bytes_out, clock() - started)
+
+
+def run_extract(
+    src: Source,
+    dest: Destination,
+    opts: PackageOptions,
+    *,
+    scratch_root: str | Path,
+    storage: StorageManager,
+    critical: float,
+    phases: PhaseReporter | None = None,
+    register_cleanup: Callable[[Path], object] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> PackageResult:
+    """Extract every selected member under a scratch directory, then zip the directory.
+
+    Stops with InsufficientStorageError before ``/tmp`` reaches ``critical`` (a fraction);
+    the scratch directory is removed whatever happens.
+    """
+    reporter = phases or NoPhases()
+    started = clock()
+    dest.check_writable()
+    source_size = src.size()
+    extractor = StreamingExtractor(limits=opts.limits)
+    with CleanupContext() as cleanup:
+        scratch = cleanup.register_cleanup(
+            tempfile.mkdtemp(prefix="tmpwarden-extract-", dir=scratch_root)
+        )
+        if register_cleanup is not None:
+            register_cleanup(scratch)
+
+        def check_space(_path: Path, _member: Member) -> None:
+            storage.monitor_usage(critical)
+
+        with reporter.phase("extract"):
+            summary = extractor.extract_streaming(
+                src, scratch, check_space, patterns=opts.include or None
+            )
+        if opts.include and summary.files == 0:
+            raise InputError(no_match_message(src.name, opts.include))
+        writer = dest.begin()
+        try:
+            with reporter.phase("compress"):
+                zipper = IncrementalZipper(
+                    writer.sink, compression=opts.compression, level=opts.level
+                )
+                counts = zipper.add_tree(scratch)
+                bytes_out = zipper.finalize()
+            with reporter.phase("upload"):
+                writer.commit(zipper.entries)
+        except BaseException:
+            writer.abort()
+            raise
+        with reporter.phase("cleanup"):
+            cleanup.force_cleanup()
+    return _result(
+        src, dest, summary.format, "extract", counts, source_size, bytes_out, clock() - started
+    )
+
+
+def _result(
+    src: Source,
+    dest: Destination,
+    fmt: str,
+    strategy: str,
+    counts: ZipCounts,
+    bytes_in: int,
+    bytes_out: int,
+    duration: float,
+) -> PackageResult:
+    return PackageResult(
+        status="succeeded",
+        source=src.name,
+        destination=dest.name,
+        format=fmt,
+        strategy=strategy,
+        files=counts.files,
+        directories=counts.directories,
+        links=counts.links,
+        bytes_in=bytes_in,
+        uncompressed_bytes=counts.uncompressed_bytes,
+        bytes_out=bytes_out,
+        duration_s=round(duration, 3),
+        peak_rss_bytes=peak_rss_bytes(),
+    )

@@ -1,0 +1,481 @@
+"""The report's picture: a :class:`~monitor.report_timeline.Timeline` drawn as a PNG.
+
+Two panels sharing the time axis, /tmp and memory in percent of their limits, with
+threshold lines, phase bands, level events with what their callbacks did, invocation
+boundaries, and idle time between invocations collapsed. Imports matplotlib: only
+``monitor.report`` imports this module, and only when it draws.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import itertools
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedFormatter, FixedLocator, PercentFormatter
+from matplotlib.transforms import ScaledTranslation
+
+from monitor.report_timeline import (
+    LEVEL_NAMES,
+    RESOURCE_NAMES,
+    CallbackRun,
+    Invocation,
+    LevelCrossing,
+    PhaseSpan,
+    Sample,
+    Timeline,
+    describe_range,
+    format_duration,
+)
+from monitor.units import format_size
+
+WIDTH_PX, HEIGHT_PX, DPI = 1400, 800, 100
+DAY = 86_400.0
+TICK_STEPS: tuple[float, ...] = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900)
+TICK_STEPS += (1800, 3600, 7200, 10_800, 21_600, 43_200, DAY)
+"""Tick steps that divide a day, so ticks fall on round clock times."""
+MAX_TICKS = 12
+GAP_STEPS, MIN_GAP_SECONDS = 10, 5.0
+"""The usage lines break where samples are further apart than this (a frozen sandbox)."""
+MIN_IDLE_SECONDS, IDLE_SHARE, GAP_SHARE = 20.0, 0.25, 0.03
+"""Idle stretches longer than 20 s and a quarter of the active time are drawn 3% wide."""
+MAX_GAP_LABELS = 20
+NEAR_SHARE = 0.06
+"""Labels closer than this share of the width are stacked, not overlapped."""
+Y_TOP, CALLBACK_Y = 128, 110
+LINE_UNITS = 6.5
+"""The height of a line of label text, in percent of the panel's scale (about)."""
+LEVEL_COLORS = {"warning": "#f28e2b", "predicted_full": "#9467bd", "critical": "#d62728"}
+USAGE_COLORS = {"tmp": "#1f77b4", "memory": "#2ca02c"}
+LEGEND_ORDER = [
+    "/tmp used",
+    "memory used",
+    "warning threshold",
+    "critical threshold",
+    "predicted full event",
+    "warning event",
+    "critical event",
+    "callback",
+    "callback failed",
+    "idle time left out",
+]
+PHASE_COLORS = ("#dbe9f6", "#fde6cc", "#dcefdc", "#eadcf2", "#fbf3c4", "#e4e4e4", "#f6dbe6")
+
+
+def draw_chart(timeline: Timeline) -> bytes:
+    """The timeline as a PNG of WIDTH_PX x HEIGHT_PX: /tmp and memory in two panels."""
+    if not timeline.samples and not timeline.invocations:
+        raise ValueError("a timeline without samples or invocations has nothing to draw")
+    # A bare Figure: no pyplot, no global backend switch, no display; savefig renders
+    # PNG with the Agg canvas.
+    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, layout="constrained")
+    _draw(figure, timeline, _TimeAxis.of(timeline))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class _TimeAxis:
+    """Maps epoch seconds to x (seconds of activity since the first). Idle stretches
+    between active segments (a sandbox frozen between invocations) are collapsed to
+    ``gap_width``, so invocations minutes apart stay readable side by side."""
+
+    starts: tuple[float, ...]
+    ends: tuple[float, ...]
+    offsets: tuple[float, ...]
+    gap_width: float
+
+    @classmethod
+    def of(cls, timeline: Timeline) -> _TimeAxis:
+        spans = [(s.time, s.time) for s in timeline.samples]
+        spans += [(i.start, i.end) for i in timeline.invocations]
+        segments = _merge_spans(sorted(spans), MIN_IDLE_SECONDS)
+        active = sum(end - start for start, end in segments)
+        segments = _merge_spans(segments, max(MIN_IDLE_SECONDS, IDLE_SHARE * active))
+        active = sum(end - start for start, end in segments)
+        gap_width = max(GAP_SHARE * active, 0.5)
+        offsets = [0.0]
+        for start, end in segments[:-1]:
+            offsets.append(offsets[-1] + (end - start) + gap_width)
+        return cls(
+            tuple(s for s, _ in segments), tuple(e for _, e in segments), tuple(offsets), gap_width
+        )
+
+    @property
+    def gaps(self) -> list[tuple[float, float]]:
+        """The collapsed idle stretches, as epoch seconds."""
+        return list(zip(self.ends, self.starts[1:], strict=False))
+
+    def x(self, when: float) -> float:
+        index = max(bisect.bisect_right(self.starts, when) - 1, 0)
+        if when <= self.ends[index] or index == len(self.starts) - 1:
+            return self.offsets[index] + when - self.starts[index]
+        idle = (when - self.ends[index]) / (self.starts[index + 1] - self.ends[index])
+        return self.offsets[index + 1] - self.gap_width * (1 - idle)
+
+    def ticks(self, pad: float) -> tuple[list[float], list[str]]:
+        """Ticks at round clock times and at the start of every segment, thinned so
+        that labels do not run into each other (segment starts win)."""
+        total = self.x(self.ends[-1]) - self.x(self.starts[0]) + 2 * pad
+        step = next((s for s in TICK_STEPS if total / s <= MAX_TICKS), DAY)
+        candidates: list[tuple[float, str, bool]] = []  # x, label, starts a segment
+        last = len(self.starts) - 1
+        for index, (start, end) in enumerate(zip(self.starts, self.ends, strict=True)):
+            candidates.append((self.x(start), _clock(start, min(step, 1.0)), True))
+            tick = math.ceil((start - (pad if index == 0 else 0)) / step) * step
+            while tick <= end + (pad if index == last else 0):
+                candidates.append((self.x(tick), _clock(tick, step), False))
+                tick += step
+        kept: list[tuple[float, str, bool]] = []
+        for candidate in sorted(candidates):
+            if not kept or candidate[0] - kept[-1][0] >= total / (MAX_TICKS + 2):
+                kept.append(candidate)
+            elif candidate[2] and not kept[-1][2]:
+                kept[-1] = candidate
+        return [x for x, _, _ in kept], [label for _, label, _ in kept]
+
+
+def _merge_spans(spans: Sequence[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for start, end in spans:
+        if merged and start - merged[-1][1] <= gap:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _clock(when: float, step: float) -> str:
+    moment = datetime.fromtimestamp(when, UTC)
+    if step < 1:
+        return moment.strftime("%H:%M:%S.%f")[:-5]
+    if step < 60:
+        return moment.strftime("%H:%M:%S")
+    return moment.strftime("%H:%M" if step < DAY else "%m-%d %H:%M")
+
+
+def _draw(figure: Figure, timeline: Timeline, time: _TimeAxis) -> None:
+    tmp_axes, memory_axes = figure.subplots(2, 1, sharex=True)
+    limits = timeline.limits
+    tmp_title = "/tmp"
+    if limits.tmp_total_bytes:
+        tmp_title += f" ({limits.tmp_path or '/tmp'}, {format_size(limits.tmp_total_bytes)})"
+    memory_title = "memory"
+    if limits.memory_limit_bytes:
+        memory_title += f" (limit {format_size(limits.memory_limit_bytes)})"
+    panels = (
+        (tmp_axes, "tmp", tmp_title, limits.tmp_warning, limits.tmp_critical),
+        (memory_axes, "memory", memory_title, limits.memory_warning, limits.memory_critical),
+    )
+    for axes, resource, title, warning, critical in panels:
+        _prepare_panel(axes, resource, title + _peak_text(timeline, resource))
+        _draw_usage(axes, timeline.samples, resource, time)
+        _draw_thresholds(axes, warning, critical)
+        events = [e for e in timeline.events if e.resource == resource]
+        callbacks = [c for c in timeline.callbacks if c.resource == resource]
+        _draw_events(axes, events, callbacks, time)
+        _draw_callbacks(axes, callbacks, events, time)
+    _draw_phases(tmp_axes, memory_axes, timeline.phases, time)
+    _draw_gaps((tmp_axes, memory_axes), time)
+    if len(timeline.invocations) > 1:
+        _draw_invocations((tmp_axes, memory_axes), timeline.invocations, time)
+    _format_time_axis(memory_axes, timeline, time)
+    figure.suptitle(_chart_title(timeline), fontsize=14, fontweight="bold")
+    handles, labels = _legend_entries(tmp_axes, memory_axes)
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 7))
+
+
+def _prepare_panel(axes: Axes, resource: str, title: str) -> None:
+    axes.set_title(title, loc="left", fontsize=11, fontweight="bold")
+    axes.set_ylabel(f"{RESOURCE_NAMES[resource]} used")
+    axes.set_ylim(0, Y_TOP)  # room above 100% for phase names and callbacks
+    axes.yaxis.set_major_locator(FixedLocator([0, 20, 40, 60, 80, 100]))
+    axes.yaxis.set_major_formatter(PercentFormatter(100, decimals=0))
+    axes.grid(True, axis="y", color="#dddddd", linewidth=0.8)
+    axes.axhline(100, color="#999999", linewidth=0.8)
+
+
+def _peak_text(timeline: Timeline, resource: str) -> str:
+    samples = timeline.samples
+    if not samples:
+        peaks = [
+            (i.peak_tmp_percent, i.peak_tmp_bytes)
+            if resource == "tmp"
+            else (i.peak_memory_percent, i.peak_memory_bytes)
+            for i in timeline.invocations
+        ]
+        percent, size = max(peaks, default=(0.0, 0))
+        return f": peak {percent:.1f}% ({format_size(size)})"
+    peak = max(samples, key=lambda s: _percent(s, resource))
+    size = peak.tmp_used if resource == "tmp" else peak.memory_used
+    return (
+        f": peak {_percent(peak, resource):.1f}% ({format_size(size)}) "
+        f"at {_clock(peak.time, 0.1)} UTC"
+    )
+
+
+def _series(
+    samples: Sequence[Sample], resource: str, time: _TimeAxis
+) -> tuple[list[float], list[float]]:
+    """x and y of a usage line, with a break (NaN) across gaps and between invocations."""
+    times = [s.time for s in samples]
+    steps = [b - a for a, b in itertools.pairwise(times) if b > a]
+    gap = max(GAP_STEPS * statistics.median(steps), MIN_GAP_SECONDS) if steps else MIN_GAP_SECONDS
+    xs: list[float] = []
+    ys: list[float] = []
+    previous: Sample | None = None
+    for sample in samples:
+        if previous is not None and (
+            sample.time - previous.time > gap or sample.request_id != previous.request_id
+        ):
+            xs.append(time.x((sample.time + previous.time) / 2))
+            ys.append(math.nan)
+        xs.append(time.x(sample.time))
+        ys.append(_percent(sample, resource))
+        previous = sample
+    return xs, ys
+
+
+def _percent(sample: Sample, resource: str) -> float:
+    return sample.tmp_percent if resource == "tmp" else sample.memory_percent
+
+
+def _draw_usage(axes: Axes, samples: Sequence[Sample], resource: str, time: _TimeAxis) -> None:
+    if not samples:
+        axes.text(
+            0.5,
+            0.4,
+            "no samples in the log: only the invocations' events and callbacks",
+            transform=axes.transAxes,
+            ha="center",
+            color="#555555",
+            bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "#cccccc"},
+            zorder=7,
+        )
+        return
+    xs, ys = _series(samples, resource, time)
+    color = USAGE_COLORS[resource]
+    label = f"{RESOURCE_NAMES[resource]} used"
+    axes.plot(xs, ys, color=color, linewidth=1.8, label=label, marker="." if len(xs) < 40 else "")
+    axes.fill_between(xs, ys, color=color, alpha=0.12, linewidth=0)
+
+
+def _draw_thresholds(axes: Axes, warning: float | None, critical: float | None) -> None:
+    for level, value in (("warning", warning), ("critical", critical)):
+        if value is not None:
+            axes.axhline(
+                value,
+                color=LEVEL_COLORS[level],
+                linestyle="--",
+                linewidth=1.2,
+                label=f"{level} threshold",
+            )
+
+
+def _draw_events(
+    axes: Axes,
+    events: Sequence[LevelCrossing],
+    callbacks: Sequence[CallbackRun],
+    time: _TimeAxis,
+) -> None:
+    """A dot where the level was crossed, a dotted line, and a label left of the dot
+    naming the level and what its callbacks freed or that they failed. Labels of events
+    close together are stacked downwards."""
+    shift = axes.transData + ScaledTranslation(-6 / 72, 0, axes.figure.dpi_scale_trans)
+    near = NEAR_SHARE * (time.x(time.ends[-1]) - time.x(time.starts[0]))
+    previous_x, previous_bottom = -math.inf, math.inf
+    for event in events:
+        color = LEVEL_COLORS.get(event.level, "#7f7f7f")
+        name = LEVEL_NAMES.get(event.level, event.level)
+        x = time.x(event.time)
+        axes.axvline(x, ymax=100 / Y_TOP, color=color, linestyle=":", linewidth=1.4)
+        axes.plot(
+            [x],
+            [event.percent],
+            marker="o",
+            markersize=8,
+            color=color,
+            markeredgecolor="white",
+            linestyle="",
+            zorder=5,
+            label=f"{name} event",
+        )
+        lines = [f"{name} {event.percent:.0f}%"]
+        if event.level == "predicted_full" and event.seconds_to_full is not None:
+            lines = [f"{name} in ~{event.seconds_to_full:.0f} s"]
+        lines += [_effect(run) for run in callbacks if _answers(run, event) and _effect(run)]
+        top = event.percent + 3
+        if x - previous_x < near:
+            top = min(top, previous_bottom - 1)
+        previous_x, previous_bottom = x, top - LINE_UNITS * len(lines)
+        axes.text(
+            x,
+            top,
+            "\n".join(lines),
+            transform=shift,
+            ha="right",
+            va="top",
+            fontsize=8,
+            color=color,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+            zorder=6,
+        )
+
+
+def _answers(run: CallbackRun, event: LevelCrossing) -> bool:
+    """Whether ``run`` was the callback of ``event``."""
+    return (run.level, run.resource) == (event.level, event.resource) and abs(
+        run.event_time - event.time
+    ) < 0.002
+
+
+def _effect(run: CallbackRun) -> str:
+    """``name freed 200.0 MiB``, ``name failed``, or "" when it changed nothing."""
+    if run.error is not None:
+        return f"{run.name} failed"
+    freed = run.tmp_freed if run.resource == "tmp" else run.memory_freed
+    return f"{run.name} freed {format_size(freed)}" if freed > 0 else ""
+
+
+def _draw_callbacks(
+    axes: Axes,
+    callbacks: Sequence[CallbackRun],
+    events: Sequence[LevelCrossing],
+    time: _TimeAxis,
+) -> None:
+    """A marker above 100% per run; runs whose event is not listed (the record lists
+    at most 50) say what they did next to the marker."""
+    for run in callbacks:
+        x = time.x(run.started)
+        failed = run.error is not None
+        color = LEVEL_COLORS["critical"] if failed else "#333333"
+        axes.plot(
+            [x],
+            [CALLBACK_Y],
+            marker="X" if failed else "v",
+            markersize=8,
+            color=color,
+            linestyle="",
+            zorder=6,
+            label="callback failed" if failed else "callback",
+        )
+        if _effect(run) and not any(_answers(run, event) for event in events):
+            axes.annotate(
+                _effect(run),
+                (x, CALLBACK_Y),
+                xytext=(7, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+                color=color,
+                zorder=6,
+            )
+
+
+def _draw_phases(top: Axes, bottom: Axes, phases: Sequence[PhaseSpan], time: _TimeAxis) -> None:
+    colors: dict[str, str] = {}
+    for index, phase in enumerate(phases):
+        color = colors.setdefault(phase.name, PHASE_COLORS[len(colors) % len(PHASE_COLORS)])
+        start, end = time.x(phase.start), time.x(max(phase.end, phase.start))
+        for axes in (top, bottom):
+            axes.axvspan(start, end, color=color, alpha=0.7, linewidth=0, zorder=0)
+        label = phase.name + (" (failed)" if phase.error else "")
+        top.text(
+            start,
+            0.985 - 0.06 * (index % 2),
+            f" {label}",
+            transform=top.get_xaxis_transform(),
+            va="top",
+            fontsize=9,
+            color=LEVEL_COLORS["critical"] if phase.error else "#444444",
+            clip_on=True,
+        )
+
+
+def _draw_gaps(panels: Sequence[Axes], time: _TimeAxis) -> None:
+    """Hatched narrow bands where idle time was left out."""
+    gaps = time.gaps
+    for index, (idle_start, idle_end) in enumerate(gaps):
+        start, end = time.x(idle_start), time.x(idle_end)
+        for axes in panels:
+            axes.axvspan(
+                start,
+                end,
+                facecolor="white",
+                edgecolor="#aaaaaa",
+                hatch="//",
+                linewidth=0,
+                zorder=3,
+                label="idle time left out" if index == 0 else None,
+            )
+        if len(gaps) <= MAX_GAP_LABELS:
+            panels[0].text(
+                (start + end) / 2,
+                0.5,
+                f"idle {format_duration(idle_end - idle_start)}",
+                transform=panels[0].get_xaxis_transform(),
+                rotation=90,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="#555555",
+                zorder=4,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"},
+            )
+
+
+def _draw_invocations(
+    panels: Sequence[Axes], invocations: Sequence[Invocation], time: _TimeAxis
+) -> None:
+    for invocation in invocations:
+        x = time.x(invocation.start)
+        for axes in panels:
+            axes.axvline(x, color="#555555", linewidth=1.2, zorder=1)
+        panels[-1].text(
+            x,
+            0.03,
+            f" {(invocation.request_id or 'no request id')[:13]}",
+            transform=panels[-1].get_xaxis_transform(),
+            fontsize=8,
+            color="#555555",
+            rotation=90,
+            va="bottom",
+        )
+
+
+def _format_time_axis(axes: Axes, timeline: Timeline, time: _TimeAxis) -> None:
+    span = time.x(timeline.end) - time.x(timeline.start)
+    pad = max(span * 0.02, 0.05)
+    positions, labels = time.ticks(pad)
+    axes.xaxis.set_major_locator(FixedLocator(positions))
+    axes.xaxis.set_major_formatter(FixedFormatter(labels))
+    axes.set_xlim(time.x(timeline.start) - pad, time.x(timeline.end) + pad)
+    first = datetime.fromtimestamp(timeline.start, UTC).date()
+    last = datetime.fromtimestamp(timeline.end, UTC).date()
+    days = f"{first}" if first == last else f"{first} to {last}"
+    axes.set_xlabel(f"time (UTC, {days})")
+
+
+def _chart_title(timeline: Timeline) -> str:
+    names = ", ".join(timeline.function_names) or "unknown function"
+    return f"{names}: /tmp and memory, {describe_range(timeline)}"
+
+
+def _legend_entries(*panels: Axes) -> tuple[list[Any], list[str]]:
+    """One entry per label across the panels, in LEGEND_ORDER."""
+    entries: dict[str, Any] = {}
+    for axes in panels:
+        handles, labels = axes.get_legend_handles_labels()
+        for handle, label in zip(handles, labels, strict=True):
+            entries.setdefault(label, handle)
+    order = sorted(entries, key=lambda k: LEGEND_ORDER.index(k) if k in LEGEND_ORDER else 99)
+    return [entries[k] for k in order], order

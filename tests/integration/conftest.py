@@ -1,0 +1,60 @@
+"""Fixtures for tests against a real S3-compatible endpoint on 127.0.0.1."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from handler.app import reset_runtime
+from handler.sample import build_sample_artifact
+from monitor.units import MiB
+from tests.s3server import CREDENTIALS, MotoS3
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    server = MotoS3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MotoS3]:
+    """AWS settings pointing at the local server, a scratch TMPDIR, a fresh handler runtime."""
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_s3.url)
+    monkeypatch.setenv("AWS_EMF_ENVIRONMENT", "Local")
+    monkeypatch.setenv("TMPWARDEN_EMF", "off")
+    monkeypatch.setenv("TMPWARDEN_TRACING", "off")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    reset_runtime()
+    yield moto_s3
+    reset_runtime()
+
+
+@pytest.fixture
+def bucket(s3_env: MotoS3) -> str:
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    s3_env.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def small_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("artifacts") / "model-32m.tar.gz"
+    return build_sample_artifact(path, 32 * MiB, seed=3)
+
+
+def upload(client: S3Client, bucket: str, key: str, path: Path) -> str:
+    client.upload_file(str(path), bucket, key)
+    return f"s3://{bucket}/{key}"

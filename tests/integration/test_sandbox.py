@@ -1,0 +1,214 @@
+"""The local Lambda: a real tmpfs /tmp, a read-only filesystem, a memory cap, a timeout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handler.sample import build_sample_artifact
+from handler.sandbox import limits_from_template, namespace_prefix
+from monitor.units import MiB
+from tests.emf_schema import validate_emf_line
+from tests.helpers import archive_digests, python_env
+from tests.integration.conftest import upload
+from tests.s3server import MotoS3
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _needs_namespaces() -> None:
+    if namespace_prefix() is None:
+        pytest.skip("mount namespaces are not permitted here (needs root or user namespaces)")
+
+
+@pytest.fixture(scope="module")
+def artifact_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sample_artifact(
+        tmp_path_factory.mktemp("sandbox") / "model.tar.gz", 256 * MiB, seed=11
+    )
+
+
+def invoke(
+    tmp_path: Path, event: dict[str, Any], *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], str, Path]:
+    event_path = REPO / "demo-output" / f"event-{tmp_path.name}.json"
+    event_path.parent.mkdir(exist_ok=True)
+    event_path.write_text(json.dumps(event))
+    emf_log = REPO / "demo-output" / f"emf-{tmp_path.name}.log"
+    emf_log.unlink(missing_ok=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "handler",
+            "invoke",
+            str(event_path),
+            "--emf-log",
+            str(emf_log),
+            "--template",
+            str(REPO / "template.yaml"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=python_env() | (env or {}),
+        timeout=600,
+        check=False,
+    )
+    event_path.unlink()
+    return result.returncode, json.loads(result.stdout), result.stderr, emf_log
+
+
+def sandbox_line(stderr: str) -> str:
+    return next(line for line in stderr.splitlines() if line.startswith("sandbox:"))
+
+
+def test_defaults_come_from_the_template() -> None:
+    limits = limits_from_template(REPO / "template.yaml")
+    assert (limits.memory_mb, limits.timeout, limits.tmp_size) == (3008, 900.0, 8192 * MiB)
+
+
+def test_s3_to_s3_of_four_times_the_sandbox_tmp_keeps_tmp_under_16_mib(
+    s3_env: MotoS3, bucket: str, artifact_256: Path, tmp_path: Path
+) -> None:
+    source = upload(s3_env.client(), bucket, "models/big.tar.gz", artifact_256)
+    destination = f"s3://{bucket}/packages/big.zip"
+    env = {"AWS_ENDPOINT_URL": s3_env.url, "TMPWARDEN_EMF": "on"}
+    code, response, stderr, emf_log = invoke(
+        tmp_path,
+        {"targets": [{"source": source, "destination": destination}]},
+        "--tmp-size",
+        "64M",
+        "--memory",
+        "1024",
+        env=env,
+    )
+    assert code == 0, stderr
+    target = response["targets"][0]
+    assert response["status"] == "succeeded" and target["strategy"] == "stream"
+    assert target["peak_tmp_bytes"] < 16 * MiB
+    local = tmp_path / "big.zip"
+    s3_env.client().download_file(bucket, "packages/big.zip", str(local))
+    assert archive_digests(local) == archive_digests(artifact_256)
+    assert "/tmp 64 MiB" in sandbox_line(stderr)
+    lines = emf_log.read_text().splitlines()
+    assert lines and all(validate_emf_line(line) for line in lines)
+    emf_log.unlink()
+
+
+def test_extract_that_cannot_fit_fails_fast_and_leaves_tmp_clean(
+    s3_env: MotoS3, bucket: str, artifact_256: Path, tmp_path: Path
+) -> None:
+    source = upload(s3_env.client(), bucket, "models/big.tar.gz", artifact_256)
+    code, response, stderr, emf_log = invoke(
+        tmp_path,
+        {
+            "targets": [{"source": source, "destination": f"s3://{bucket}/p/x.zip"}],
+            "strategy": "extract",
+        },
+        "--tmp-size",
+        "64M",
+        "--memory",
+        "1024",
+        env={"AWS_ENDPOINT_URL": s3_env.url},
+    )
+    assert code == 1
+    target = response["targets"][0]
+    assert target["error"]["type"] == "InsufficientStorageError"
+    assert "use the stream strategy" in target["error"]["message"]
+    assert target["attempts"] == 1 and target["duration_s"] < 30
+    assert "/tmp used before 0 B, after 0 B" in sandbox_line(stderr)
+    emf_log.unlink(missing_ok=True)
+
+
+def test_auto_extracts_when_it_fits_and_cleans_up(
+    s3_env: MotoS3, bucket: str, small_artifact: Path, tmp_path: Path
+) -> None:
+    source = upload(s3_env.client(), bucket, "models/small.tar.gz", small_artifact)
+    code, response, stderr, emf_log = invoke(
+        tmp_path,
+        {"targets": [{"source": source, "destination": f"s3://{bucket}/p/s.zip"}]},
+        "--tmp-size",
+        "128M",
+        "--memory",
+        "1024",
+        env={"AWS_ENDPOINT_URL": s3_env.url},
+    )
+    assert code == 0, stderr
+    assert response["targets"][0]["strategy"] == "extract"
+    assert response["targets"][0]["peak_tmp_bytes"] >= 32 * MiB
+    assert "/tmp used before 0 B, after 0 B" in sandbox_line(stderr)
+    emf_log.unlink(missing_ok=True)
+
+
+def test_a_timeout_kills_the_invocation(
+    s3_env: MotoS3, bucket: str, artifact_256: Path, tmp_path: Path
+) -> None:
+    source = upload(s3_env.client(), bucket, "models/big.tar.gz", artifact_256)
+    code, response, _, emf_log = invoke(
+        tmp_path,
+        {
+            "targets": [{"source": source, "destination": f"s3://{bucket}/p/t.zip"}],
+            "strategy": "stream",
+        },
+        "--tmp-size",
+        "64M",
+        "--memory",
+        "1024",
+        "--timeout",
+        "1",
+        env={"AWS_ENDPOINT_URL": s3_env.url, "TMPWARDEN_TIME_MARGIN_S": "0"},
+    )
+    assert code == 1
+    assert response["errorType"] == "Sandbox.Timedout"
+    assert "timed out after 1.00 seconds" in response["errorMessage"]
+    emf_log.unlink(missing_ok=True)
+
+
+def test_local_destinations_stay_writable_and_tmp_paths_are_refused(
+    small_artifact: Path, tmp_path: Path
+) -> None:
+    work = REPO / "demo-output" / f"local-{tmp_path.name}"
+    work.mkdir(parents=True)
+    source = work / "m.tar.gz"
+    source.write_bytes(small_artifact.read_bytes())
+    try:
+        code, _response, stderr, emf_log = invoke(
+            tmp_path,
+            {"targets": [{"source": str(source), "destination": str(work / "m.zip")}]},
+            "--tmp-size",
+            "16M",
+            "--memory",
+            "1024",
+        )
+        assert code == 0, stderr
+        assert archive_digests(work / "m.zip") == archive_digests(small_artifact)
+        emf_log.unlink(missing_ok=True)
+        # /tmp inside the sandbox is its own tmpfs: a path there would vanish, as in Lambda
+        event = REPO / "demo-output" / f"bad-{tmp_path.name}.json"
+        event.write_text(
+            json.dumps(
+                {"targets": [{"source": str(source), "destination": str(tmp_path / "m.zip")}]}
+            )
+        )
+        refused = subprocess.run(
+            [sys.executable, "-m", "handler", "invoke", str(event)],
+            capture_output=True,
+            text=True,
+            env=python_env(),
+            check=False,
+        )
+        event.unlink()
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("error: ") and "under /tmp" in refused.stderr
+    finally:
+        for path in work.iterdir():
+            path.unlink()
+        work.rmdir()

@@ -1,0 +1,162 @@
+"""A real S3-compatible HTTP endpoint on 127.0.0.1 (moto's standalone server), and a
+fault-injecting proxy in front of it for failure tests."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+from botocore.config import Config
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def client_for(endpoint: str) -> S3Client:
+    """A plain boto3 client for the test's own setup and checks."""
+    client: S3Client = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).client(
+        "s3",
+        endpoint_url=endpoint,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    return client
+
+
+class MotoS3:
+    """moto's S3 server on 127.0.0.1, on a free port."""
+
+    def __init__(self) -> None:
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.url = f"http://{host}:{port}"
+
+    def client(self) -> S3Client:
+        return client_for(self.url)
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+Rule = Callable[[str, str, dict[str, list[str]]], int | None]
+"""(method, path, query) -> an HTTP status to fail the request with, or None to pass it."""
+
+
+@dataclass
+class FaultProxy:
+    """An HTTP proxy on 127.0.0.1 that forwards to ``upstream`` unless a rule fails the request."""
+
+    upstream: str
+    rules: list[Rule] = field(default_factory=list)
+    seen: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        target = urlsplit(self.upstream)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                query = parse_qs(parts.query, keep_blank_values=True)
+                for rule in proxy.rules:
+                    status = rule(self.command, parts.path, query)
+                    if status is not None:
+                        proxy.seen.append((self.command, self.path, status))
+                        payload = (
+                            b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>InternalError"
+                            b"</Code><Message>injected fault</Message></Error>"
+                        )
+                        self.send_response(status)
+                        self.send_header("Content-Type", "application/xml")
+                        self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                        return
+                connection = http.client.HTTPConnection(
+                    target.hostname or "127.0.0.1", target.port, timeout=60
+                )
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = target.netloc
+                connection.request(self.command, self.path, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                proxy.seen.append((self.command, self.path, response.status))
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                upstream_length = response.getheader("Content-Length")
+                if self.command == "HEAD" and upstream_length:
+                    self.send_header("Content-Length", upstream_length)
+                else:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                connection.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
+        self.url = f"http://{host!s}:{port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def fail_upload_parts_from(part: int, status: int = 500) -> Rule:
+    """Fail every UploadPart request for part numbers ``part`` and above."""
+
+    def rule(method: str, path: str, query: dict[str, list[str]]) -> int | None:
+        numbers = query.get("partNumber")
+        if method == "PUT" and numbers and int(numbers[0]) >= part and "uploadId" in query:
+            return status
+        return None
+
+    return rule
+
+
+def fail_first_gets(count: int, key_suffix: str, status: int = 503) -> Rule:
+    """Fail the first ``count`` GetObject requests for keys ending in ``key_suffix``."""
+    remaining = [count]
+    lock = threading.Lock()
+
+    def rule(method: str, path: str, query: dict[str, list[str]]) -> int | None:
+        if method != "GET" or not path.endswith(key_suffix) or query:
+            return None
+        with lock:
+            if remaining[0] > 0:
+                remaining[0] -= 1
+                return status
+        return None
+
+    return rule
