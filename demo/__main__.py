@@ -1,57 +1,176 @@
-"""Generate a sample model artifact, package it by streaming, verify the ZIP, summarize."""
+"""``make demo``: the packaging Lambda on a model artifact larger than its /tmp, locally.
+
+No AWS account needed. It generates a sample model artifact (about 1 GiB of float32
+weight shards plus config and tokenizer files), starts an S3-compatible server on
+127.0.0.1 (moto's), uploads the artifact, and invokes the handler in the local Lambda
+sandbox with a 512 MiB /tmp: first with the ``extract`` strategy (it fails fast,
+/tmp left clean), then with the default (it streams S3 to S3 and succeeds). It
+verifies the ZIP against the archive, prints a summary, draws the report picture from
+the captured EMF lines, and stops everything it started.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
-from handler.extract import StreamingExtractor
-from handler.packaging import PackageOptions, package
-from handler.progress import ProgressBar
+from handler.codec import crc32
 from handler.sample import build_sample_artifact
-from handler.storage import StorageManager, Strategy
-from monitor.units import format_size, parse_size
+from handler.sandbox import invoke, limits_from_template
+from monitor.units import MiB, format_size, parse_size
 
 OUTPUT = Path("demo-output")
+BUCKET = "ml-artifacts"
+SOURCE_KEY = "models/llm-1b/model.tar.gz"
+DEST_KEY = "packages/llm-1b/model.zip"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "demo",
+    "AWS_SECRET_ACCESS_KEY": "demo",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def archive_crcs(path: Path) -> dict[str, tuple[int, int]]:
+    """(size, CRC-32) of each file in a tar.gz, read by the standard library."""
+    result: dict[str, tuple[int, int]] = {}
+    with tarfile.open(path, "r|gz") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            stream = tar.extractfile(member)
+            assert stream is not None
+            value = 0
+            while chunk := stream.read(4 * MiB):
+                value = crc32(chunk, value)
+            result[member.name.removeprefix("./")] = (member.size, value)
+    return result
+
+
+def zip_crcs(path: Path) -> dict[str, tuple[int, int]]:
+    with zipfile.ZipFile(path) as archive:
+        return {i.filename: (i.file_size, i.CRC) for i in archive.infolist() if not i.is_dir()}
+
+
+def row(label: str, outcome: Any, target: dict[str, Any] | None) -> str:
+    if target is None:
+        return f"| {label} | {outcome.response.get('errorType', '?')} | | | | |"
+    error = target.get("error", {}).get("type", "")
+    return (
+        f"| {label} | {target['status']}{' (' + error + ')' if error else ''} | "
+        f"{target['strategy'] or '-'} | {target['duration_s']:.1f} s | "
+        f"{format_size(target['peak_tmp_bytes'])} | {format_size(target['peak_rss_bytes'])} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo")
     parser.add_argument("--size", type=parse_size, default=parse_size("1GiB"))
+    parser.add_argument("--tmp-size", type=parse_size, default=parse_size("512MiB"))
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
-    out: Path = args.output
+    out: Path = args.output.resolve()
     out.mkdir(exist_ok=True)
-    artifact = out / "model.tar.gz"
+    os.environ.update(CREDENTIALS)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    artifact = out / f"model-{args.size // MiB}MiB.tar.gz"
     if not artifact.exists():
         print(f"generating a {format_size(args.size)} sample model artifact: {artifact}")
         build_sample_artifact(artifact, args.size)
-    info = StreamingExtractor().get_archive_info(artifact)
-    storage = StorageManager()
-    print(f"{artifact}: {info.file_count} files, {format_size(info.total_size)} uncompressed")
-    for strategy in Strategy:
-        need = storage.estimate_space_needed(info, strategy).scratch_bytes
-        print(f"  /tmp needed by the {strategy.value:<7} strategy: {format_size(need)}")
-    destination = out / "model.zip"
-    bar = ProgressBar(sys.stderr, "packaging") if sys.stderr.isatty() else None
-    result = package(artifact, destination, PackageOptions(), progress=bar.update if bar else None)
-    if bar:
-        bar.close()
-    subprocess.run(["unzip", "-tqq", str(destination)], check=True)
-    with zipfile.ZipFile(destination) as z:
-        members = len(z.infolist())
-    rate = result.uncompressed_bytes / max(result.duration_s, 1e-6)
+
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: PLC0415
+
+    from handler.s3 import make_client  # noqa: PLC0415
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        print(f"S3-compatible server (moto) on {endpoint}; uploading the artifact")
+        s3 = make_client(endpoint)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.upload_file(str(artifact), BUCKET, SOURCE_KEY)
+        return run(args, out, artifact, s3)
+    finally:
+        server.stop()
+
+
+def run(args: argparse.Namespace, out: Path, artifact: Path, s3: Any) -> int:
+    limits = limits_from_template()
+    from dataclasses import replace  # noqa: PLC0415
+
+    limits = replace(limits, tmp_size=args.tmp_size)
+    emf_log = out / "invoke-emf.log"
+    emf_log.unlink(missing_ok=True)
+    target = {"source": f"s3://{BUCKET}/{SOURCE_KEY}", "destination": f"s3://{BUCKET}/{DEST_KEY}"}
+    outcomes = []
+    for label, event in (
+        ("extract (legacy path)", {"targets": [target], "strategy": "extract"}),
+        ("default (auto)", {"targets": [target]}),
+    ):
+        event_path = out / f"event-{label.split()[0]}.json"
+        event_path.write_text(json.dumps(event, indent=2))
+        print(
+            f"\ninvoking the handler: {label}, /tmp {format_size(limits.tmp_size)}, "
+            f"memory {limits.memory_mb} MB, timeout {limits.timeout:g} s"
+        )
+        with (out / "invoke.log").open("a") as logs:
+            outcome = invoke(event_path, limits, emf_log=emf_log, log_stream=logs)
+        outcomes.append((label, outcome))
+        result = outcome.response.get("targets", [None])[0]
+        print(
+            f"  -> {outcome.response.get('status', outcome.response.get('errorType'))}"
+            + (f": {result['error']['message']}" if result and "error" in result else "")
+        )
+        print(
+            f"  /tmp used before {format_size(outcome.tmp_before.get('used_bytes', 0))}, "
+            f"after {format_size(outcome.tmp_after.get('used_bytes', 0))}"
+        )
+
+    packaged = out / "model.zip"
+    body = s3.get_object(Bucket=BUCKET, Key=DEST_KEY)["Body"]  # one GET: moto is slow at ranges
+    with packaged.open("wb") as local:
+        while chunk := body.read(8 * MiB):
+            local.write(chunk)
+    subprocess.run(["unzip", "-tqq", str(packaged)], check=True)
+    expected, actual = archive_crcs(artifact), zip_crcs(packaged)
+    if expected != actual:
+        print("error: the ZIP's members differ from the archive's", file=sys.stderr)
+        return 1
+    from monitor.report import render_report  # noqa: PLC0415
+
+    picture = out / "report.png"
+    summary = render_report(emf_log, picture)
     print(
-        f"\n{destination}: {members} members, {format_size(result.bytes_out)}, "
-        "verified by unzip -t\n"
-        f"  time      {result.duration_s:.1f} s ({format_size(rate)}/s)\n"
-        f"  peak RSS  {format_size(result.peak_rss_bytes)}\n"
-        f"  /tmp used 0 B (streamed archive -> ZIP; nothing extracted)"
+        f"\nverified {packaged}: {len(actual)} files, {format_size(packaged.stat().st_size)}; "
+        "sizes and CRC-32 equal the archive's, unzip -t clean\n"
+        f"report: {picture} ({summary})\n"
+        f"logs: {out / 'invoke.log'}, EMF: {emf_log}\n"
     )
-    return 0
+    print("| run | status | strategy | time | peak /tmp | peak RSS |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
+    for label, outcome in outcomes:
+        targets = outcome.response.get("targets") or [None]
+        print(row(label, outcome, targets[0]))
+    naive = 3 * artifact.stat().st_size
+    print(
+        f"\nthe naive path (download, extractall, make_archive) would need about "
+        f"{format_size(naive)} of /tmp; this /tmp has {format_size(limits.tmp_size)}.\n"
+        "(times here are bound by the local S3 server's speed; see benchmarks/RESULTS.md)"
+    )
+    ok = [o.response.get("status") for _, o in outcomes] == ["failed", "succeeded"]
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -141,8 +141,9 @@ def plan(
                 storage.path,
                 needed,
                 budget,
-                f"the extract strategy does not fit ({reason}); use the stream strategy, "
-                "which needs no /tmp, or give the function more ephemeral storage",
+                f"the extract strategy needs {at_least}that much below the {critical:.0%} "
+                "critical threshold; use the stream strategy, which needs no /tmp, or give "
+                "the function more ephemeral storage",
             )
         return Decision(Strategy.EXTRACT, f"requested; {reason}")
     if fits:
@@ -199,6 +200,9 @@ def package_target(
     )
     started = clock()
     strategy: Strategy | None = None
+    requested = choice or settings.strategy
+    if requested is not StrategyChoice.AUTO:
+        result.strategy = requested.value
     with log_context(target=target.source, destination=target.destination):
         while True:
             result.attempts += 1
