@@ -3,6 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The SAM CLI pins its own cfn-lint and boto versions: it gets a virtualenv of its own.
+SAM_VENV := .venv-sam
+SAM_VERSION := 1.170.0
+SAM := $(SAM_VENV)/bin/sam
+
+# Independent set-up and checks run side by side on CI's two cores.
+MAKEFLAGS += --jobs=2 --output-sync=target
 
 .PHONY: install lint test demo bench clean
 
@@ -10,14 +17,20 @@ $(STAMP): pyproject.toml scripts/bootstrap
 	./scripts/bootstrap $(PYTHON) $(VENV)
 	touch $(STAMP)
 
+$(SAM):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION)
+
 install: $(STAMP)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m deploy.sync --check
 
-test: lint
+# tests/deploy runs `sam validate --lint` with it (offline) beside cfn-lint.
+test: lint $(SAM)
 	$(BIN)/pytest
 
 demo: install
@@ -27,4 +40,4 @@ bench: install
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(SAM_VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info .aws-sam
