@@ -121,9 +121,15 @@ def translate(exc: Exception, what: str, *, reading_source: bool) -> TmpwardenEr
                 f"{what}: bucket not found ({code}); check the destination", transient=False
             )
         if code in DENIED_CODES:
-            action = "s3:GetObject" if reading_source else "s3:PutObject on the destination prefix"
+            if reading_source:
+                return AccessDeniedError(
+                    f"{what}: access denied ({code}); check that the key exists and grant the "
+                    "function's role s3:GetObject (and s3:ListBucket on the prefix, without "
+                    "which S3 answers a missing key with 403)"
+                )
             return AccessDeniedError(
-                f"{what}: access denied ({code}); grant the function's role {action}"
+                f"{what}: access denied ({code}); grant the function's role s3:PutObject, "
+                "s3:AbortMultipartUpload and s3:GetObject on the destination prefix"
             )
         transient = code in TRANSIENT_CODES or status >= 500
         return RemoteServiceError(f"{what}: S3 error {code}: {exc}", transient=transient)

@@ -36,6 +36,8 @@ MAX_VALUES_PER_METRIC = 100
 MAX_METRICS_PER_DOCUMENT = 100
 MAX_DIMENSIONS_PER_SET = 30
 MAX_LISTED_EVENTS = 50
+MAX_TIME_TO_FULL = 3600.0
+"""Predictions further out than this (a slow drift over an hour) are noise, not reported."""
 RECORD_PROPERTY = "TmpwardenRecord"
 
 
@@ -178,7 +180,7 @@ class EmfEmitter:
         filling = [
             (offset, b[5])
             for offset, b in zip(offsets, buckets, strict=True)
-            if math.isfinite(b[5])
+            if b[5] <= MAX_TIME_TO_FULL
         ]
         if filling:
             metrics["TmpTimeToFullSeconds"] = [round(ttf, 1) for _, ttf in filling]

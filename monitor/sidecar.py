@@ -27,7 +27,7 @@ from monitor.callbacks import (
     collect_garbage,
 )
 from monitor.config import MonitorConfig
-from monitor.emf import EmfEmitter, LineSink, SampleBuffer, StdoutSink
+from monitor.emf import MAX_VALUES_PER_METRIC, EmfEmitter, LineSink, SampleBuffer, StdoutSink
 from monitor.errors import ConfigurationError
 from monitor.invocation import InvocationSummary, LevelEvent, OpenPhase, Peaks, PhaseRecord
 from monitor.metrics import Level, MetricGroup, ProcessingState, Resource, StorageMetrics, spec
@@ -555,7 +555,8 @@ class StorageMonitor:
                 break
             try:
                 self._sample()
-                if next_sample >= next_flush:
+                # Flush on time, or when a document's worth of buckets is ready.
+                if next_sample >= next_flush or len(self._buffer) >= MAX_VALUES_PER_METRIC:
                     self.flush()
                     next_flush = clock() + self.config.flush_interval
             except Exception:  # never let the thread die; count and log

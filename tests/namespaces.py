@@ -6,39 +6,19 @@ is tried. Where neither is permitted the calling test is skipped with the reason
 
 from __future__ import annotations
 
-import functools
 import shlex
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
+from handler.sandbox import namespace_prefix
 
-@functools.cache
+
 def unshare_prefix() -> tuple[str, ...] | None:
-    """The unshare invocation that works here, or None."""
-    if shutil.which("unshare") is None:
-        return None
-    for prefix in (
-        ("unshare", "-m", "--propagation", "private"),
-        ("unshare", "-r", "-m", "--propagation", "private"),
-    ):
-        probe = subprocess.run(
-            [
-                *prefix,
-                "sh",
-                "-c",
-                "mount -t tmpfs -o size=1m tmpfs /mnt 2>/dev/null || "
-                'mount -t tmpfs -o size=1m tmpfs "$(mktemp -d)"',
-            ],
-            capture_output=True,
-            check=False,
-        )
-        if probe.returncode == 0:
-            return prefix
-    return None
+    """The unshare invocation that works here (the sandbox's own probe), or None."""
+    return namespace_prefix()
 
 
 def require_namespaces() -> tuple[str, ...]:

@@ -190,6 +190,7 @@ def test_the_function_reads_the_source_prefix_and_writes_the_destination_prefix_
     assert sorted(_statements("PackagingFunction")) == sorted(
         [
             ("ReadSourceArchives", "s3:GetObject", source),
+            ("ListSourcePrefix", "s3:ListBucket", "arn:${AWS::Partition}:s3:::${SourceBucket}"),
             ("WriteDestinationZips", "s3:PutObject", destination),
             ("WriteDestinationZips", "s3:AbortMultipartUpload", destination),
             ("WriteDestinationZips", "s3:ListMultipartUploadParts", destination),
@@ -197,6 +198,13 @@ def test_the_function_reads_the_source_prefix_and_writes_the_destination_prefix_
             ("VerifyDestinationZips", "s3:DeleteObject", destination),
         ]
     )
+
+
+def test_listing_the_source_bucket_is_limited_to_the_source_prefix() -> None:
+    """ListBucket makes S3 answer a missing key with 404 (not 403); only under the prefix."""
+    policy = real_template()["Resources"]["PackagingFunction"]["Properties"]["Policies"][0]
+    listing = next(s for s in policy["Statement"] if s["Sid"] == "ListSourcePrefix")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${SourcePrefix}*"}}}
 
 
 def test_the_state_machine_reads_manifests_writes_results_and_runs_itself_only() -> None:
