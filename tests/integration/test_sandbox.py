@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,13 @@ def invoke(
     )
     event_path.unlink()
     return result.returncode, json.loads(result.stdout), result.stderr, emf_log
+
+
+def outside_tmp() -> str:
+    for candidate in ("/var/tmp", str(Path.home())):
+        if Path(candidate).is_dir() and not candidate.startswith("/tmp"):
+            return candidate
+    pytest.skip("no writable directory outside /tmp for a local destination")
 
 
 def sandbox_line(stderr: str) -> str:
@@ -175,8 +183,8 @@ def test_a_timeout_kills_the_invocation(
 def test_local_destinations_stay_writable_and_tmp_paths_are_refused(
     small_artifact: Path, tmp_path: Path
 ) -> None:
-    work = REPO / "demo-output" / f"local-{tmp_path.name}"
-    work.mkdir(parents=True)
+    # outside /tmp (the sandbox's /tmp is its own tmpfs), even when the checkout is under it
+    work = Path(tempfile.mkdtemp(prefix="tmpwarden-sandbox-test-", dir=outside_tmp()))
     source = work / "m.tar.gz"
     source.write_bytes(small_artifact.read_bytes())
     try:
