@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+# aws-embedded-metrics reads its configuration at import and, in an unknown environment,
+# probes EC2 metadata and a TCP agent: name the environment before anything imports it.
+os.environ.setdefault("AWS_EMF_ENVIRONMENT", "Local")
+
 from hypothesis import HealthCheck, settings
 
 # Every property test runs at least 100 examples; no deadline on a shared, noisy machine.

@@ -265,3 +265,23 @@ def test_latest_history_and_levels() -> None:
     assert latest.threshold_warning == 0.8 and latest.memory_limit == 100 * MIB
     assert monitor.level("tmp") is Level.WARNING
     assert monitor.history[-1] == latest
+
+
+def test_emf_never_asks_the_library_to_detect_its_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No EC2 metadata probe and no TCP agent: documents are built and written by us."""
+    from aws_embedded_metrics.environment import environment_detector
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("environment detection must not run")
+
+    monkeypatch.setattr(environment_detector, "resolve_environment", forbidden)
+    monkeypatch.setattr(environment_detector, "resolve_environment_sync", forbidden)
+    monkeypatch.delenv("AWS_EMF_ENVIRONMENT", raising=False)
+    fake, sink = FakeSystem(), MemorySink()
+    monitor = make_monitor(fake, sink)
+    monitor.begin_invocation("r")
+    step(monitor, fake, 0.5)
+    monitor.end_invocation()
+    assert len(sink.lines) >= 2 and all(validate_emf_line(line) for line in sink.lines)
