@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from handler.app import reset_runtime
 from handler.sample import build_sample_artifact
 from monitor.units import MiB
+from tests.helpers import python_env
 from tests.s3server import CREDENTIALS, MotoS3
+
+REPO = Path(__file__).resolve().parents[2]
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -53,6 +59,38 @@ def bucket(s3_env: MotoS3) -> str:
 def small_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("artifacts") / "model-32m.tar.gz"
     return build_sample_artifact(path, 32 * MiB, seed=3)
+
+
+def invoke_sandbox(
+    tmp_path: Path, event: dict[str, Any], *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], str, Path]:
+    """Run ``python -m handler invoke`` on ``event``: (exit code, response, stderr, EMF log)."""
+    event_path = REPO / "demo-output" / f"event-{tmp_path.name}.json"
+    event_path.parent.mkdir(exist_ok=True)
+    event_path.write_text(json.dumps(event))
+    emf_log = REPO / "demo-output" / f"emf-{tmp_path.name}.log"
+    emf_log.unlink(missing_ok=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "handler",
+            "invoke",
+            str(event_path),
+            "--emf-log",
+            str(emf_log),
+            "--template",
+            str(REPO / "template.yaml"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=python_env() | (env or {}),
+        timeout=600,
+        check=False,
+    )
+    event_path.unlink()
+    return result.returncode, json.loads(result.stdout), result.stderr, emf_log
 
 
 def upload(client: S3Client, bucket: str, key: str, path: Path) -> str:

@@ -3,9 +3,6 @@ with the same namespace, dimensions and unit."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +14,7 @@ from handler.sandbox import namespace_prefix
 from monitor.metrics import REGISTRY
 from monitor.units import MiB
 from tests.emf_schema import validate_emf_line
-from tests.helpers import python_env
-from tests.integration.conftest import upload
+from tests.integration.conftest import invoke_sandbox, upload
 from tests.s3server import MotoS3
 
 pytestmark = pytest.mark.slow
@@ -62,43 +58,20 @@ def test_every_dashboard_and_alarm_metric_appears_in_a_real_run(
             },
         ]
     }
-    event_path = REPO / "demo-output" / f"event-{tmp_path.name}.json"
-    event_path.parent.mkdir(exist_ok=True)
-    event_path.write_text(json.dumps(event))
-    emf_log = REPO / "demo-output" / f"emf-{tmp_path.name}.log"
-    env = python_env() | {
+    env = {
         "AWS_ENDPOINT_URL": s3_env.url,
         "TMPWARDEN_SAMPLE_INTERVAL_MS": "20",
         "TMPWARDEN_PREDICT_HORIZON_S": "3",
         "TMPWARDEN_EMF": "on",
     }
+    _, response, stderr, emf_log = invoke_sandbox(
+        tmp_path, event, "--tmp-size", "512M", "--memory", "2048", env=env
+    )
     try:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "handler",
-                "invoke",
-                str(event_path),
-                "--tmp-size",
-                "512M",
-                "--memory",
-                "2048",
-                "--emf-log",
-                str(emf_log),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
-            check=False,
-        )
-        response = json.loads(result.stdout)
-        assert response["status"] == "partial", result.stderr
+        assert response["status"] == "partial", stderr
         assert response["targets"][0]["strategy"] == "extract"
         lines = emf_log.read_text().splitlines()
     finally:
-        event_path.unlink(missing_ok=True)
         emf_log.unlink(missing_ok=True)
 
     found = emitted(lines)

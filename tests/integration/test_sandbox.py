@@ -7,7 +7,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,6 +15,7 @@ from handler.sandbox import limits_from_template, namespace_prefix
 from monitor.units import MiB
 from tests.emf_schema import validate_emf_line
 from tests.helpers import archive_digests, python_env
+from tests.integration.conftest import invoke_sandbox as invoke
 from tests.integration.conftest import upload
 from tests.s3server import MotoS3
 
@@ -34,37 +34,6 @@ def artifact_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sample_artifact(
         tmp_path_factory.mktemp("sandbox") / "model.tar.gz", 256 * MiB, seed=11
     )
-
-
-def invoke(
-    tmp_path: Path, event: dict[str, Any], *args: str, env: dict[str, str] | None = None
-) -> tuple[int, dict[str, Any], str, Path]:
-    event_path = REPO / "demo-output" / f"event-{tmp_path.name}.json"
-    event_path.parent.mkdir(exist_ok=True)
-    event_path.write_text(json.dumps(event))
-    emf_log = REPO / "demo-output" / f"emf-{tmp_path.name}.log"
-    emf_log.unlink(missing_ok=True)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "handler",
-            "invoke",
-            str(event_path),
-            "--emf-log",
-            str(emf_log),
-            "--template",
-            str(REPO / "template.yaml"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=python_env() | (env or {}),
-        timeout=600,
-        check=False,
-    )
-    event_path.unlink()
-    return result.returncode, json.loads(result.stdout), result.stderr, emf_log
 
 
 def outside_tmp() -> str:
