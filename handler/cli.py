@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL
-from handler.errors import TmpwardenError
+from handler.errors import InputError, TmpwardenError
 from handler.extract import StreamingExtractor
 from handler.locations import open_source
 from handler.members import ArchiveFormat, ArchiveInfo
@@ -248,6 +248,9 @@ def _inspect_json(
 
 
 def _run_sample(args: argparse.Namespace, out: TextIO) -> int:
+    parent = Path(args.output).resolve().parent
+    if not parent.is_dir():
+        raise InputError(f"{args.output}: the directory {parent} does not exist; create it first")
     path = build_sample_artifact(args.output, args.size, fmt=args.format, seed=args.seed)
     out.write(
         f"wrote {path} ({format_size(path.stat().st_size)}, "

@@ -18,6 +18,7 @@ from typing import Any
 
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression
 from handler.errors import InputError
+from handler.locations import check_location
 
 MAX_TARGETS = 1000
 TARGET_KEYS = frozenset({"source", "destination", "include", "compression", "level"})
@@ -62,18 +63,10 @@ class PackagingEvent:
 def _location(value: Any, path: str, *, zip_destination: bool) -> str:
     if not isinstance(value, str) or not value.strip():
         raise EventValidationError(path, "must be a non-empty string (s3://bucket/key or a path)")
-    text = value.strip()
-    if text.startswith("s3://"):
-        bucket, _, key = text.removeprefix("s3://").partition("/")
-        if not bucket or not key or key.endswith("/"):
-            raise EventValidationError(
-                path, f"{text!r} must name an object: s3://bucket/key (not a bucket or prefix)"
-            )
-    elif "://" in text:
-        raise EventValidationError(path, f"{text!r}: only s3:// URLs and local paths are supported")
-    if zip_destination and text.endswith("/"):
-        raise EventValidationError(path, f"{text!r} must name the ZIP to write, not a directory")
-    return text
+    try:
+        return check_location(value, zip_destination=zip_destination)
+    except InputError as exc:
+        raise EventValidationError(path, str(exc)) from None
 
 
 def _include(value: Any, path: str) -> tuple[str, ...]:

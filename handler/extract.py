@@ -84,6 +84,7 @@ class ArchiveReader:
         self._decompressed: CountingReader | None = None
         self._current: str | None = None
         self._tar: tarfile.TarFile | None = None
+        self._selected: set[str] = set()
         self.format: ArchiveFormat | None = None
 
     @property
@@ -164,7 +165,7 @@ class ArchiveReader:
                 return
             member = self._guard.admit(self._tar_member(info))
             self._current = member.name
-            if not member.name or (patterns and not self._selected(member, patterns)):
+            if not member.name or (patterns and not self._select(member, patterns)):
                 continue
             stream: BinaryIO = cast(BinaryIO, io.BytesIO())
             if with_data and member.kind is MemberKind.FILE:
@@ -222,7 +223,7 @@ class ArchiveReader:
         for info in infos:
             member = self._guard.admit(self._zip_member(archive, info))
             self._current = member.name
-            if not member.name or (patterns and not self._selected(member, patterns)):
+            if not member.name or (patterns and not self._select(member, patterns)):
                 continue
             stream: BinaryIO = cast(BinaryIO, io.BytesIO())
             if with_data and member.kind is MemberKind.FILE:
@@ -279,8 +280,20 @@ class ArchiveReader:
 
     # -- shared -----------------------------------------------------------------------
 
-    def _selected(self, member: Member, patterns: Sequence[str]) -> bool:
-        return member.kind is not MemberKind.DIRECTORY and matches(member.name, patterns)
+    def _select(self, member: Member, patterns: Sequence[str]) -> bool:
+        """Whether the patterns select ``member``; a selected hard link needs its target."""
+        if member.kind is MemberKind.DIRECTORY or not matches(member.name, patterns):
+            return False
+        target = member.link_target or ""
+        if member.kind is MemberKind.HARDLINK and target not in self._selected:
+            raise ExtractionError(
+                self.source.name,
+                member.name,
+                f"it is a hard link to {target!r}, which the include patterns leave out",
+                f"add a pattern that matches {target!r} as well",
+            )
+        self._selected.add(member.name)
+        return True
 
     def _check_ratio(self, uncompressed: int) -> None:
         self._guard.check_ratio(uncompressed, self.source_bytes_read, self._current)
@@ -422,8 +435,10 @@ def _write_file(path: Path, opened: OpenMember, chunk_size: int) -> int:
             while chunk := opened.stream.read(chunk_size):
                 out.write(chunk)
                 written += len(chunk)
-        path.chmod(member.mode)
-        os.utime(path, (member.mtime, member.mtime))
+        # Owner-readable whatever the archive says: it is read back to be zipped.
+        path.chmod(member.mode | stat.S_IRUSR)
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            os.utime(path, (member.mtime, member.mtime))
     except BaseException as exc:
         with contextlib.suppress(OSError):
             path.unlink()

@@ -151,6 +151,12 @@ class _DiskFullTranslator(io.BufferedWriter):
         except OSError as exc:
             raise _translate_write_error(exc, self._final_path) from exc
 
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:  # seeking flushes the buffer: a full disk can surface here too
+            return super().seek(offset, whence)
+        except OSError as exc:
+            raise _translate_write_error(exc, self._final_path) from exc
+
 
 def _translate_write_error(exc: OSError, final_path: Path) -> OSError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -244,6 +250,25 @@ def verify_zip_file(path: Path, entries: Sequence[ZipEntry], *, shown_as: str) -
             )
 
 
+def check_location(location: str, *, zip_destination: bool = False) -> str:
+    """The location, stripped, when it is an ``s3://bucket/key`` URL or a path; else
+    InputError saying what is wrong with it."""
+    text = location.strip()
+    if not text:
+        raise InputError("must be a non-empty string (s3://bucket/key or a path)")
+    if text.startswith("s3://"):
+        bucket, _, key = text.removeprefix("s3://").partition("/")
+        if not bucket or not key or key.endswith("/"):
+            raise InputError(
+                f"{text!r} must name an object: s3://bucket/key (not a bucket or prefix)"
+            )
+    elif "://" in text:
+        raise InputError(f"{text!r}: only s3:// URLs and local paths are supported")
+    if zip_destination and text.endswith("/"):
+        raise InputError(f"{text!r} must name the ZIP to write, not a directory")
+    return text
+
+
 def is_s3(location: str) -> bool:
     """Whether ``location`` is an ``s3://`` URL."""
     return location.startswith("s3://")
@@ -251,7 +276,7 @@ def is_s3(location: str) -> bool:
 
 def open_source(location: str | os.PathLike[str], *, s3: S3Client | None = None) -> Source:
     """The source named by ``location``: ``s3://bucket/key`` or a local path."""
-    text = str(location)
+    text = check_location(str(location))
     if is_s3(text):
         from handler.s3 import S3Source, make_client  # noqa: PLC0415 - boto3 only for S3
 
@@ -263,7 +288,7 @@ def open_destination(
     location: str | os.PathLike[str], *, s3: S3Client | None = None
 ) -> Destination:
     """The destination named by ``location``: ``s3://bucket/key`` or a local path."""
-    text = str(location)
+    text = check_location(str(location), zip_destination=True)
     if is_s3(text):
         from handler.multipart import S3Destination  # noqa: PLC0415 - boto3 only for S3
         from handler.s3 import make_client  # noqa: PLC0415

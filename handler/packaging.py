@@ -289,7 +289,6 @@ def _run(
             storage=storage,
             critical=settings.tmp_critical,
             phases=phases,
-            register_cleanup=monitor.register_cleanup if monitor is not None else None,
         )
     return run_stream(src, dest, options, phases=phases or NoPhases())
 

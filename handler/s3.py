@@ -15,10 +15,18 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
 
 from handler.errors import (
     AccessDeniedError,
+    InputError,
     RemoteServiceError,
     SourceNotFoundError,
     SourceReadError,
@@ -87,6 +95,11 @@ def make_client(endpoint_url: str | None = None) -> S3Client:
     """An S3 client; ``endpoint_url`` (or ``AWS_ENDPOINT_URL``) selects an S3-compatible
     endpoint, addressed path-style. Retries: botocore's standard mode."""
     endpoint = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise InputError(
+            f"endpoint URL {endpoint!r} must start with http:// or https:// "
+            f"(from --endpoint-url or {ENDPOINT_ENV})"
+        )
     config = Config(
         retries={"mode": "standard", "max_attempts": 4},
         max_pool_connections=8,
@@ -131,8 +144,23 @@ def translate(exc: Exception, what: str, *, reading_source: bool) -> TmpwardenEr
                 f"{what}: access denied ({code}); grant the function's role s3:PutObject, "
                 "s3:AbortMultipartUpload and s3:GetObject on the destination prefix"
             )
+        if code == "PreconditionFailed":
+            return RemoteServiceError(
+                f"{what}: the object changed while it was being read (its ETag no longer "
+                "matches); the next attempt reads the new version",
+                transient=True,
+            )
         transient = code in TRANSIENT_CODES or status >= 500
         return RemoteServiceError(f"{what}: S3 error {code}: {exc}", transient=transient)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return AccessDeniedError(
+            f"{what}: no AWS credentials were found; set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, a profile, or run where a role provides them"
+        )
+    if isinstance(exc, NoRegionError):
+        return InputError(f"{what}: no AWS region is set; set AWS_REGION or AWS_DEFAULT_REGION")
+    if isinstance(exc, ParamValidationError):
+        return InputError(f"{what}: the request is invalid ({exc}); check the bucket and key")
     if isinstance(exc, BotoCoreError | ConnectionError | TimeoutError | OSError):
         if reading_source:
             return SourceReadError(f"{what}: reading failed ({exc}); try again")

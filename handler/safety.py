@@ -15,6 +15,10 @@ from handler.members import Member, MemberKind
 from monitor.units import GiB, MiB, format_size
 
 HOSTILE_ADVICE = "the archive is unsafe to unpack; rebuild it with relative member names"
+LINK_ADVICE = (
+    "the archive is unsafe to unpack; rebuild it without links that leave it or go through "
+    "other links"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,8 @@ class MemberGuard:
         self._source = source
         self._limits = limits
         self._kinds: dict[str, MemberKind] = {}
+        self._traversed: set[str] = set()
+        """Paths that the targets of admitted symbolic links walk through."""
         self._count = 0
         self._declared_total = 0
 
@@ -116,14 +122,17 @@ class MemberGuard:
         if previous is not None:
             if previous is MemberKind.DIRECTORY and member.kind is MemberKind.DIRECTORY:
                 return member
+            reason = (
+                "the name appears twice in the archive"
+                if previous is member.kind
+                else f"it is a {member.kind.value} but an earlier member uses the name as a "
+                f"{previous.value}"
+            )
             raise ExtractionError(
-                self._source,
-                name,
-                "the name appears twice in the archive",
-                "rebuild the archive so each name appears once",
+                self._source, name, reason, "rebuild the archive so each name appears once"
             )
         if member.kind is MemberKind.SYMLINK:
-            check_link_target(self._source, name, member.link_target or "")
+            self._check_symlink(name, member.link_target or "")
         if member.kind is MemberKind.HARDLINK:
             target = member.link_target or ""
             if self._kinds.get(target) is not MemberKind.FILE:
@@ -137,7 +146,41 @@ class MemberGuard:
             self._declared_total += member.size
             self.check_total(self._declared_total, name)
         self._kinds[name] = member.kind
+        parent = posixpath.dirname(name)
+        while parent and parent not in self._kinds:  # implied directories count as names
+            self._kinds[parent] = MemberKind.DIRECTORY
+            parent = posixpath.dirname(parent)
         return member
+
+    def _check_symlink(self, name: str, target: str) -> None:
+        """Refuse a link whose target leaves the root, or walks through another link (in
+        either order: a later link may not sit on an earlier link's path)."""
+        check_link_target(self._source, name, target)
+        if name in self._traversed:
+            raise ExtractionError(
+                self._source,
+                name,
+                "an earlier symbolic link's target goes through this link",
+                HOSTILE_ADVICE,
+            )
+        parts: list[str] = [p for p in posixpath.dirname(name).split("/") if p]
+        for component in target.split("/"):
+            if component in ("", "."):
+                continue
+            if component == "..":
+                if parts:
+                    parts.pop()
+                continue
+            parts.append(component)
+            walked = "/".join(parts)
+            if self._kinds.get(walked) is MemberKind.SYMLINK:
+                raise ExtractionError(
+                    self._source,
+                    name,
+                    f"the link's target goes through the symbolic link {walked!r}",
+                    LINK_ADVICE,
+                )
+            self._traversed.add(walked)
 
     def check_total(self, total: int, member: str | None) -> None:
         """Refuse once the uncompressed total passes the size limit."""

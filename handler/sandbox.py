@@ -226,71 +226,100 @@ def invoke(
     writable = local_destination_dirs(event)
     code_paths = [REPO_ROOT, Path(sys.prefix), Path(sys.base_prefix), event_path.resolve()]
     remap = _remap_root() if any(_under_tmp(p) for p in code_paths) else None
-    python = _moved(Path(sys.executable), remap)
-    event_file = _moved(event_path.resolve(), remap)
-    deadline = time.time() + limits.timeout
-    read_fd, write_fd = os.pipe()
-    env = _child_env(limits, environ or os.environ, remap, deadline, write_fd)
-    command = [python, "-m", "handler.sandbox_child", event_file]
-    script = build_script(limits.tmp_size, writable, command, remap)
-    memory = limits.memory_mb * MiB
-
-    def limit_memory() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [*prefix, "sh", "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        pass_fds=(write_fd,),
-        preexec_fn=limit_memory,  # noqa: PLW1509 - setrlimit only, before exec
-        start_new_session=True,
-    )
-    os.close(write_fd)
-    expired = threading.Event()
-
-    def kill_on_timeout() -> None:
-        expired.set()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-    watchdog = threading.Timer(limits.timeout + KILL_GRACE_SECONDS, kill_on_timeout)
-    watchdog.start()
+    command = [
+        _moved(Path(sys.executable), remap),
+        "-m",
+        "handler.sandbox_child",
+        _moved(event_path.resolve(), remap),
+    ]
     try:
-        emf_count = _pump_output(process, emf_log, log_stream or sys.stderr)
-        process.wait()
-    finally:
-        watchdog.cancel()
-    timed_out = expired.is_set()
+        emf_out = emf_log.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{emf_log}: cannot write the EMF log ({exc.strerror})") from exc
+    read_fd, write_fd = os.pipe()
+    env = _child_env(limits, environ or os.environ, remap, time.time() + limits.timeout, write_fd)
+    started = time.monotonic()
+    with emf_out:
+        emf_count, timed_out, exit_code = _run_child(
+            [*prefix, "sh", "-c", build_script(limits.tmp_size, writable, command, remap)],
+            env,
+            write_fd,
+            limits,
+            emf_out,
+            log_stream or sys.stderr,
+        )
     with os.fdopen(read_fd) as result:
         raw = result.read()
-    duration = time.monotonic() - started
     report = json.loads(raw) if raw.strip() else {}
-    if timed_out or "response" not in report:
+    response = report.get("response")
+    if timed_out or response is None:
         message = (
             f"Task timed out after {limits.timeout:.2f} seconds"
             if timed_out
-            else f"the sandboxed process ended without a response (exit {process.returncode}; "
+            else f"the sandboxed process ended without a response (exit {exit_code}; "
             "out of memory under RLIMIT_AS?)"
         )
         response = {
             "errorType": "Sandbox.Timedout" if timed_out else "Runtime.ExitError",
             "errorMessage": message,
         }
-        report.setdefault("tmp_after", {})
-        report.setdefault("tmp_before", {})
-    else:
-        response = report["response"]
     return Invocation(
         response=response,
         tmp_before=report.get("tmp_before", {}),
         tmp_after=report.get("tmp_after", {}),
-        duration_s=round(duration, 3),
+        duration_s=round(time.monotonic() - started, 3),
         timed_out=timed_out,
         emf_lines=emf_count,
     )
+
+
+def _run_child(
+    argv: list[str],
+    env: dict[str, str],
+    result_fd: int,
+    limits: FunctionLimits,
+    emf_out: TextIO,
+    logs: TextIO,
+) -> tuple[int, bool, int]:
+    """Start the namespaced child, relay its output, kill it at the timeout; returns
+    (EMF lines, timed out, exit code). It is never left running behind us."""
+    memory = limits.memory_mb * MiB
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        pass_fds=(result_fd,),
+        preexec_fn=limit_memory,  # noqa: PLW1509 - setrlimit only, before exec
+        start_new_session=True,
+    )
+    os.close(result_fd)
+    expired = threading.Event()
+
+    def kill() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    def kill_on_timeout() -> None:
+        expired.set()
+        kill()
+
+    watchdog = threading.Timer(limits.timeout + KILL_GRACE_SECONDS, kill_on_timeout)
+    watchdog.start()
+    try:
+        emf_count = _pump_output(process, emf_out, logs)
+        process.wait()
+    except BaseException:
+        kill()
+        process.wait()
+        raise
+    finally:
+        watchdog.cancel()
+    return emf_count, expired.is_set(), process.returncode
 
 
 def _child_env(
@@ -326,7 +355,7 @@ def _child_env(
     return env
 
 
-def _pump_output(process: subprocess.Popen[bytes], emf_log: Path, logs: TextIO) -> int:
+def _pump_output(process: subprocess.Popen[bytes], out: TextIO, logs: TextIO) -> int:
     """EMF lines (JSON with ``_aws``) to the EMF log; everything else to ``logs``."""
     assert process.stdout is not None and process.stderr is not None
     count = 0
@@ -335,14 +364,13 @@ def _pump_output(process: subprocess.Popen[bytes], emf_log: Path, logs: TextIO) 
         daemon=True,
     )
     stderr_thread.start()
-    with emf_log.open("a", encoding="utf-8") as out:
-        for raw in process.stdout:
-            line = raw.decode(errors="replace")
-            if line.startswith("{") and '"_aws"' in line:
-                out.write(line if line.endswith("\n") else line + "\n")
-                count += 1
-            else:
-                logs.write(line)
+    for raw in process.stdout:
+        line = raw.decode(errors="replace")
+        if line.startswith("{") and '"_aws"' in line:
+            out.write(line if line.endswith("\n") else line + "\n")
+            count += 1
+        else:
+            logs.write(line)
     stderr_thread.join()
     logs.flush()
     return count

@@ -186,7 +186,6 @@ def run_extract(
     storage: StorageManager,
     critical: float,
     phases: PhaseReporter | None = None,
-    register_cleanup: Callable[[Path], object] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> PackageResult:
     """Extract every selected member under a scratch directory, then zip the directory.
@@ -200,11 +199,11 @@ def run_extract(
     source_size = src.size()
     extractor = StreamingExtractor(limits=opts.limits)
     with CleanupContext() as cleanup:
+        # Not registered with the monitor's critical cleanup: removing it while it is
+        # being zipped would lose members; it goes when this block ends, whatever happens.
         scratch = cleanup.register_cleanup(
             tempfile.mkdtemp(prefix="tmpwarden-extract-", dir=scratch_root)
         )
-        if register_cleanup is not None:
-            register_cleanup(scratch)
 
         def check_space(_path: Path, _member: Member) -> None:
             storage.monitor_usage(critical)
@@ -222,6 +221,12 @@ def run_extract(
                     writer.sink, compression=opts.compression, level=opts.level
                 )
                 counts = zipper.add_tree(scratch)
+                if (counts.files, counts.links) != (summary.files, summary.links):
+                    raise CompressionError(
+                        f"{scratch}: {counts.files} files and {counts.links} links were zipped "
+                        f"but {summary.files} and {summary.links} were extracted; something "
+                        "removed or added files in the scratch directory"
+                    )
                 bytes_out = zipper.finalize()
             with reporter.phase("upload"):
                 writer.commit(zipper.entries)

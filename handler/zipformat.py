@@ -43,6 +43,10 @@ ZIP64_MARGIN_FACTOR = 1.01
 ZIP64_MARGIN_BYTES = 1 << 20
 
 
+DOS_EPOCH = 315_532_800  # 1980-01-01
+DOS_END = 4_354_819_199  # 2107-12-31
+
+
 def needs_zip64(size_hint: int | None) -> bool:
     """Whether a member of this uncompressed size (None: unknown) must reserve ZIP64 fields."""
     if size_hint is None:
@@ -51,8 +55,12 @@ def needs_zip64(size_hint: int | None) -> bool:
 
 
 def dos_datetime(mtime: float) -> tuple[int, int]:
-    """MS-DOS (time, date) for a POSIX mtime, clamped to the 1980-2107 range ZIP can hold."""
-    t = time.localtime(mtime)
+    """MS-DOS (time, date) for a POSIX mtime, clamped to the 1980-2107 range ZIP can hold
+    (an mtime the platform cannot even represent, or NaN, becomes 1980-01-01)."""
+    try:
+        t = time.localtime(mtime)
+    except (OverflowError, OSError, ValueError):
+        t = time.localtime(DOS_EPOCH if not mtime > 0 else DOS_END)
     year = min(max(t.tm_year, 1980), 2107)
     if year != t.tm_year:
         month, day, hour, minute, second = (1, 1, 0, 0, 0) if year == 1980 else (12, 31, 23, 59, 58)

@@ -11,6 +11,7 @@ compressed elsewhere, on worker threads for instance, append the same way.
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -313,7 +314,12 @@ class IncrementalZipper:
         symbolic links kept as links (never followed)."""
         root = Path(source_dir)
         files = directories = links = size = 0
-        for directory, subdirs, names in os.walk(root):
+        first_path: dict[tuple[int, int], str] = {}  # hard links: (device, inode) -> arcname
+
+        def fail(error: OSError) -> None:
+            raise error
+
+        for directory, subdirs, names in os.walk(root, onerror=fail):
             subdirs.sort()
             base = Path(directory)
             if base != root:
@@ -328,10 +334,18 @@ class IncrementalZipper:
             for name in sorted(names) + linked_dirs:
                 path = base / name
                 arcname = path.relative_to(root).as_posix()
+                info = path.lstat()
+                key = (info.st_dev, info.st_ino)
                 if path.is_symlink():
                     self.add_symlink(arcname, str(path.readlink()))
                     links += 1
+                elif info.st_nlink > 1 and key in first_path:
+                    # ZIP has no hard links: a relative symbolic link, as the stream path does
+                    target = posixpath.relpath(first_path[key], posixpath.dirname(arcname) or ".")
+                    self.add_symlink(arcname, target)
+                    links += 1
                 else:
+                    first_path[key] = arcname
                     size += self.add_file_streaming(path, arcname).uncompressed_size
                     files += 1
         return ZipCounts(files, directories, links, size)

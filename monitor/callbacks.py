@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitor.metrics import Level, Resource, StorageMetrics
-from monitor.sampler import Probe
+from monitor.sampler import Probe, Reading
 
 log = logging.getLogger("tmpwarden.monitor")
 
@@ -141,14 +141,26 @@ class CallbackRunner:
             job = self._jobs.get()
             if job is None:
                 return
-            record = self._execute(job)
-            with self._idle:
-                self._records.append(record)
-                self._pending -= 1
-                self._idle.notify_all()
+            record = None
+            try:
+                record = self._execute(job)
+            finally:
+                with self._idle:
+                    if record is not None:
+                        self._records.append(record)
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def _measure(self, name: str) -> Reading | None:
+        """A reading for the record of a callback run; None (logged) if the probe fails."""
+        try:
+            return self._probe()
+        except Exception:
+            log.exception("tmpwarden monitor: probe around callback %s failed", name)
+            return None
 
     def _execute(self, job: _Job) -> CallbackRecord:
-        before = self._probe()
+        before = self._measure(job.name)
         started = self._clock()
         timer = time.perf_counter()
         error = None
@@ -160,7 +172,9 @@ class CallbackRunner:
                 "callback %s failed on %s %s", job.name, job.event.resource, job.event.level
             )
         duration = time.perf_counter() - timer
-        after = self._probe()
+        after = self._measure(job.name)
+        before = before or after
+        after = after or before
         return CallbackRecord(
             name=job.name,
             level=job.event.level,
@@ -168,10 +182,10 @@ class CallbackRunner:
             event_time=job.event.metrics.timestamp,
             started=started,
             duration=duration,
-            tmp_used_before=before.used_space,
-            tmp_used_after=after.used_space,
-            rss_before=before.memory_used,
-            rss_after=after.memory_used,
+            tmp_used_before=before.used_space if before else 0,
+            tmp_used_after=after.used_space if after else 0,
+            rss_before=before.memory_used if before else 0,
+            rss_after=after.memory_used if after else 0,
             error=error,
         )
 

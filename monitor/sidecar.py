@@ -50,6 +50,12 @@ CALLBACK_LEVELS = {
 }
 
 
+class _StopFlag:
+    """Tells one sampling thread to end (a plain attribute: the cheapest check)."""
+
+    stopped = False
+
+
 class StorageMonitor:
     """Watches ``/tmp`` and memory from a daemon thread; see the module docstring.
 
@@ -145,7 +151,7 @@ class StorageMonitor:
         )
         self._tracer = tracer or default_tracer(cfg.tracing, environ)
         self._lock = threading.RLock()
-        self._stopping = False
+        self._stop_flag = _StopFlag()
         self._cpu_before_stop = 0.0
         self._thread: threading.Thread | None = None
         self._prediction: Prediction | None = None
@@ -229,8 +235,12 @@ class StorageMonitor:
         with self._lock:
             if self.running:
                 return self
-            self._stopping = False
-            self._thread = threading.Thread(target=self._run, name="tmpwarden-monitor", daemon=True)
+            # Each thread has its own stop flag: a thread that outlives stop()'s join (a
+            # slow statvfs) still ends, even if start() has made a new one meanwhile.
+            self._stop_flag = _StopFlag()
+            self._thread = threading.Thread(
+                target=self._run, args=(self._stop_flag,), name="tmpwarden-monitor", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -240,7 +250,7 @@ class StorageMonitor:
         if thread is None:
             return
         self._cpu_before_stop = self.thread_cpu_seconds
-        self._stopping = True
+        self._stop_flag.stopped = True
         thread.join(timeout=LONGEST_SLEEP + 2 * self.config.sample_interval + 1.0)
         self._thread = None
         self.flush()
@@ -538,20 +548,20 @@ class StorageMonitor:
         self._extra_metrics = {}
         self._state = ProcessingState()
 
-    def _run(self) -> None:
+    def _run(self, stop: _StopFlag) -> None:
         # Plain sleeps and a flag: on Firecracker every wakeup costs tens of microseconds
         # of CPU, and a timed Event/Lock wait costs more than a sleep.
         interval = self.config.sample_interval
         clock = self._clock
         next_sample = clock() + interval
         next_flush = clock() + self.config.flush_interval
-        while not self._stopping:
+        while not stop.stopped:
             delay = next_sample - clock()
             if delay > 0:
                 time.sleep(min(delay, LONGEST_SLEEP))
                 if delay > LONGEST_SLEEP:
                     continue
-            if self._stopping:
+            if stop.stopped:
                 break
             try:
                 self._sample()

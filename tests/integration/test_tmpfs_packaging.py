@@ -60,3 +60,36 @@ def test_destination_disk_full_is_one_error_line_and_leaves_nothing(
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "no space left" in lines[0] and str(small_out / "m.zip") in lines[0]
     assert "left-on-destination=0" in result.stdout
+
+
+def test_disk_full_while_patching_a_small_members_header_is_still_one_clean_line(
+    tmp_path: Path,
+) -> None:
+    """Small stored members fill the disk when the header patch flushes, not on a write."""
+    from tests.helpers import tar_info, tar_with
+
+    archive = tar_with(
+        tmp_path / "many.tar",
+        [(tar_info(f"m/{i:04d}.bin"), bytes(range(256)) * 64) for i in range(200)],
+    )
+    small_out = tmp_path / "tiny-out"
+    small_out.mkdir()
+    result = run_with_tmpfs(
+        [
+            sys.executable,
+            "-m",
+            "handler",
+            "package",
+            str(archive),
+            str(small_out / "m.zip"),
+            "--compression",
+            "store",
+        ],
+        {small_out: "1m"},
+        env=python_env(),
+        after=f"echo left-on-destination=$(ls -A {small_out} | wc -l)",
+    )
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "no space left" in lines[0]
+    assert "left-on-destination=0" in result.stdout
