@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from handler.errors import TmpwardenError
 from handler.events import InvocationResult, error_dict, parse_event
+from handler.locations import is_s3
 from handler.logs import configure, log_context
 from handler.packaging import package_target
 from handler.settings import HandlerSettings
@@ -128,4 +129,4 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
 
 
 def _needs_s3(*locations: str) -> bool:
-    return any(location.startswith("s3://") for location in locations)
+    return any(is_s3(location) for location in locations)

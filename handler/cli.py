@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL
 from handler.errors import InputError, TmpwardenError
 from handler.extract import StreamingExtractor
-from handler.locations import open_source
+from handler.locations import is_s3, open_source
 from handler.members import ArchiveFormat, ArchiveInfo
 from handler.packaging import PackageOptions, PackageResult, package
 from handler.progress import ProgressBar
@@ -260,7 +260,7 @@ def _run_sample(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _client(endpoint_url: str | None, *locations: str) -> Any:
-    if not any(location.startswith("s3://") for location in locations):
+    if not any(is_s3(location) for location in locations):
         return None
     from handler.s3 import make_client  # noqa: PLC0415 - boto3 only for S3
 

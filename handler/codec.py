@@ -84,6 +84,14 @@ def fastest_deflate(level: int) -> Compressor:
     return zlib_deflate(level)
 
 
+def check_compression(compression: str) -> None:
+    """Reject a compression other than deflate or store."""
+    if compression not in COMPRESSIONS:
+        raise CompressionError(
+            f"compression {compression!r} is not supported; use 'deflate' or 'store'"
+        )
+
+
 def check_level(level: int) -> None:
     """Reject a level outside deflate's 0-9."""
     if not 0 <= level <= 9:

@@ -38,6 +38,7 @@ from handler.formats import SNIFF_SIZE, SUPPORTED, TAR_BLOCK, detect_format, is_
 from handler.locations import Source, open_source
 from handler.members import ArchiveFormat, ArchiveInfo, Member, MemberKind, OpenMember
 from handler.safety import HOSTILE_ADVICE, Limits, MemberGuard, safe_name
+from handler.storage import available_bytes
 from handler.streams import CountingReader, GuardedReader, PrefixedReader, read_head
 from monitor.units import KiB, MiB
 
@@ -98,7 +99,9 @@ class ArchiveReader:
             self._raw = CountingReader(GuardedReader(raw, self._source_read_error))
             head = read_head(self._raw, SNIFF_SIZE)
             self.format = detect_format(head, self.source.name)
-            if self.format is not ArchiveFormat.ZIP:
+            if self.format is ArchiveFormat.ZIP:
+                raw.close()  # zip is read by random access; stop this stream (an S3 GET) now
+            else:
                 self._tar = self._open_tar(head, self.format)
         except BaseException:
             self._stack.close()
@@ -163,9 +166,8 @@ class ArchiveReader:
             _forget_seen_headers(tar)
             if info is None:
                 return
-            member = self._guard.admit(self._tar_member(info))
-            self._current = member.name
-            if not member.name or (patterns and not self._select(member, patterns)):
+            member = self._admit(self._tar_member(info), patterns)
+            if member is None:
                 continue
             stream: BinaryIO = cast(BinaryIO, io.BytesIO())
             if with_data and member.kind is MemberKind.FILE:
@@ -221,9 +223,8 @@ class ArchiveReader:
         self._guard.check_total(declared, None)
         self._guard.check_ratio(declared, sum(i.compress_size for i in infos), None)
         for info in infos:
-            member = self._guard.admit(self._zip_member(archive, info))
-            self._current = member.name
-            if not member.name or (patterns and not self._select(member, patterns)):
+            member = self._admit(self._zip_member(archive, info), patterns)
+            if member is None:
                 continue
             stream: BinaryIO = cast(BinaryIO, io.BytesIO())
             if with_data and member.kind is MemberKind.FILE:
@@ -279,6 +280,14 @@ class ArchiveReader:
         )
 
     # -- shared -----------------------------------------------------------------------
+
+    def _admit(self, member: Member, patterns: Sequence[str] | None) -> Member | None:
+        """Check ``member`` (every member is checked); None when it is not to be yielded."""
+        member = self._guard.admit(member)
+        self._current = member.name
+        if not member.name or (patterns and not self._select(member, patterns)):
+            return None
+        return member
 
     def _select(self, member: Member, patterns: Sequence[str]) -> bool:
         """Whether the patterns select ``member``; a selected hard link needs its target."""
@@ -418,7 +427,7 @@ def _as_source(source: ArchiveLike) -> Source:
 def _write_file(path: Path, opened: OpenMember, chunk_size: int) -> int:
     """Write one member's data to a new file (never following links), checking space first."""
     member = opened.member
-    available = _available(path.parent)
+    available = available_bytes(path.parent)
     if member.size > available:
         raise InsufficientStorageError(
             path,
@@ -446,14 +455,9 @@ def _write_file(path: Path, opened: OpenMember, chunk_size: int) -> int:
             raise InsufficientStorageError(
                 path,
                 member.size,
-                _available(path.parent),
+                available_bytes(path.parent),
                 "the disk filled while extracting; use the stream strategy or give the "
                 "function more ephemeral storage",
             ) from exc
         raise
     return written
-
-
-def _available(directory: Path) -> int:
-    st = os.statvfs(directory)
-    return st.f_bavail * st.f_frsize

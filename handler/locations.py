@@ -23,6 +23,7 @@ from handler.errors import (
     InsufficientStorageError,
     SourceNotFoundError,
 )
+from handler.storage import available_bytes
 from handler.zipformat import ZipEntry
 from monitor.units import MiB
 
@@ -160,7 +161,10 @@ class _DiskFullTranslator(io.BufferedWriter):
 
 def _translate_write_error(exc: OSError, final_path: Path) -> OSError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        available = _available_bytes(final_path.parent)
+        try:
+            available = available_bytes(final_path.parent)
+        except OSError:
+            available = 0
         return InsufficientStorageError(
             final_path,
             None,
@@ -169,14 +173,6 @@ def _translate_write_error(exc: OSError, final_path: Path) -> OSError:
             "elsewhere (nothing was left behind)",
         )
     return DestinationError(f"{final_path}: write failed: {exc.strerror or exc}")
-
-
-def _available_bytes(directory: Path) -> int:
-    try:
-        st = os.statvfs(directory)
-    except OSError:
-        return 0
-    return st.f_bavail * st.f_frsize
 
 
 class LocalDestinationWriter:

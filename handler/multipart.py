@@ -12,10 +12,12 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
+
+from botocore.exceptions import ClientError
 
 from handler.errors import CompressionError, RemoteServiceError
-from handler.s3 import S3Client, S3Url, call
+from handler.s3 import S3Client, S3Url, call, error_code
 from handler.zipformat import ZipEntry
 from monitor.units import GiB, MiB, TiB
 
@@ -173,15 +175,10 @@ class S3MultipartWriter:
                 Bucket=self._url.bucket, Key=self._url.key, UploadId=self.upload_id
             )
         except Exception as exc:  # the lifecycle rule removes what this cannot
-            if _code(exc) != "NoSuchUpload":
+            if not (isinstance(exc, ClientError) and error_code(exc) == "NoSuchUpload"):
                 log.error(
                     "could not abort multipart upload %s of %s: %s", self.upload_id, self.name, exc
                 )
-
-
-def _code(exc: Exception) -> str:
-    response: Any = getattr(exc, "response", {})
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 class S3Destination:

@@ -16,7 +16,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handler.errors import InsufficientStorageError, TmpwardenError
@@ -30,7 +29,6 @@ from handler.retry import RetryPolicy, is_transient
 from handler.settings import HandlerSettings
 from handler.storage import StorageManager, Strategy
 from handler.strategies import (
-    NoPhases,
     PackageOptions,
     PackageResult,
     PhaseReporter,
@@ -93,12 +91,6 @@ def package(
     return run_stream(src, dest, options or PackageOptions(), progress=progress, clock=clock)
 
 
-def _budget(storage: StorageManager, critical: float) -> int:
-    """Bytes that may still be written to /tmp before it reaches the critical threshold."""
-    usage = storage.usage()
-    return max(min(int(usage.total * critical) - usage.used, usage.available), 0)
-
-
 def _format_of(src: Source) -> ArchiveFormat:
     with src.open_stream() as stream:
         return detect_format(read_head(stream, SNIFF_SIZE), src.name)
@@ -119,7 +111,7 @@ def plan(
     """
     if choice is StrategyChoice.STREAM:
         return Decision(Strategy.STREAM, "requested")
-    budget = _budget(storage, critical)
+    budget = storage.budget(critical)
     needed: int | None = None
     compressed_tar = (ArchiveFormat.TAR_GZ, ArchiveFormat.TAR_BZ2, ArchiveFormat.TAR_XZ)
     if src.size() > budget and _format_of(src) in compressed_tar:
@@ -215,7 +207,7 @@ def package_target(
                         with phases.phase("plan"):
                             decision = plan(
                                 src,
-                                choice or settings.strategy,
+                                requested,
                                 storage,
                                 settings.tmp_critical,
                                 StreamingExtractor(limits=options.limits),
@@ -230,12 +222,12 @@ def package_target(
                             },
                         )
                     result.strategy = strategy.value
-                    outcome = _run(strategy, src, dest, options, settings, storage, phases, monitor)
+                    outcome = _run(strategy, src, dest, options, settings, storage, phases)
                 except Exception as exc:
                     fallback = (
                         strategy is Strategy.EXTRACT
                         and isinstance(exc, InsufficientStorageError)
-                        and (choice or settings.strategy) is StrategyChoice.AUTO
+                        and requested is StrategyChoice.AUTO
                     )
                     relieved = _space_relieved(storage, exc)
                     retry_it = is_transient(exc, space_relieved=relieved)
@@ -278,7 +270,6 @@ def _run(
     settings: HandlerSettings,
     storage: StorageManager,
     phases: PhaseReporter,
-    monitor: StorageMonitor | None,
 ) -> PackageResult:
     if strategy is Strategy.EXTRACT:
         return run_extract(
@@ -290,7 +281,7 @@ def _run(
             critical=settings.tmp_critical,
             phases=phases,
         )
-    return run_stream(src, dest, options, phases=phases or NoPhases())
+    return run_stream(src, dest, options, phases=phases)
 
 
 def _check_time(remaining_seconds: Callable[[], float] | None, margin: float) -> None:
@@ -309,8 +300,3 @@ def _space_relieved(storage: StorageManager, exc: BaseException) -> bool:
     if not isinstance(exc, InsufficientStorageError) or exc.needed is None:
         return False
     return storage.get_available_space() >= exc.needed
-
-
-def scratch_is_clean(scratch: str | Path) -> bool:
-    """Whether no tmpwarden scratch directory is left (for checks after a run)."""
-    return not any(Path(scratch).glob("tmpwarden-*"))

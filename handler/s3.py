@@ -40,7 +40,16 @@ if TYPE_CHECKING:
 else:
     S3Client = Any
 
-__all__ = ["S3Client", "S3RangeReader", "S3Source", "S3Url", "call", "make_client", "translate"]
+__all__ = [
+    "S3Client",
+    "S3RangeReader",
+    "S3Source",
+    "S3Url",
+    "call",
+    "error_code",
+    "make_client",
+    "translate",
+]
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 READAHEAD = 8 * MiB
@@ -196,7 +205,7 @@ class _Body(ReadOnlyStream):
             super().close()
 
 
-class S3RangeReader(io.RawIOBase):
+class S3RangeReader(ReadOnlyStream):
     """A seekable view of an object through ranged GETs, with one read-ahead buffer."""
 
     def __init__(self, client: S3Client, url: S3Url, size: int, etag: str) -> None:
@@ -208,9 +217,6 @@ class S3RangeReader(io.RawIOBase):
         self._buffer = b""
         self._buffer_start = 0
         self.requests = 0
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return True
@@ -236,11 +242,6 @@ class S3RangeReader(io.RawIOBase):
         data = self._buffer[offset : offset + (end - self._position)]
         self._position += len(data)
         return data
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def _fetch(self, start: int, length: int) -> None:
         last = min(start + length, self._size) - 1

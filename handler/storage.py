@@ -67,6 +67,12 @@ class SpaceEstimate:
     output_bytes: int
 
 
+def available_bytes(directory: str | Path) -> int:
+    """Bytes an unprivileged process can still write on ``directory``'s filesystem."""
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
 def _round_up(size: int, block: int = BLOCK_SIZE) -> int:
     return -(-size // block) * block
 
@@ -139,16 +145,20 @@ class StorageManager:
         }[chosen]
         return SpaceEstimate(chosen, scratch, output)
 
+    def budget(self, fraction: float = 1.0) -> int:
+        """Bytes that may still be written before usage reaches ``fraction`` of the total."""
+        usage = self.usage()
+        return max(min(usage.available, int(usage.total * fraction) - usage.used), 0)
+
     def ensure_space(self, estimate: SpaceEstimate, *, headroom: float = 1.0) -> None:
         """Raise InsufficientStorageError before the work starts if it cannot fit
         within ``headroom`` (a fraction of the total) of the scratch filesystem."""
-        usage = self.usage()
-        allowed = min(usage.available, int(usage.total * headroom) - usage.used)
+        allowed = self.budget(headroom)
         if estimate.scratch_bytes > allowed:
             raise InsufficientStorageError(
                 self.path,
                 estimate.scratch_bytes,
-                max(allowed, 0),
+                allowed,
                 f"the {estimate.strategy.value} strategy does not fit; use the stream "
                 "strategy (no scratch space) or give the function more ephemeral storage",
             )

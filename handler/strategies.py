@@ -11,7 +11,6 @@ and aborted on failure, and report their work as monitor phases.
 from __future__ import annotations
 
 import contextlib
-import posixpath
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -20,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression, check_level
+from handler.codec import DEFAULT_LEVEL, Compression, check_compression, check_level
 from handler.errors import CompressionError, InputError
 from handler.extract import StreamingExtractor
 from handler.locations import Destination, Source
@@ -55,10 +54,7 @@ class PackageOptions:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
-        if self.compression not in COMPRESSIONS:
-            raise CompressionError(
-                f"compression {self.compression!r} is not supported; use 'deflate' or 'store'"
-            )
+        check_compression(self.compression)
         check_level(self.level)
         for pattern in self.include:
             if not pattern.strip():
@@ -102,11 +98,10 @@ def add_member(zipper: IncrementalZipper, opened: OpenMember) -> int:
     if member.kind is MemberKind.DIRECTORY:
         zipper.add_directory(member.name, mode=member.mode, mtime=member.mtime)
         return 0
-    target = member.link_target or ""
     if member.kind is MemberKind.HARDLINK:
-        # ZIP has no hard links; keep it as a relative symbolic link to the file.
-        target = posixpath.relpath(target, posixpath.dirname(member.name) or ".")
-    zipper.add_symlink(member.name, target, mtime=member.mtime)
+        zipper.add_hardlink(member.name, member.link_target or "", mtime=member.mtime)
+    else:
+        zipper.add_symlink(member.name, member.link_target or "", mtime=member.mtime)
     return 0
 
 
@@ -131,6 +126,36 @@ def no_match_message(source: str, patterns: Iterable[str]) -> str:
     )
 
 
+def write_zip(
+    dest: Destination,
+    opts: PackageOptions,
+    reporter: PhaseReporter,
+    fill: Callable[[IncrementalZipper], ZipCounts],
+    *,
+    progress_callback: Callable[[int, int], None] | None = None,
+) -> tuple[ZipCounts, int]:
+    """Write a ZIP that ``fill`` puts the members in: phase ``compress``, then ``upload``
+    (commit and verify). The destination is aborted on any failure; returns the counts and
+    the ZIP's size."""
+    writer = dest.begin()
+    try:
+        with reporter.phase("compress"):
+            zipper = IncrementalZipper(
+                writer.sink,
+                compression=opts.compression,
+                level=opts.level,
+                progress_callback=progress_callback,
+            )
+            counts = fill(zipper)
+            bytes_out = zipper.finalize()
+        with reporter.phase("upload"):
+            writer.commit(zipper.entries)
+    except BaseException:
+        writer.abort()
+        raise
+    return counts, bytes_out
+
+
 def run_stream(
     src: Source,
     dest: Destination,
@@ -144,34 +169,23 @@ def run_stream(
     returns, and absent when it raises."""
     reporter = phases or NoPhases()
     started = clock()
-    dest.check_writable()
     source_size = src.size()
-    writer = dest.begin()
-    try:
-        with reporter.phase("compress"), StreamingExtractor(limits=opts.limits).open(src) as reader:
-            report = None
-            if progress is not None:
-                callback = progress
+    with StreamingExtractor(limits=opts.limits).open(src) as reader:
+        report = None
+        if progress is not None:
+            callback = progress
 
-                def report(_done: int, _total: int) -> None:
-                    callback(reader.source_bytes_read, source_size)
+            def report(_done: int, _total: int) -> None:
+                callback(reader.source_bytes_read, source_size)
 
-            zipper = IncrementalZipper(
-                writer.sink,
-                compression=opts.compression,
-                level=opts.level,
-                progress_callback=report,
-            )
+        def fill(zipper: IncrementalZipper) -> ZipCounts:
             counts = transcode(reader.members(opts.include or None), zipper)
             if opts.include and counts.files == 0:
                 raise InputError(no_match_message(src.name, opts.include))
-            bytes_out = zipper.finalize()
-            fmt = str(reader.format)
-        with reporter.phase("upload"):
-            writer.commit(zipper.entries)
-    except BaseException:
-        writer.abort()
-        raise
+            return counts
+
+        counts, bytes_out = write_zip(dest, opts, reporter, fill, progress_callback=report)
+        fmt = str(reader.format)
     if progress is not None:
         progress(source_size, source_size)
     return _result(src, dest, fmt, "stream", counts, source_size, bytes_out, clock() - started)
@@ -214,25 +228,18 @@ def run_extract(
             )
         if opts.include and summary.files == 0:
             raise InputError(no_match_message(src.name, opts.include))
-        writer = dest.begin()
-        try:
-            with reporter.phase("compress"):
-                zipper = IncrementalZipper(
-                    writer.sink, compression=opts.compression, level=opts.level
+
+        def fill(zipper: IncrementalZipper) -> ZipCounts:
+            counts = zipper.add_tree(scratch)
+            if (counts.files, counts.links) != (summary.files, summary.links):
+                raise CompressionError(
+                    f"{scratch}: {counts.files} files and {counts.links} links were zipped "
+                    f"but {summary.files} and {summary.links} were extracted; something "
+                    "removed or added files in the scratch directory"
                 )
-                counts = zipper.add_tree(scratch)
-                if (counts.files, counts.links) != (summary.files, summary.links):
-                    raise CompressionError(
-                        f"{scratch}: {counts.files} files and {counts.links} links were zipped "
-                        f"but {summary.files} and {summary.links} were extracted; something "
-                        "removed or added files in the scratch directory"
-                    )
-                bytes_out = zipper.finalize()
-            with reporter.phase("upload"):
-                writer.commit(zipper.entries)
-        except BaseException:
-            writer.abort()
-            raise
+            return counts
+
+        counts, bytes_out = write_zip(dest, opts, reporter, fill)
         with reporter.phase("cleanup"):
             cleanup.force_cleanup()
     return _result(

@@ -21,12 +21,12 @@ from types import TracebackType
 from typing import BinaryIO, Protocol, Self
 
 from handler.codec import (
-    COMPRESSIONS,
     DEFAULT_LEVEL,
     Compression,
     Compressor,
     CompressorFactory,
     StoreCompressor,
+    check_compression,
     check_level,
     crc32,
     fastest_deflate,
@@ -151,10 +151,7 @@ class IncrementalZipper:
         progress_callback: ProgressCallback | None = None,
         total_bytes: int = 0,
     ) -> None:
-        if compression not in COMPRESSIONS:
-            raise CompressionError(
-                f"compression {compression!r} is not supported; use 'deflate' or 'store'"
-            )
+        check_compression(compression)
         check_level(level)
         self._sink = sink
         self._compression = compression
@@ -234,6 +231,12 @@ class IncrementalZipper:
         return self.add_precompressed(
             arcname, stored, size_hint=len(target.encode()), mode=stat.S_IFLNK | 0o777, mtime=mtime
         )
+
+    def add_hardlink(self, arcname: str, target: str, *, mtime: float | None = None) -> ZipEntry:
+        """ZIP has no hard links: store one as a relative symbolic link to ``target``
+        (an earlier member's name)."""
+        relative = posixpath.relpath(target, posixpath.dirname(arcname) or ".")
+        return self.add_symlink(arcname, relative, mtime=mtime)
 
     def add_precompressed(
         self,
@@ -340,9 +343,7 @@ class IncrementalZipper:
                     self.add_symlink(arcname, str(path.readlink()))
                     links += 1
                 elif info.st_nlink > 1 and key in first_path:
-                    # ZIP has no hard links: a relative symbolic link, as the stream path does
-                    target = posixpath.relpath(first_path[key], posixpath.dirname(arcname) or ".")
-                    self.add_symlink(arcname, target)
+                    self.add_hardlink(arcname, first_path[key])
                     links += 1
                 else:
                     first_path[key] = arcname
