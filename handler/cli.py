@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -27,13 +25,10 @@ from handler.safety import Limits
 from handler.sample import build_sample_artifact
 from handler.sandbox import DEFAULT_TEMPLATE
 from handler.storage import StorageManager, Strategy
+from monitor.errors import EXIT_ERROR, run_reporting_errors
 from monitor.units import format_size, parse_size
 
-EXIT_ERROR = 1
-EXIT_INTERNAL = 70
-EXIT_INTERRUPTED = 130
 MEMBERS_SHOWN = 40
-DEBUG_ENV = "TMPWARDEN_DEBUG"
 
 
 def _size(text: str) -> int:
@@ -313,27 +308,3 @@ def main(
         "invoke": lambda: _run_invoke(args, stdout, stderr),
     }
     return run_reporting_errors(commands[args.command], stderr)
-
-
-def run_reporting_errors(command: Callable[[], int], stderr: TextIO) -> int:
-    """Run ``command``; turn any error into one ``error:`` line and an exit status."""
-    try:
-        return command()
-    except TmpwardenError as exc:
-        stderr.write(f"error: {_one_line(str(exc))}\n")
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        stderr.write("error: interrupted; nothing was left behind\n")
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # a bug or an unforeseen condition: still one line
-        if os.environ.get(DEBUG_ENV):
-            traceback.print_exc(file=stderr)
-        stderr.write(
-            f"error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
-            f"(set {DEBUG_ENV}=1 for a traceback)\n"
-        )
-        return EXIT_INTERNAL
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

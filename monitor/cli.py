@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import TextIO
 
 from monitor.callbacks import MonitorEvent
-from monitor.errors import TmpwardenError
+from monitor.errors import run_reporting_errors
 from monitor.metrics import Level, Resource
 from monitor.sidecar import StorageMonitor
 from monitor.units import format_size
-
-EXIT_ERROR = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,10 +123,6 @@ def main(
 ) -> int:
     stdout, stderr = out or sys.stdout, err or sys.stderr
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "watch":
-            return run_watch(args, stdout)
-        return run_report(args, stdout)
-    except TmpwardenError as exc:
-        stderr.write(f"error: {' '.join(str(exc).split())}\n")
-        return EXIT_ERROR
+    if args.command == "watch":
+        return run_reporting_errors(lambda: run_watch(args, stdout), stderr)
+    return run_reporting_errors(lambda: run_report(args, stdout), stderr)

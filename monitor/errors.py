@@ -6,6 +6,16 @@ other way round; both packages raise subclasses of :class:`TmpwardenError`.
 
 from __future__ import annotations
 
+import os
+import traceback
+from collections.abc import Callable
+from typing import TextIO
+
+EXIT_ERROR = 1
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+DEBUG_ENV = "TMPWARDEN_DEBUG"
+
 
 class TmpwardenError(Exception):
     """Base class of every error a user of tmpwarden can meet.
@@ -16,3 +26,29 @@ class TmpwardenError(Exception):
 
 class ConfigurationError(TmpwardenError, ValueError):
     """When a setting (argument or ``TMPWARDEN_*`` variable) has an invalid value."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with its whitespace folded onto one line."""
+    return " ".join(text.split())
+
+
+def run_reporting_errors(command: Callable[[], int], stderr: TextIO) -> int:
+    """Run a command-line ``command``; turn any error into one ``error:`` line on
+    ``stderr`` and an exit status (a traceback only with ``TMPWARDEN_DEBUG=1``)."""
+    try:
+        return command()
+    except TmpwardenError as exc:
+        stderr.write(f"error: {one_line(str(exc))}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        stderr.write("error: interrupted; nothing was left behind\n")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an unforeseen condition: still one line
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc(file=stderr)
+        stderr.write(
+            f"error: unexpected {type(exc).__name__}: {one_line(str(exc))} "
+            f"(set {DEBUG_ENV}=1 for a traceback)\n"
+        )
+        return EXIT_INTERNAL

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from monitor.callbacks import CallbackRecord
 from monitor.metrics import EVENT_METRICS, Level, Resource, StorageMetrics
+from monitor.tracing import NoopSpan, PhaseSpan
 
 MAX_LISTED = 50
 
@@ -101,6 +102,7 @@ class OpenPhase:
     start: float
     start_metrics: StorageMetrics
     peaks: Peaks = field(default_factory=Peaks)
+    span: PhaseSpan = field(default_factory=NoopSpan)
 
 
 @dataclass

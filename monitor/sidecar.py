@@ -64,6 +64,16 @@ class StorageMonitor:
     the clocks are injectable for tests and for other environments.
     """
 
+    # Per-invocation state, set by _reset_invocation.
+    _request_id: str | None
+    _invocation_start: float
+    _peaks: Peaks
+    _events: list[LevelEvent]
+    _phases: list[PhaseRecord]
+    _open_phases: list[OpenPhase]
+    _extra_metrics: dict[str, float]
+    _state: ProcessingState
+
     def __init__(
         self,
         path: str | Path | None = None,
@@ -155,17 +165,8 @@ class StorageMonitor:
         self._cpu_before_stop = 0.0
         self._thread: threading.Thread | None = None
         self._prediction: Prediction | None = None
-        self._state = ProcessingState()
         self._sampler_errors = 0
         self.samples_taken = 0
-        self._request_id: str | None = None
-        self._invocation_start = 0.0
-        self._peaks = Peaks()
-        self._events: list[LevelEvent] = []
-        self._phases: list[PhaseRecord] = []
-        self._open_phases: list[OpenPhase] = []
-        self._spans: dict[int, Any] = {}
-        self._extra_metrics: dict[str, float] = {}
         self._reset_invocation(None)
         if cfg.actions:
             self.add_callback(Level.CRITICAL, cleanup_paths(self.cleanup_paths), resource="tmp")
@@ -203,10 +204,6 @@ class StorageMonitor:
         with self._lock:
             self._cleanup.append(registered)
         return registered
-
-    def unregister_cleanup(self, path: str | Path) -> None:
-        with self._lock:
-            self._cleanup = [p for p in self._cleanup if p != Path(path)]
 
     def cleanup_paths(self) -> list[Path]:
         with self._lock:
@@ -318,10 +315,9 @@ class StorageMonitor:
         """Mark a phase of work: a trace span, peaks and a duration of its own."""
         span = self._tracer.begin(name)
         start = self.sample_now()
-        opened = OpenPhase(name, self._wall(), start, Peaks.of(start))
+        opened = OpenPhase(name, self._wall(), start, Peaks.of(start), span)
         with self._lock:
             self._open_phases.append(opened)
-            self._spans[id(opened)] = span
             self._state = replace(self._state, current_phase=name)
         error: BaseException | None = None
         try:
@@ -339,7 +335,6 @@ class StorageMonitor:
         end = self.sample_now()
         with self._lock:
             self._open_phases.remove(opened)
-            span = self._spans.pop(id(opened))
             parent = self._open_phases[-1].name if self._open_phases else None
             self._state = replace(self._state, current_phase=parent)
             record = PhaseRecord(
@@ -350,6 +345,7 @@ class StorageMonitor:
                 f"{type(error).__name__}: {error}" if error is not None else None,
             )
             self._phases.append(record)
+        span = opened.span
         span.annotate("phase", opened.name)
         span.annotate("peak_tmp_bytes", record.peaks.tmp_used)
         span.annotate("peak_rss_bytes", record.peaks.memory_used)
@@ -408,10 +404,6 @@ class StorageMonitor:
     def drain_callbacks(self, timeout: float = 5.0) -> bool:
         """Wait for queued callbacks to finish (for tests and orderly shutdown)."""
         return self._runner.drain(timeout)
-
-    def callback_records(self) -> list[Any]:
-        """Callback runs finished since the last call (their measured effects)."""
-        return self._runner.take_records()
 
     # -- sampling -----------------------------------------------------------------------
 
@@ -544,7 +536,6 @@ class StorageMonitor:
         self._events = []
         self._phases = []
         self._open_phases = []
-        self._spans = {}
         self._extra_metrics = {}
         self._state = ProcessingState()
 

@@ -37,7 +37,9 @@ class PhaseTracer(Protocol):
     def begin(self, name: str) -> PhaseSpan: ...
 
 
-class _NoopSpan:
+class NoopSpan:
+    """A span that records nothing."""
+
     def annotate(self, key: str, value: str | int | float | bool) -> None:
         pass
 
@@ -52,7 +54,7 @@ class NoopTracer:
     """Traces nothing (outside Lambda, or when tracing is off)."""
 
     def begin(self, name: str) -> PhaseSpan:
-        return _NoopSpan()
+        return NoopSpan()
 
 
 class _XRaySpan:
@@ -93,7 +95,7 @@ class XRayTracer:
             log.debug("no X-Ray segment for phase %s", name, exc_info=True)
             subsegment = None
         if subsegment is None:
-            return _NoopSpan()
+            return NoopSpan()
         return _XRaySpan(self._recorder, subsegment)
 
 
