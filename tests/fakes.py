@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from monitor.emf import MemorySink
 from monitor.sampler import Reading
+from monitor.sidecar import StorageMonitor
 
 MIB = 1024 * 1024
 
@@ -29,3 +32,20 @@ class FakeSystem:
 
     def fill_fraction(self, fraction: float) -> None:
         self.used = int(self.total * fraction)
+
+    def monitor(
+        self, sink: MemorySink | None = None, *, fake_clocks: bool = True, **settings: Any
+    ) -> StorageMonitor:
+        """A monitor of this system (no tracing, no environment), on its clock unless
+        ``fake_clocks`` is false (for tests of the real sampling thread)."""
+        options: dict[str, Any] = {
+            "sample_interval": 0.1,
+            "tracing": "off",
+            "memory_limit": 100 * MIB,
+            "environ": {},
+            "sink": sink if sink is not None else MemorySink(),
+            "probe": self.probe,
+        }
+        if fake_clocks:
+            options |= {"clock": self.clock, "wall_clock": self.clock}
+        return StorageMonitor("/tmp", **(options | settings))

@@ -7,9 +7,7 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.emf import MemorySink
 from monitor.metrics import Level, Resource
-from monitor.sidecar import StorageMonitor
 from monitor.thresholds import LevelTracker, Thresholds
 from tests.fakes import MIB, FakeSystem
 
@@ -48,19 +46,8 @@ def test_on_a_monotonic_fill_the_prediction_never_comes_after_critical(
     increments: list[int], interval: float, horizon: float
 ) -> None:
     fake = FakeSystem(total=100 * MIB, used=0)
-    sink = MemorySink()
-    monitor = StorageMonitor(
-        "/tmp",
-        interval,
-        predict_horizon=horizon,
-        probe=fake.probe,
-        clock=fake.clock,
-        wall_clock=fake.clock,
-        sink=sink,
-        tracing="off",
-        actions=False,
-        memory_limit=1000 * MIB,
-        environ={},
+    monitor = fake.monitor(
+        sample_interval=interval, predict_horizon=horizon, actions=False, memory_limit=1000 * MIB
     )
     for increment in increments:
         fake.advance(interval)

@@ -32,11 +32,9 @@ from handler.storage import StorageManager
 from handler.strategies import PackageOptions, run_extract, run_stream
 from handler.zipformat import dos_datetime
 from monitor.callbacks import CallbackRunner, MonitorEvent
-from monitor.emf import MemorySink
 from monitor.metrics import Level, Resource, StorageMetrics
 from monitor.sampler import Reading
-from monitor.sidecar import StorageMonitor
-from tests.fakes import MIB, FakeSystem
+from tests.fakes import FakeSystem
 from tests.helpers import python_env, read_zip, tar_info, tar_with
 
 
@@ -221,21 +219,14 @@ def test_a_failing_probe_does_not_wedge_the_callback_runner() -> None:
 
 def test_stop_then_start_leaves_one_sampling_thread() -> None:
     fake = FakeSystem()
-    monitor = StorageMonitor(
-        "/tmp",
-        0.01,
-        probe=fake.probe,
-        sink=MemorySink(),
-        tracing="off",
-        memory_limit=100 * MIB,
-        environ={},
-    )
+    before = set(threading.enumerate())  # other tests' monitors may still be running
+    monitor = fake.monitor(fake_clocks=False, sample_interval=0.01)
     for _ in range(3):
         monitor.start()
         monitor.stop()
     monitor.start()
     time.sleep(0.2)
-    alive = [t for t in threading.enumerate() if t.name == "tmpwarden-monitor"]
+    alive = [t for t in set(threading.enumerate()) - before if t.name == "tmpwarden-monitor"]
     monitor.stop()
     assert len(alive) == 1
 

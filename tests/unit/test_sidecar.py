@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,22 +22,8 @@ def _emf_local(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_EMF_ENVIRONMENT", "Local")
 
 
-def make_monitor(fake: FakeSystem, sink: MemorySink, **settings: object) -> StorageMonitor:
-    options: dict[str, object] = {
-        "sample_interval": 0.1,
-        "tracing": "off",
-        "memory_limit": 100 * MIB,
-        "environ": {},
-    }
-    options.update(settings)
-    return StorageMonitor(
-        "/tmp",
-        sink=sink,
-        probe=fake.probe,
-        clock=fake.clock,
-        wall_clock=fake.clock,
-        **options,  # type: ignore[arg-type]
-    )
+def make_monitor(fake: FakeSystem, sink: MemorySink, **settings: Any) -> StorageMonitor:
+    return fake.monitor(sink, **settings)
 
 
 def step(monitor: StorageMonitor, fake: FakeSystem, fraction: float, dt: float = 0.1) -> None:
@@ -126,16 +113,7 @@ def test_a_raising_callback_is_logged_and_counted_and_sampling_goes_on(
 def test_a_hanging_callback_does_not_stop_sampling() -> None:
     fake = FakeSystem()
     release = threading.Event()
-    monitor = StorageMonitor(
-        "/tmp",
-        0.01,
-        probe=fake.probe,
-        sink=MemorySink(),
-        tracing="off",
-        actions=False,
-        memory_limit=100 * MIB,
-        environ={},
-    )
+    monitor = fake.monitor(fake_clocks=False, sample_interval=0.01, actions=False)
     monitor.add_callback("warning", lambda _e: release.wait(10))
     fake.fill_fraction(0.85)
     monitor.start()
