@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,11 +61,12 @@ def reset_runtime() -> None:
         state.monitor.stop()
 
 
-def _remaining_seconds(context: Any) -> Any:
+def _remaining_seconds(context: Any) -> Callable[[], float] | None:
+    """The context's remaining-time clock in seconds (None for a context without one)."""
     getter = getattr(context, "get_remaining_time_in_millis", None)
     if getter is None:
         return None
-    return lambda: getter() / 1000.0
+    return lambda: float(getter()) / 1000.0
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:

@@ -111,11 +111,12 @@ def limits_from_template(template: Path = DEFAULT_TEMPLATE) -> FunctionLimits:
             and props.get("Handler") == HANDLER_NAME
         ):
             storage = _resolve((props.get("EphemeralStorage") or {}).get("Size", 512), parameters)
+            declared = (props.get("Environment") or {}).get("Variables") or {}
+            resolved = {key: _resolve(value, parameters) for key, value in declared.items()}
             variables = {
-                key: str(_resolve(value, parameters))
-                for key, value in ((props.get("Environment") or {}).get("Variables") or {}).items()
-                if _resolve(value, parameters) is not None
-                and not isinstance(_resolve(value, parameters), dict)
+                key: str(value)
+                for key, value in resolved.items()
+                if value is not None and not isinstance(value, dict)  # skip unresolved !Sub etc.
             }
             return FunctionLimits(
                 tmp_size=int(storage) * MiB,
