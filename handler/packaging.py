@@ -150,6 +150,13 @@ class _MonitorPhases:
         self._monitor = monitor
         self.peak_tmp = 0
         self.peak_rss = 0
+        self.files_done = 0
+
+    def file_done(self) -> None:
+        """One more file packaged (or extracted): the monitor's ProcessingState says so."""
+        self.files_done += 1
+        if self._monitor is not None:
+            self._monitor.update_state(files_processed=self.files_done)
 
     def phase(self, name: str) -> Any:
         if self._monitor is None:

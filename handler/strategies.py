@@ -34,14 +34,20 @@ SourceProgress = Callable[[int, int], None]
 
 
 class PhaseReporter(Protocol):
-    """Marks phases of work (a StorageMonitor does; :class:`NoPhases` does nothing)."""
+    """Marks phases of work and counts files done (the handler reports to its monitor;
+    :class:`NoPhases` does nothing)."""
 
     def phase(self, name: str) -> AbstractContextManager[Any]: ...
+
+    def file_done(self) -> None: ...
 
 
 class NoPhases:
     def phase(self, name: str) -> AbstractContextManager[Any]:
         return contextlib.nullcontext()
+
+    def file_done(self) -> None:
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +111,19 @@ def add_member(zipper: IncrementalZipper, opened: OpenMember) -> int:
     return 0
 
 
-def transcode(members: Iterable[OpenMember], zipper: IncrementalZipper) -> ZipCounts:
-    """Stream each member from the archive reader into the zipper; nothing touches disk."""
+def transcode(
+    members: Iterable[OpenMember],
+    zipper: IncrementalZipper,
+    file_done: Callable[[], None] | None = None,
+) -> ZipCounts:
+    """Stream each member from the archive reader into the zipper; nothing touches disk.
+    ``file_done`` is called after each file member."""
     files = directories = links = size = 0
     for opened in members:
         size += add_member(zipper, opened)
         kind = opened.member.kind
+        if kind is MemberKind.FILE and file_done is not None:
+            file_done()
         files += kind is MemberKind.FILE
         directories += kind is MemberKind.DIRECTORY
         links += kind in (MemberKind.SYMLINK, MemberKind.HARDLINK)
@@ -179,7 +192,7 @@ def run_stream(
                 callback(reader.source_bytes_read, source_size)
 
         def fill(zipper: IncrementalZipper) -> ZipCounts:
-            counts = transcode(reader.members(opts.include or None), zipper)
+            counts = transcode(reader.members(opts.include or None), zipper, reporter.file_done)
             if opts.include and counts.files == 0:
                 raise InputError(no_match_message(src.name, opts.include))
             return counts
@@ -219,7 +232,9 @@ def run_extract(
             tempfile.mkdtemp(prefix="tmpwarden-extract-", dir=scratch_root)
         )
 
-        def check_space(_path: Path, _member: Member) -> None:
+        def check_space(_path: Path, member: Member) -> None:
+            if member.kind is MemberKind.FILE:
+                reporter.file_done()
             storage.monitor_usage(critical)
 
         with reporter.phase("extract"):

@@ -134,6 +134,9 @@ def test_extract_never_zips_a_scratch_directory_that_lost_files(tmp_path: Path) 
                     path.unlink()
             return contextlib.nullcontext()
 
+        def file_done(self) -> None:
+            pass
+
     with pytest.raises(CompressionError, match="1 files and 0 links were zipped but 2"):
         run_extract(
             LocalSource(archive),
