@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# System packages first (as root on Debian): both virtualenvs below need python3-venv.
+SYSTEM := .system-deps
 # The SAM CLI pins its own cfn-lint and boto versions: it gets a virtualenv of its own.
 SAM_VENV := .venv-sam
 SAM_VERSION := 1.170.0
@@ -13,11 +15,15 @@ MAKEFLAGS += --jobs=2 --output-sync=target
 
 .PHONY: install lint test demo bench clean
 
-$(STAMP): pyproject.toml scripts/bootstrap
+$(SYSTEM): scripts/system-deps
+	./scripts/system-deps $(PYTHON)
+	touch $(SYSTEM)
+
+$(STAMP): pyproject.toml scripts/bootstrap $(SYSTEM)
 	./scripts/bootstrap $(PYTHON) $(VENV)
 	touch $(STAMP)
 
-$(SAM):
+$(SAM): $(SYSTEM)
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION)
 
@@ -40,4 +46,4 @@ bench: install
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) $(SYSTEM) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info .aws-sam
