@@ -19,6 +19,7 @@ from handler.errors import InputError, TmpwardenError
 from handler.extract import StreamingExtractor
 from handler.locations import is_s3, open_source
 from handler.members import ArchiveFormat, ArchiveInfo
+from handler.names import check_name_encoding
 from handler.packaging import PackageOptions, PackageResult, package
 from handler.progress import ProgressBar
 from handler.safety import Limits
@@ -43,6 +44,24 @@ def _level(text: str) -> int:
     if not 0 <= value <= 9:
         raise argparse.ArgumentTypeError(f"{value} is not a level from 0 to 9")
     return value
+
+
+def _encoding(text: str) -> str:
+    try:
+        return check_name_encoding(text) or text
+    except TmpwardenError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _add_name_encoding(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--name-encoding",
+        type=_encoding,
+        default=None,
+        metavar="ENC",
+        help="read member names that are not UTF-8 in this codec (e.g. latin-1, cp932); "
+        "without it such names are refused",
+    )
 
 
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
@@ -108,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--compression", choices=COMPRESSIONS, default="deflate")
     pack.add_argument("--level", type=_level, default=DEFAULT_LEVEL, help="deflate level 0-9")
     pack.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_name_encoding(pack)
     _add_limit_options(pack)
 
     inspect = commands.add_parser("inspect", help="list members and the space each strategy needs")
@@ -115,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--endpoint-url", default=None)
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--all", action="store_true", help="list every member")
+    _add_name_encoding(inspect)
     _add_limit_options(inspect)
 
     sample = commands.add_parser("sample", help="generate a sample model artifact")
@@ -165,6 +186,7 @@ def _run_package(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         compression=args.compression,
         level=args.level,
         limits=_limits(args),
+        name_encoding=args.name_encoding,
     )
     bar = ProgressBar(err, "packaging") if not args.json and err.isatty() else None
     s3 = _client(args.endpoint_url, args.source, args.dest)
@@ -193,7 +215,7 @@ def _describe_result(result: PackageResult) -> str:
 
 
 def _run_inspect(args: argparse.Namespace, out: TextIO) -> int:
-    extractor = StreamingExtractor(limits=_limits(args))
+    extractor = StreamingExtractor(limits=_limits(args), name_encoding=args.name_encoding)
     info = extractor.get_archive_info(
         open_source(args.source, s3=_client(args.endpoint_url, args.source))
     )

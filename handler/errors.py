@@ -7,6 +7,7 @@ what was wrong and what to do.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,8 +66,18 @@ class ExtractionError(TmpwardenError, ValueError):
         self.source = source
         self.member = member
         self.reason = reason
-        where = f"{source}: member {member!r}" if member else source
+        where = f"{source}: member {shown_name(member)}" if member else source
         super().__init__(f"{where}: {reason}; {advice}")
+
+
+_SURROGATE_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
+
+
+def shown_name(name: str) -> str:
+    """``name`` quoted and escaped as Python's ``repr`` shows it (control characters as
+    ``\\x01``), except that bytes which were not valid in the name's encoding (kept as
+    PEP 383 surrogate escapes) show as the bytes they are: ``'caf\\xe9.txt'``."""
+    return _SURROGATE_ESCAPE.sub(r"\1\\x\2", repr(name))
 
 
 class CompressionError(TmpwardenError):

@@ -5,8 +5,12 @@ Event::
     {"targets": [{"source": "s3://bucket/models/m.tar.gz",
                   "destination": "s3://bucket/packages/m.zip",
                   "include": ["*.safetensors", "config.json"],
-                  "compression": "deflate", "level": 6}],
+                  "compression": "deflate", "level": 6,
+                  "name_encoding": "latin-1"}],
      "strategy": "auto"}
+
+``name_encoding`` (optional) is the codec of member names that are not UTF-8; without it
+such names are refused (see :mod:`handler.names`).
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from typing import Any
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression
 from handler.errors import InputError
 from handler.locations import check_location
+from handler.names import check_name_encoding
 
 MAX_TARGETS = 1000
-TARGET_KEYS = frozenset({"source", "destination", "include", "compression", "level"})
+TARGET_KEYS = frozenset(
+    {"source", "destination", "include", "compression", "level", "name_encoding"}
+)
 EVENT_KEYS = frozenset({"targets", "strategy"})
 
 
@@ -50,6 +57,7 @@ class Target:
     include: tuple[str, ...] = ()
     compression: Compression = "deflate"
     level: int = DEFAULT_LEVEL
+    name_encoding: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +104,17 @@ def _level(value: Any, path: str) -> int:
     return value
 
 
+def _name_encoding(value: Any, path: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventValidationError(path, f"must be a codec name such as 'latin-1'; got {value!r}")
+    try:
+        return check_name_encoding(value)
+    except InputError as exc:
+        raise EventValidationError(path, str(exc)) from None
+
+
 def _unknown(keys: Any, allowed: frozenset[str], path: str) -> None:
     extra = sorted(str(k) for k in keys if k not in allowed)
     if extra:
@@ -119,6 +138,7 @@ def parse_target(raw: Any, path: str) -> Target:
         include=_include(raw.get("include"), f"{path}.include"),
         compression=_compression(raw.get("compression"), f"{path}.compression"),
         level=_level(raw.get("level"), f"{path}.level"),
+        name_encoding=_name_encoding(raw.get("name_encoding"), f"{path}.name_encoding"),
     )
 
 

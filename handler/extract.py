@@ -37,7 +37,8 @@ from handler.errors import (
 from handler.formats import SNIFF_SIZE, SUPPORTED, TAR_BLOCK, detect_format, is_tar_header
 from handler.locations import Source, open_source
 from handler.members import ArchiveFormat, ArchiveInfo, Member, MemberKind, OpenMember
-from handler.safety import HOSTILE_ADVICE, Limits, MemberGuard, safe_name
+from handler.names import MemberNames
+from handler.safety import SPECIAL_FILE_ADVICE, Limits, MemberGuard, safe_name
 from handler.storage import available_bytes
 from handler.streams import CountingReader, GuardedReader, PrefixedReader, read_head
 from monitor.units import KiB, MiB
@@ -75,11 +76,18 @@ class ExtractionSummary:
 class ArchiveReader:
     """One front-to-back pass over one archive; a context manager that owns the streams."""
 
-    def __init__(self, source: Source, limits: Limits, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(
+        self,
+        source: Source,
+        limits: Limits,
+        chunk_size: int = CHUNK_SIZE,
+        name_encoding: str | None = None,
+    ) -> None:
         self.source = source
         self._limits = limits
         self._chunk_size = chunk_size
         self._guard = MemberGuard(source.name, limits)
+        self._names = MemberNames(source.name, name_encoding)
         self._stack = contextlib.ExitStack()
         self._raw: CountingReader | None = None
         self._decompressed: CountingReader | None = None
@@ -148,7 +156,13 @@ class ArchiveReader:
         tar_stream = cast(BinaryIO, PrefixedReader(inner_head, self._decompressed))
         try:
             return self._stack.enter_context(
-                tarfile.open(fileobj=tar_stream, mode="r|", bufsize=self._chunk_size)
+                tarfile.open(
+                    fileobj=tar_stream,
+                    mode="r|",
+                    bufsize=self._chunk_size,
+                    encoding="utf-8",  # names come back as bytes in handler.names
+                    errors="surrogateescape",
+                )
             )
         except tarfile.TarError as exc:
             raise self._corrupt(exc) from exc
@@ -178,18 +192,22 @@ class ArchiveReader:
 
     def _tar_member(self, info: tarfile.TarInfo) -> Member:
         source = self.source.name
+        name = self._names.tar_name(info.name)
 
         def refuse(reason: str) -> ExtractionError:
-            return ExtractionError(source, info.name, reason, HOSTILE_ADVICE)
+            return ExtractionError(source, name.given, reason, SPECIAL_FILE_ADVICE)
 
         if info.isreg():
             kind, target = MemberKind.FILE, None
         elif info.isdir():
             kind, target = MemberKind.DIRECTORY, None
         elif info.issym():
-            kind, target = MemberKind.SYMLINK, info.linkname
+            kind = MemberKind.SYMLINK
+            target = self._names.tar_link_target(info.linkname, name.given)
         elif info.islnk():
-            kind, target = MemberKind.HARDLINK, safe_name(source, info.linkname)
+            kind = MemberKind.HARDLINK
+            linked = self._names.tar_link_target(info.linkname, name.given)
+            target = safe_name(source, linked)
         elif info.ischr() or info.isblk():
             raise refuse("it is a device file")
         elif info.isfifo():
@@ -197,7 +215,7 @@ class ArchiveReader:
         else:
             raise refuse(f"it has the unsupported tar member type {info.type!r}")
         return Member(
-            name=safe_name(source, info.name, is_dir=kind is MemberKind.DIRECTORY),
+            name=safe_name(source, name.path, is_dir=kind is MemberKind.DIRECTORY),
             kind=kind,
             size=info.size if kind is MemberKind.FILE else 0,
             mode=stat.S_IMODE(info.mode) & 0o777,
@@ -237,9 +255,10 @@ class ArchiveReader:
 
     def _zip_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:
         source = self.source.name
+        name = self._names.zip_name(info)
 
-        def refuse(reason: str, advice: str = HOSTILE_ADVICE) -> ExtractionError:
-            return ExtractionError(source, info.filename, reason, advice)
+        def refuse(reason: str, advice: str = SPECIAL_FILE_ADVICE) -> ExtractionError:
+            return ExtractionError(source, name.given, reason, advice)
 
         unix_mode = info.external_attr >> 16
         if info.flag_bits & 0x1:
@@ -254,23 +273,29 @@ class ArchiveReader:
         if stat.S_ISFIFO(unix_mode) or stat.S_ISSOCK(unix_mode):
             raise refuse("it is a FIFO or a socket")
         target = None
-        if info.is_dir() or stat.S_ISDIR(unix_mode):
+        if name.path.endswith("/") or stat.S_ISDIR(unix_mode):
             kind = MemberKind.DIRECTORY
         elif stat.S_ISLNK(unix_mode):
             kind = MemberKind.SYMLINK
             if info.file_size > MAX_SYMLINK_TARGET:
-                raise refuse(f"it is a symbolic link with a {info.file_size}-byte target")
+                raise refuse(
+                    f"it is a symbolic link with a {info.file_size}-byte target",
+                    "rebuild the archive with link targets under 4 KiB",
+                )
             try:
-                target = archive.read(info).decode("utf-8")
-            except (zipfile.BadZipFile, UnicodeDecodeError, OSError, EOFError) as exc:
+                data = archive.read(info)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise self._corrupt(exc) from exc
+            target = self._names.zip_link_target(info, data)
         else:
             kind = MemberKind.FILE
         mode = stat.S_IMODE(unix_mode) & 0o777
         if not mode:
             mode = 0o755 if kind is MemberKind.DIRECTORY else 0o644
         return Member(
-            name=safe_name(source, info.filename, is_dir=kind is MemberKind.DIRECTORY),
+            name=safe_name(
+                source, name.path, is_dir=kind is MemberKind.DIRECTORY, given=name.given
+            ),
             kind=kind,
             size=info.file_size if kind is MemberKind.FILE else 0,
             mode=mode,
@@ -325,13 +350,21 @@ class ArchiveReader:
 class StreamingExtractor:
     """Reads archives member by member, checking each one, never holding a whole member."""
 
-    def __init__(self, *, limits: Limits | None = None, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        chunk_size: int = CHUNK_SIZE,
+        name_encoding: str | None = None,
+    ) -> None:
+        """``name_encoding``: the codec of names that are not UTF-8 (see handler.names)."""
         self.limits = limits or Limits()
         self.chunk_size = chunk_size
+        self.name_encoding = name_encoding
 
     def open(self, source: ArchiveLike) -> ArchiveReader:
         """A reader for one pass over ``source``; use it as a context manager."""
-        return ArchiveReader(_as_source(source), self.limits, self.chunk_size)
+        return ArchiveReader(_as_source(source), self.limits, self.chunk_size, self.name_encoding)
 
     def get_archive_info(self, source: ArchiveLike) -> ArchiveInfo:
         """Members and totals from headers only: the zip central directory, or one

@@ -195,7 +195,10 @@ def package_target(
     phases = _MonitorPhases(monitor)
     storage = StorageManager(settings.scratch_dir)
     options = PackageOptions(
-        include=target.include, compression=target.compression, level=target.level
+        include=target.include,
+        compression=target.compression,
+        level=target.level,
+        name_encoding=target.name_encoding,
     )
     started = clock()
     strategy: Strategy | None = None
@@ -217,7 +220,7 @@ def package_target(
                                 requested,
                                 storage,
                                 settings.tmp_critical,
-                                StreamingExtractor(limits=options.limits),
+                                options.extractor(),
                             )
                         strategy = decision.strategy
                         log.info(

@@ -10,15 +10,40 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from handler.errors import ExtractionError
+from handler.errors import ExtractionError, shown_name
 from handler.members import Member, MemberKind
 from monitor.units import GiB, MiB, format_size
 
-HOSTILE_ADVICE = "the archive is unsafe to unpack; rebuild it with relative member names"
-LINK_ADVICE = (
-    "the archive is unsafe to unpack; rebuild it without links that leave it or go through "
-    "other links"
+ABSOLUTE_ADVICE = (
+    "rebuild the archive with names relative to its top directory (tar -C DIR ., or zip -r "
+    "from inside DIR)"
 )
+DOTDOT_ADVICE = "rebuild the archive with names that stay inside it (no '..' components)"
+BACKSLASH_ADVICE = (
+    "rename the member without '\\' (Windows reads it as a separator; only ZIPs that say "
+    "they were made on MS-DOS or Windows use it as one)"
+)
+CONTROL_ADVICE = (
+    "rename the member without control characters (U+0000-U+001F, U+007F-U+009F: tabs, "
+    "newlines, escapes), which terminals and tools would act on"
+)
+EMPTY_ADVICE = "rebuild the archive without the nameless member"
+SPECIAL_FILE_ADVICE = (
+    "a ZIP holds only files, directories and links; rebuild the archive without it, "
+    "or --include only the members you need"
+)
+LINK_ADVICE = (
+    "rebuild the archive with links whose targets are relative and stay inside it, "
+    "without going through other links"
+)
+HARDLINK_ADVICE = "rebuild the archive so each hard link comes after the file it points to"
+CONTROL_CHARACTERS = frozenset(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))
+"""C0 controls, DEL and C1 controls (Unicode general category Cc)."""
+
+
+def control_characters(text: str) -> bool:
+    """Whether ``text`` holds a C0 or C1 control character or DEL."""
+    return not CONTROL_CHARACTERS.isdisjoint(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,48 +57,55 @@ class Limits:
     """The ratio is only checked once this many uncompressed bytes have been seen."""
 
 
-def safe_name(source: str, raw_name: str, *, is_dir: bool = False) -> str:
+def safe_name(source: str, raw_name: str, *, is_dir: bool = False, given: str = "") -> str:
     """The member's name as a clean relative POSIX path, or :class:`ExtractionError`.
 
-    ``./a/b`` becomes ``a/b``; absolute names, drive letters, backslashes, NUL bytes
-    and ``..`` components are refused.
+    ``raw_name`` uses ``/`` as separator; ``given`` is the name as the archive writes it,
+    for messages (default ``raw_name``). ``./a/b`` becomes ``a/b``; absolute names, drive
+    letters, backslashes, control characters (NUL included) and ``..`` components are
+    refused, each with its own advice.
     """
+    shown = given or raw_name
 
-    def refuse(reason: str) -> ExtractionError:
-        return ExtractionError(source, raw_name, reason, HOSTILE_ADVICE)
+    def refuse(reason: str, advice: str) -> ExtractionError:
+        return ExtractionError(source, shown, reason, advice)
 
     if "\x00" in raw_name:
-        raise refuse("the name contains a NUL byte")
+        raise refuse("the name contains a NUL byte", CONTROL_ADVICE)
+    if control_characters(raw_name):
+        raise refuse("the name contains control characters", CONTROL_ADVICE)
     if "\\" in raw_name:
-        raise refuse("the name contains a backslash (a Windows path separator)")
+        raise refuse("the name contains a backslash (a Windows path separator)", BACKSLASH_ADVICE)
     if raw_name.startswith("/"):
-        raise refuse("the name is an absolute path")
+        raise refuse("the name is an absolute path", ABSOLUTE_ADVICE)
     if len(raw_name) >= 2 and raw_name[1] == ":" and raw_name[0].isalpha():
-        raise refuse("the name starts with a drive letter")
+        raise refuse("the name starts with a drive letter", ABSOLUTE_ADVICE)
     parts = [p for p in raw_name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise refuse("the name contains '..' and could escape the destination")
+        raise refuse("the name contains '..' and could escape the destination", DOTDOT_ADVICE)
     name = "/".join(parts)
     if not name and not is_dir:
-        raise refuse("the name is empty")
+        raise refuse("the name is empty", EMPTY_ADVICE)
     return name
 
 
 def check_link_target(source: str, member_name: str, target: str) -> str:
     """Resolve a symbolic link's target inside the archive root, or refuse it."""
 
-    def refuse(reason: str) -> ExtractionError:
-        return ExtractionError(source, member_name, reason, HOSTILE_ADVICE)
+    def refuse(reason: str, advice: str = LINK_ADVICE) -> ExtractionError:
+        return ExtractionError(source, member_name, reason, advice)
 
     if not target:
         raise refuse("the link has an empty target")
     if target.startswith("/"):
-        raise refuse(f"the link points to the absolute path {target!r}")
-    if "\x00" in target or "\\" in target:
-        raise refuse("the link target contains a NUL byte or a backslash")
+        raise refuse(f"the link points to the absolute path {shown_name(target)}")
+    if control_characters(target):
+        raise refuse(f"the link target {shown_name(target)} contains control characters")
+    if "\\" in target:
+        raise refuse("the link target contains a backslash (a Windows path separator)")
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(member_name), target))
     if resolved == ".." or resolved.startswith("../"):
-        raise refuse(f"the link points to {target!r}, outside the destination")
+        raise refuse(f"the link points to {shown_name(target)}, outside the destination")
     return resolved
 
 
@@ -108,7 +140,7 @@ class MemberGuard:
                     self._source,
                     name,
                     f"the path goes through the symbolic link {parent!r}",
-                    HOSTILE_ADVICE,
+                    LINK_ADVICE,
                 )
             if kind is not None and kind is not MemberKind.DIRECTORY:
                 raise ExtractionError(
@@ -140,7 +172,7 @@ class MemberGuard:
                     self._source,
                     name,
                     f"the hard link points to {target!r}, which is not an earlier file member",
-                    HOSTILE_ADVICE,
+                    HARDLINK_ADVICE,
                 )
         if member.kind is MemberKind.FILE:
             self._declared_total += member.size
@@ -161,7 +193,7 @@ class MemberGuard:
                 self._source,
                 name,
                 "an earlier symbolic link's target goes through this link",
-                HOSTILE_ADVICE,
+                LINK_ADVICE,
             )
         parts: list[str] = [p for p in posixpath.dirname(name).split("/") if p]
         for component in target.split("/"):

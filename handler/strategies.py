@@ -24,6 +24,7 @@ from handler.errors import CompressionError, InputError
 from handler.extract import StreamingExtractor
 from handler.locations import Destination, Source
 from handler.members import Member, MemberKind, OpenMember
+from handler.names import check_name_encoding
 from handler.safety import Limits
 from handler.storage import CleanupContext, StorageManager
 from handler.zipper import IncrementalZipper, ZipCounts, iter_chunks
@@ -58,13 +59,20 @@ class PackageOptions:
     compression: Compression = "deflate"
     level: int = DEFAULT_LEVEL
     limits: Limits = field(default_factory=Limits)
+    name_encoding: str | None = None
+    """The codec of member names that are not UTF-8 (None: refuse them); see handler.names."""
 
     def __post_init__(self) -> None:
         check_compression(self.compression)
         check_level(self.level)
+        check_name_encoding(self.name_encoding)
         for pattern in self.include:
             if not pattern.strip():
                 raise InputError("an --include pattern is empty; give a glob such as '*.json'")
+
+    def extractor(self) -> StreamingExtractor:
+        """A reader of archives with these options' limits and name encoding."""
+        return StreamingExtractor(limits=self.limits, name_encoding=self.name_encoding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +191,7 @@ def run_stream(
     reporter = phases or NoPhases()
     started = clock()
     source_size = src.size()
-    with StreamingExtractor(limits=opts.limits).open(src) as reader:
+    with opts.extractor().open(src) as reader:
         report = None
         if progress is not None:
             callback = progress
@@ -224,7 +232,7 @@ def run_extract(
     started = clock()
     dest.check_writable()
     source_size = src.size()
-    extractor = StreamingExtractor(limits=opts.limits)
+    extractor = opts.extractor()
     with CleanupContext() as cleanup:
         # Not registered with the monitor's critical cleanup: removing it while it is
         # being zipped would lose members; it goes when this block ends, whatever happens.
