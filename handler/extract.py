@@ -38,7 +38,14 @@ from handler.formats import SNIFF_SIZE, SUPPORTED, TAR_BLOCK, detect_format, is_
 from handler.locations import Source, open_source
 from handler.members import ArchiveFormat, ArchiveInfo, Member, MemberKind, OpenMember
 from handler.names import MemberNames
-from handler.safety import SPECIAL_FILE_ADVICE, Limits, MemberGuard, safe_name
+from handler.safety import (
+    DEVICE_ADVICE,
+    FIFO_ADVICE,
+    SPECIAL_FILE_ADVICE,
+    Limits,
+    MemberGuard,
+    safe_name,
+)
 from handler.storage import available_bytes
 from handler.streams import CountingReader, GuardedReader, PrefixedReader, read_head
 from monitor.units import KiB, MiB
@@ -194,8 +201,8 @@ class ArchiveReader:
         source = self.source.name
         name = self._names.tar_name(info.name)
 
-        def refuse(reason: str) -> ExtractionError:
-            return ExtractionError(source, name.given, reason, SPECIAL_FILE_ADVICE)
+        def refuse(reason: str, advice: str = SPECIAL_FILE_ADVICE) -> ExtractionError:
+            return ExtractionError(source, name.given, reason, advice)
 
         if info.isreg():
             kind, target = MemberKind.FILE, None
@@ -209,9 +216,9 @@ class ArchiveReader:
             linked = self._names.tar_link_target(info.linkname, name.given)
             target = safe_name(source, linked)
         elif info.ischr() or info.isblk():
-            raise refuse("it is a device file")
+            raise refuse("it is a device file", DEVICE_ADVICE)
         elif info.isfifo():
-            raise refuse("it is a FIFO (named pipe)")
+            raise refuse("it is a FIFO (named pipe)", FIFO_ADVICE)
         else:
             raise refuse(f"it has the unsupported tar member type {info.type!r}")
         return Member(
@@ -269,9 +276,9 @@ class ArchiveReader:
                 "repack the archive with deflate or store",
             )
         if stat.S_ISCHR(unix_mode) or stat.S_ISBLK(unix_mode):
-            raise refuse("it is a device file")
+            raise refuse("it is a device file", DEVICE_ADVICE)
         if stat.S_ISFIFO(unix_mode) or stat.S_ISSOCK(unix_mode):
-            raise refuse("it is a FIFO or a socket")
+            raise refuse("it is a FIFO or a socket", FIFO_ADVICE)
         target = None
         if name.path.endswith("/") or stat.S_ISDIR(unix_mode):
             kind = MemberKind.DIRECTORY

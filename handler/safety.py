@@ -32,6 +32,14 @@ SPECIAL_FILE_ADVICE = (
     "a ZIP holds only files, directories and links; rebuild the archive without it, "
     "or --include only the members you need"
 )
+DEVICE_ADVICE = (
+    "device files belong to a system image, not a package, and a ZIP cannot hold them; "
+    "rebuild the archive without it, or --include only the members you need"
+)
+FIFO_ADVICE = (
+    "FIFOs and sockets have no contents to package and a ZIP cannot hold them; rebuild "
+    "the archive without it, or --include only the members you need"
+)
 LINK_ADVICE = (
     "rebuild the archive with links whose targets are relative and stay inside it, "
     "without going through other links"
