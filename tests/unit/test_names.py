@@ -21,11 +21,12 @@ import pytest
 
 from handler.cli import main
 from handler.errors import ExtractionError, InputError
-from handler.events import EventValidationError, parse_event
+from handler.events import EventValidationError, StrategyChoice, parse_event
 from handler.extract import StreamingExtractor
 from handler.locations import open_destination, open_source
 from handler.names import check_name_encoding
-from handler.packaging import PackageOptions, package
+from handler.packaging import PackageOptions, package, package_target
+from handler.settings import HandlerSettings
 from handler.storage import StorageManager
 from handler.strategies import run_extract
 from tests.helpers import python_env, tar_info, tar_with
@@ -222,6 +223,37 @@ def test_a_latin1_tar_name_is_transcoded_with_name_encoding(tmp_path: Path) -> N
     listing = io.StringIO()
     assert main(["inspect", str(source), "--name-encoding", "latin-1"], out=listing) == 0
     assert "café.txt" in listing.getvalue()
+
+
+def test_a_pax_name_with_hdrcharset_binary_follows_the_same_rules(tmp_path: Path) -> None:
+    """pax names are UTF-8 unless the header says hdrcharset=BINARY (POSIX.1-2008 pax)."""
+    source = tmp_path / "binary.tar"
+    with tarfile.open(source, "w", format=tarfile.PAX_FORMAT, errors="surrogateescape") as tar:
+        info = tarfile.TarInfo("caf\udce9.txt")  # the bytes b"caf\xe9.txt"
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    assert b"hdrcharset=BINARY" in source.read_bytes()
+    with pytest.raises(ExtractionError, match=r"member 'caf\\xe9\.txt': its name is not valid"):
+        packaged(source)
+    assert_names(packaged(source, name_encoding="latin-1"), CAFE)
+
+
+@pytest.mark.parametrize("strategy", [StrategyChoice.STREAM, StrategyChoice.EXTRACT])
+def test_the_event_field_name_encoding_reaches_the_reader(
+    tmp_path: Path, strategy: StrategyChoice
+) -> None:
+    source = latin1_tar(tmp_path / "latin1.tar")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    settings = HandlerSettings(scratch_dir=str(scratch), tmp_critical=0.99)
+    target = {"source": str(source), "destination": str(tmp_path / "out.zip")}
+    refused = package_target(parse_event({"targets": [target]}).targets[0], settings)
+    assert refused.status == "failed" and refused.error is not None
+    assert "member 'caf\\xe9.txt'" in refused.error["message"]
+    event = parse_event({"targets": [{**target, "name_encoding": "latin-1"}]})
+    result = package_target(event.targets[0], settings, choice=strategy)
+    assert (result.status, result.strategy) == ("succeeded", strategy.value)
+    assert_names(tmp_path / "out.zip", CAFE, b"lien")
 
 
 def test_name_encoding_is_validated_where_it_enters() -> None:
