@@ -237,6 +237,8 @@ class ArchiveReader:
         try:
             archive = self._stack.enter_context(zipfile.ZipFile(handle))
             infos = archive.infolist()
+        except UnicodeDecodeError as exc:  # zipfile reads every name up front
+            raise self._names.flagged_but_not_utf8(exc) from exc
         except (zipfile.BadZipFile, EOFError, ValueError) as exc:
             raise ExtractionError(
                 self.source.name,

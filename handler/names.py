@@ -150,6 +150,19 @@ class MemberNames:
             return self._unique(Name(text.replace("\\", "/"), text))
         return self._unique(Name(text, text))
 
+    def flagged_but_not_utf8(self, exc: UnicodeDecodeError) -> ExtractionError:
+        """The refusal of a ZIP member whose name has the UTF-8 flag but is not UTF-8
+        (``zipfile`` stops reading the central directory there; libarchive skips it)."""
+        shown = bytes(exc.object).decode("utf-8", "surrogateescape")
+        return ExtractionError(
+            self._source,
+            shown,
+            f"its name is marked UTF-8 (general purpose bit 11) but byte {exc.start} is "
+            "not valid UTF-8",
+            "the archive was written wrongly; rebuild it with a tool that writes UTF-8 names "
+            "(zip 3.0, 7-Zip, Python's zipfile)",
+        )
+
     def zip_link_target(self, info: zipfile.ZipInfo, target: bytes) -> str:
         """A ZIP symbolic link's target (the member's data), decided like its name."""
         dos = LEGACY_ZIP_CODEC if info.create_system in DOS_SYSTEMS else None

@@ -170,6 +170,18 @@ def test_names_survive_the_extract_strategy_too(tmp_path: Path) -> None:
     assert list(scratch.iterdir()) == []
 
 
+def test_a_name_flagged_utf8_that_is_not_is_refused_as_such(tmp_path: Path) -> None:
+    """zipfile cannot read past it; bsdtar skips it ("cannot be converted from UTF-8")."""
+    source = write_raw_zip(tmp_path / "f.zip", [RawMember(b"caf\xe9.txt", b"x", flags=0x800)])
+    with pytest.raises(ExtractionError) as caught:
+        packaged(source)
+    assert str(caught.value) == (
+        f"{source}: member 'caf\\xe9.txt': its name is marked UTF-8 (general purpose bit 11) "
+        "but byte 3 is not valid UTF-8; the archive was written wrongly; rebuild it with a "
+        "tool that writes UTF-8 names (zip 3.0, 7-Zip, Python's zipfile)"
+    )
+
+
 # -- (b) tar names --------------------------------------------------------------------
 
 
