@@ -185,7 +185,10 @@ class EmfEmitter:
         written = 0
         for first in range(0, len(buckets), MAX_VALUES_PER_METRIC):
             batch = buckets[first : first + MAX_VALUES_PER_METRIC]
-            written += self._emit_sample_batch(batch, memory_limit, properties)
+            try:
+                written += self._emit_sample_batch(batch, memory_limit, properties)
+            except Exception as exc:  # one batch's failure must not cost the next
+                self._failed(MetricGroup.SAMPLES, exc)
         return written
 
     def _emit_sample_batch(
@@ -274,17 +277,20 @@ class EmfEmitter:
             for line in lines:
                 self.sink.write_line(line)
         except Exception as exc:  # one document's failure must not cost another
-            self.documents_failed += 1
-            warn_once(
-                ("emf-failure", group, type(exc).__name__),
-                "tmpwarden monitor: an EMF %s document could not be written (%s: %s); "
-                "the other documents are unaffected",
-                group.value,
-                type(exc).__name__,
-                exc,
-            )
+            self._failed(group, exc)
             return 0
         return len(lines)
+
+    def _failed(self, group: MetricGroup, exc: Exception) -> None:
+        self.documents_failed += 1
+        warn_once(
+            ("emf-failure", group, type(exc).__name__),
+            "tmpwarden monitor: an EMF %s document could not be written (%s: %s); "
+            "the other documents are unaffected",
+            group.value,
+            type(exc).__name__,
+            exc,
+        )
 
     def _serialize(
         self,

@@ -134,15 +134,17 @@ def _escape(char: str) -> str:
 def clean_dimension_value(value: object, what: str) -> str:
     """``value`` as a valid dimension value: accents dropped (``téléchargement`` becomes
     ``telechargement``), other non-ASCII and control characters escaped (``\\u65e5``),
-    surrounding whitespace stripped, empty becomes ``unnamed``, at most 1024 characters.
+    at most 1024 characters; empty or only whitespace becomes ``unnamed``.
     A changed value is warned about once, naming ``what`` it is."""
     text = value if isinstance(value, str) else str(value)
-    if _dimension_text_problem(text, MAX_DIMENSION_VALUE_LENGTH) is None and text == text.strip():
+    if _dimension_text_problem(text, MAX_DIMENSION_VALUE_LENGTH) is None:
         return text
     decomposed = unicodedata.normalize("NFKD", text)
     kept = "".join(c for c in decomposed if not unicodedata.combining(c))
-    cleaned = "".join(c if " " <= c <= "~" else _escape(c) for c in kept).strip()
-    cleaned = cleaned[:MAX_DIMENSION_VALUE_LENGTH].strip() or UNNAMED
+    cleaned = "".join(c if " " <= c <= "~" else _escape(c) for c in kept)
+    cleaned = cleaned[:MAX_DIMENSION_VALUE_LENGTH]
+    if not cleaned.strip():
+        cleaned = UNNAMED
     warn_once(
         (what, text),
         "tmpwarden monitor: %s %r is not a valid CloudWatch dimension value "

@@ -133,7 +133,7 @@ REGISTRY: dict[str, MetricSpec] = {
         MetricGroup.SAMPLES,
         ("TmpUsedBytes", "Bytes", "/tmp in use, one value per sample bucket"),
         ("TmpAvailableBytes", "Bytes", "/tmp still writable"),
-        ("TmpUsedPercent", "Percent", "/tmp in use, percent of its size"),
+        ("TmpUsedPercent", "Percent", "/tmp in use, percent of used + available (as df)"),
         ("MemoryUsedBytes", "Bytes", "resident memory of the function's process"),
         ("MemoryUsedPercent", "Percent", "resident memory, percent of the memory limit"),
         ("TmpTimeToFullSeconds", "Seconds", "predicted seconds until /tmp is full, when filling"),

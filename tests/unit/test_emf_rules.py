@@ -204,3 +204,12 @@ def test_when_capped_strings_still_do_not_fit_lists_are_cut_and_counted() -> Non
     assert len(invocation["Phases"]) + invocation["PhasesOmitted"] == 50
     [phase] = by_record(sink, "phase")
     assert len(phase["PhaseDuration"]) == 50  # metrics are never cut
+
+
+def test_a_sample_batch_that_cannot_be_built_costs_only_itself() -> None:
+    emitter = EmfEmitter(MemorySink(), namespace="t", function_name="f")
+    good = [1.8e9, 10.0, 90.0, 100.0, 5.0, math.inf]
+    # memory_limit 0 cannot give a percentage: that batch fails alone.
+    assert emitter.emit_samples([good], 0, {}) == 0
+    assert emitter.documents_failed == 1
+    assert emitter.emit_samples([good], 100, {}) == 1
