@@ -7,17 +7,20 @@ accepted as a namespace; 20 failed attempts made a 2.09 MB line.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from monitor import cli as monitor_cli
 from monitor.config import MonitorConfig
 from monitor.emf import EmfEmitter, MemorySink
 from monitor.emf_rules import MAX_EVENT_BYTES, MAX_METRIC_VALUE
-from monitor.errors import ConfigurationError
+from monitor.errors import EXIT_ERROR, ConfigurationError
 from monitor.sidecar import StorageMonitor
 from tests.emf_schema import validate_emf_line
 from tests.fakes import MIB, FakeSystem
@@ -213,3 +216,13 @@ def test_a_sample_batch_that_cannot_be_built_costs_only_itself() -> None:
     assert emitter.emit_samples([good], 0, {}) == 0
     assert emitter.documents_failed == 1
     assert emitter.emit_samples([good], 100, {}) == 1
+
+
+def test_the_command_line_says_which_setting_is_wrong_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TMPWARDEN_NAMESPACE", "My Team (prod)")
+    out, err = io.StringIO(), io.StringIO()
+    assert monitor_cli.main(["watch", str(tmp_path)], out=out, err=err) == EXIT_ERROR
+    [line] = err.getvalue().splitlines()
+    assert line.startswith("error: monitor setting namespace (TMPWARDEN_NAMESPACE)=")
