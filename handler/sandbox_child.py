@@ -43,10 +43,12 @@ class SandboxContext:
 
 
 def tmp_usage() -> dict[str, Any]:
-    st = os.statvfs(TMP)
+    from monitor.sampler import disk_space  # noqa: PLC0415 - import inside the limits
+
+    space = disk_space(os.statvfs(TMP))
     return {
-        "used_bytes": (st.f_blocks - st.f_bfree) * st.f_frsize,
-        "total_bytes": st.f_blocks * st.f_frsize,
+        "used_bytes": space.used,
+        "total_bytes": space.total,
         "entries": sorted(p.name for p in Path(TMP).iterdir()),
     }
 

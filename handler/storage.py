@@ -18,6 +18,7 @@ from typing import Self
 from handler.errors import CleanupFailedError, InsufficientStorageError
 from handler.members import ArchiveInfo, MemberKind
 from handler.zipformat import CENTRAL_HEADER, LOCAL_HEADER, ZIP64_END, ZIP64_LOCATOR
+from monitor.sampler import disk_space
 from monitor.units import KiB
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,9 @@ class Strategy(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class DiskUsage:
-    """A filesystem's space, in bytes."""
+    """A filesystem's space as this process sees it, in bytes (the monitor's definition,
+    :class:`monitor.sampler.DiskSpace`): ``used`` blocks in use, ``available`` what this
+    process can still write, ``total = used + available`` (root's reserve left out)."""
 
     path: str
     total: int
@@ -55,6 +58,7 @@ class DiskUsage:
 
     @property
     def fraction_used(self) -> float:
+        """``used / total``: 1.0 exactly when this process can write nothing more."""
         return self.used / self.total if self.total else 1.0
 
 
@@ -69,8 +73,7 @@ class SpaceEstimate:
 
 def available_bytes(directory: str | Path) -> int:
     """Bytes an unprivileged process can still write on ``directory``'s filesystem."""
-    st = os.statvfs(directory)
-    return st.f_bavail * st.f_frsize
+    return disk_space(os.statvfs(directory)).available
 
 
 def _round_up(size: int, block: int = BLOCK_SIZE) -> int:
@@ -85,12 +88,10 @@ class StorageManager:
         self._probe = probe
 
     def usage(self) -> DiskUsage:
-        """Total, used and available bytes of the filesystem holding :attr:`path`."""
-        st = self._probe(str(self.path))
-        total = st.f_blocks * st.f_frsize
-        available = st.f_bavail * st.f_frsize
-        used = total - st.f_bfree * st.f_frsize
-        return DiskUsage(str(self.path), total, used, available)
+        """Total, used and available bytes of the filesystem holding :attr:`path`, as
+        this process sees it (see :class:`DiskUsage`)."""
+        space = disk_space(self._probe(str(self.path)))
+        return DiskUsage(str(self.path), space.total, space.used, space.available)
 
     def get_available_space(self) -> int:
         """Bytes an unprivileged process can still write."""

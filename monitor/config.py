@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from monitor.emf_rules import check_dimension, check_namespace
 from monitor.errors import ConfigurationError
-from monitor.metrics import DEFAULT_NAMESPACE
+from monitor.metrics import DEFAULT_NAMESPACE, FUNCTION_DIMENSION
 
 PATH_ENV = "TMPWARDEN_PATH"
 SAMPLE_INTERVAL_ENV = "TMPWARDEN_SAMPLE_INTERVAL_MS"
@@ -35,7 +36,12 @@ MIN_SAMPLE_INTERVAL = 0.001
 
 @dataclass(frozen=True, slots=True)
 class MonitorConfig:
-    """Every monitor setting, validated. Fractions are 0-1; times are seconds."""
+    """Every monitor setting, validated. Fractions are 0-1; times are seconds.
+
+    ``namespace`` and ``function_name`` reach CloudWatch and follow its rules (see
+    :mod:`monitor.emf_rules`): a namespace CloudWatch would not extract (``AWS/...``,
+    spaces, parentheses) is a ConfigurationError here, not silently lost metrics.
+    """
 
     path: str = "/tmp"
     sample_interval: float = 0.1
@@ -95,11 +101,9 @@ class MonitorConfig:
         _check(
             self.tracing in ("auto", "on", "off"), "tracing", self.tracing, "one of auto, on, off"
         )
-        _check(
-            bool(self.namespace) and len(self.namespace) <= 255,
-            "namespace",
-            self.namespace,
-            "1-255 characters",
+        check_namespace(self.namespace, f"namespace ({NAMESPACE_ENV})")
+        check_dimension(
+            FUNCTION_DIMENSION, self.function_name, f"function_name ({FUNCTION_NAME_ENV})"
         )
 
     @classmethod

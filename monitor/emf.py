@@ -10,6 +10,7 @@ configuration, and it never probes EC2 metadata or an agent.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -23,6 +24,14 @@ from aws_embedded_metrics.logger.metrics_context import MetricsContext
 from aws_embedded_metrics.serializers.log_serializer import LogSerializer
 from aws_embedded_metrics.storage_resolution import StorageResolution
 
+from monitor.emf_rules import (
+    check_dimension,
+    check_namespace,
+    clean_dimension_value,
+    fit_lines,
+    warn_once,
+)
+from monitor.errors import ConfigurationError
 from monitor.metrics import (
     FUNCTION_DIMENSION,
     PHASE_DIMENSION,
@@ -39,6 +48,10 @@ MAX_LISTED_EVENTS = 50
 MAX_TIME_TO_FULL = 3600.0
 """Predictions further out than this (a slow drift over an hour) are noise, not reported."""
 RECORD_PROPERTY = "TmpwardenRecord"
+KEPT_PROPERTIES = frozenset({RECORD_PROPERTY, "RequestId", "SampleStart", "SampleOffsetsMs"})
+"""Properties kept when a document's properties do not fit a line even when capped."""
+
+log = logging.getLogger("tmpwarden.monitor")
 
 
 class LineSink(Protocol):
@@ -131,7 +144,14 @@ class SampleBuffer:
 
 
 class EmfEmitter:
-    """Builds and writes the monitor's EMF documents."""
+    """Builds and writes the monitor's EMF documents.
+
+    The namespace and the dimensions are checked here (ConfigurationError naming the
+    setting; see :mod:`monitor.emf_rules`). Each document is built and written on its
+    own: one that cannot be (a bug, a failing sink) is logged and counted in
+    :attr:`documents_failed`, and the others are still written. Property strings and
+    lists are capped so that no line exceeds 256 KB; metrics are never dropped.
+    """
 
     def __init__(
         self,
@@ -142,10 +162,17 @@ class EmfEmitter:
         extra_dimensions: Mapping[str, str] | None = None,
     ) -> None:
         self.sink = sink
-        self.namespace = namespace
+        self.namespace = check_namespace(namespace)
         self.dimensions = {FUNCTION_DIMENSION: function_name, **(extra_dimensions or {})}
         if len(self.dimensions) + 1 > MAX_DIMENSIONS_PER_SET:
-            raise ValueError(f"at most {MAX_DIMENSIONS_PER_SET - 1} dimensions")
+            raise ConfigurationError(
+                f"at most {MAX_DIMENSIONS_PER_SET - 2} extra dimensions (CloudWatch allows "
+                f"{MAX_DIMENSIONS_PER_SET} per metric, two are the monitor's own)"
+            )
+        for name, value in self.dimensions.items():
+            setting = "function_name" if name == FUNCTION_DIMENSION else "extra_dimensions"
+            check_dimension(name, value, setting)
+        self.documents_failed = 0
 
     def emit_samples(
         self,
@@ -158,7 +185,10 @@ class EmfEmitter:
         written = 0
         for first in range(0, len(buckets), MAX_VALUES_PER_METRIC):
             batch = buckets[first : first + MAX_VALUES_PER_METRIC]
-            written += self._emit_sample_batch(batch, memory_limit, properties)
+            try:
+                written += self._emit_sample_batch(batch, memory_limit, properties)
+            except Exception as exc:  # one batch's failure must not cost the next
+                self._failed(MetricGroup.SAMPLES, exc)
         return written
 
     def _emit_sample_batch(
@@ -215,9 +245,13 @@ class EmfEmitter:
         properties: Mapping[str, object],
         timestamp: float,
     ) -> int:
-        """One document per phase: PhaseDuration with the Phase dimension."""
-        written = 0
+        """One document per phase: PhaseDuration with the Phase dimension (a name that is
+        not a valid dimension value is cleaned, see :func:`clean_dimension_value`)."""
+        by_dimension: dict[str, list[float]] = {}
         for phase, values in durations_ms.items():
+            by_dimension.setdefault(clean_dimension_value(phase, "phase name"), []).extend(values)
+        written = 0
+        for phase, values in by_dimension.items():
             written += self._write(
                 MetricGroup.PHASE,
                 {"PhaseDuration": [round(v, 3) for v in values]},
@@ -236,14 +270,41 @@ class EmfEmitter:
         timestamp: float,
         extra_dimensions: Mapping[str, str] | None = None,
     ) -> int:
+        """Build and write one document (several lines if a metric has over 100 values);
+        returns the lines written, 0 when it failed (logged, never raised)."""
+        try:
+            lines = self._serialize(group, metrics, properties, timestamp, extra_dimensions)
+            for line in lines:
+                self.sink.write_line(line)
+        except Exception as exc:  # one document's failure must not cost another
+            self._failed(group, exc)
+            return 0
+        return len(lines)
+
+    def _failed(self, group: MetricGroup, exc: Exception) -> None:
+        self.documents_failed += 1
+        warn_once(
+            ("emf-failure", group, type(exc).__name__),
+            "tmpwarden monitor: an EMF %s document could not be written (%s: %s); "
+            "the other documents are unaffected",
+            group.value,
+            type(exc).__name__,
+            exc,
+        )
+
+    def _serialize(
+        self,
+        group: MetricGroup,
+        metrics: Mapping[str, Sequence[float]],
+        properties: Mapping[str, object],
+        timestamp: float,
+        extra_dimensions: Mapping[str, str] | None,
+    ) -> list[str]:
         context = MetricsContext.empty()
         context.namespace = self.namespace
         dimensions = {**self.dimensions, **(extra_dimensions or {})}
         context.set_dimensions([{k: str(v) for k, v in dimensions.items()}], use_default=False)
         context.meta["Timestamp"] = round(timestamp * 1000)
-        for key, value in properties.items():
-            if key not in metrics and key not in dimensions:
-                context.set_property(key, value)
         for name, values in metrics.items():
             definition = spec(name)
             if definition.group is not group:
@@ -257,8 +318,13 @@ class EmfEmitter:
             context.put_metric(name, first, definition.unit, resolution)
             metric = context.metrics[name]
             for value in rest:
+                if not math.isfinite(value):
+                    raise ValueError(f"metric {name} has the non-finite value {value}")
                 metric.add_value(value)
-        lines = LogSerializer.serialize(context)
-        for line in lines:
-            self.sink.write_line(line)
-        return len(lines)
+        own = {k: v for k, v in properties.items() if k not in metrics and k not in dimensions}
+
+        def serialize(capped: Mapping[str, object]) -> list[str]:
+            context.properties = dict(capped)
+            return LogSerializer.serialize(context)
+
+        return fit_lines(own, KEPT_PROPERTIES, serialize)

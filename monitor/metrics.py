@@ -32,7 +32,14 @@ class Resource(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class StorageMetrics:
-    """One sample of ``/tmp`` and memory. Sizes in bytes; thresholds as fractions (0-1)."""
+    """One sample of ``/tmp`` and memory. Sizes in bytes; thresholds as fractions (0-1).
+
+    The ``/tmp`` sizes are as the monitored process sees the filesystem (see
+    :class:`monitor.sampler.DiskSpace`), as df reports them: ``used_space`` is the
+    blocks in use, ``available_space`` what this process can still write (statvfs
+    ``f_bavail``), and ``total_space`` is their sum, which leaves out blocks reserved
+    for root. So ``used_fraction`` is 1.0 exactly when this process can write no more.
+    """
 
     total_space: int
     available_space: int
@@ -45,7 +52,8 @@ class StorageMetrics:
 
     @property
     def used_fraction(self) -> float:
-        """Share of ``/tmp`` in use (1.0 when the filesystem reports no size)."""
+        """Share of ``/tmp`` in use, ``used / (used + available)`` (1.0 when the
+        filesystem reports no size)."""
         return self.used_space / self.total_space if self.total_space else 1.0
 
     @property
@@ -125,7 +133,7 @@ REGISTRY: dict[str, MetricSpec] = {
         MetricGroup.SAMPLES,
         ("TmpUsedBytes", "Bytes", "/tmp in use, one value per sample bucket"),
         ("TmpAvailableBytes", "Bytes", "/tmp still writable"),
-        ("TmpUsedPercent", "Percent", "/tmp in use, percent of its size"),
+        ("TmpUsedPercent", "Percent", "/tmp in use, percent of used + available (as df)"),
         ("MemoryUsedBytes", "Bytes", "resident memory of the function's process"),
         ("MemoryUsedPercent", "Percent", "resident memory, percent of the memory limit"),
         ("TmpTimeToFullSeconds", "Seconds", "predicted seconds until /tmp is full, when filling"),

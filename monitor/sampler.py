@@ -25,12 +25,45 @@ MEBIBYTE = 1024 * 1024
 
 
 class Reading(NamedTuple):
-    """Raw numbers of one sample, in bytes (a tuple: cheap to make on the hot path)."""
+    """Raw numbers of one sample, in bytes (a tuple: cheap to make on the hot path).
+
+    ``total_space``, ``available_space`` and ``used_space`` are as :class:`DiskSpace`
+    defines them: as this process sees the filesystem.
+    """
 
     total_space: int
     available_space: int
     used_space: int
     memory_used: int
+
+
+class DiskSpace(NamedTuple):
+    """A filesystem's space as an unprivileged process sees it, in bytes; as df does.
+
+    ``used`` is the blocks in use, ``(f_blocks - f_bfree) * f_frsize``;
+    ``available`` what this process can still write, ``f_bavail * f_frsize``;
+    ``total`` is ``used + available``, so ``used / total`` reaches 1.0 exactly when this
+    process can write nothing more. Blocks reserved for root (ext4 keeps 5% by default:
+    ``f_bfree - f_bavail``) are in none of them. See statvfs(3) and df's "Use%"
+    (GNU coreutils: used / (used + available)).
+    """
+
+    total: int
+    used: int
+    available: int
+
+    @property
+    def used_fraction(self) -> float:
+        """``used / total`` (1.0 when nothing is used and nothing is available)."""
+        return self.used / self.total if self.total else 1.0
+
+
+def disk_space(st: os.statvfs_result) -> DiskSpace:
+    """:class:`DiskSpace` of one ``os.statvfs`` result: the one definition tmpwarden uses."""
+    frsize = st.f_frsize
+    used = (st.f_blocks - st.f_bfree) * frsize
+    available = st.f_bavail * frsize
+    return DiskSpace(used + available, used, available)
 
 
 def peak_rss_bytes() -> int:
@@ -89,16 +122,9 @@ class SystemProbe:
             ) from exc
 
     def read(self) -> Reading:
-        st = os.statvfs(self.path)
-        frsize = st.f_frsize
-        total = st.f_blocks * frsize
+        total, used, available = disk_space(os.statvfs(self.path))
         resident_pages = int(os.pread(self._statm, 64, 0).split(maxsplit=2)[1])
-        return Reading(
-            total,
-            st.f_bavail * frsize,
-            total - st.f_bfree * frsize,
-            resident_pages * self._page_size,
-        )
+        return Reading(total, available, used, resident_pages * self._page_size)
 
     def close(self) -> None:
         if self._statm >= 0:

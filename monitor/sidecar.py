@@ -28,9 +28,17 @@ from monitor.callbacks import (
 )
 from monitor.config import MonitorConfig
 from monitor.emf import MAX_VALUES_PER_METRIC, EmfEmitter, LineSink, SampleBuffer, StdoutSink
+from monitor.emf_rules import MAX_METRIC_VALUE, clean_dimension_value, clean_metric_value
 from monitor.errors import ConfigurationError
 from monitor.invocation import InvocationSummary, LevelEvent, OpenPhase, Peaks, PhaseRecord
-from monitor.metrics import Level, MetricGroup, ProcessingState, Resource, StorageMetrics, spec
+from monitor.metrics import (
+    REGISTRY,
+    Level,
+    MetricGroup,
+    ProcessingState,
+    Resource,
+    StorageMetrics,
+)
 from monitor.sampler import Probe, Reading, SystemProbe, memory_limit_bytes
 from monitor.thresholds import LevelTracker, Prediction, PredictiveAlarm, Thresholds, TrendPredictor
 from monitor.tracing import PhaseTracer, default_tracer
@@ -312,7 +320,13 @@ class StorageMonitor:
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[OpenPhase]:
-        """Mark a phase of work: a trace span, peaks and a duration of its own."""
+        """Mark a phase of work: a trace span, peaks and a duration of its own.
+
+        ``name`` becomes the ``Phase`` dimension: a name CloudWatch would refuse (empty,
+        non-ASCII, control characters, over 1024 characters) is cleaned here, with a
+        warning, e.g. ``téléchargement`` becomes ``telechargement``.
+        """
+        name = clean_dimension_value(name, "phase name")
         span = self._tracer.begin(name)
         start = self.sample_now()
         opened = OpenPhase(name, self._wall(), start, Peaks.of(start), span)
@@ -360,12 +374,24 @@ class StorageMonitor:
             return self._state
 
     def put_metric(self, name: str, value: float) -> None:
-        """Add to a per-invocation metric from the registry (e.g. ``TargetsSucceeded``)."""
-        definition = spec(name)
-        if definition.group is not MetricGroup.INVOCATION:
-            raise ConfigurationError(f"{name} is not a per-invocation metric")
+        """Add to a per-invocation metric from the registry (e.g. ``TargetsSucceeded``).
+
+        An unknown name or a value that is not a number is a ConfigurationError now; a
+        NaN or infinite value is left out with a warning, a value beyond CloudWatch's
+        +-2^360 is clamped (see :func:`~monitor.emf_rules.clean_metric_value`).
+        """
+        definition = REGISTRY.get(name) if isinstance(name, str) else None
+        if definition is None or definition.group is not MetricGroup.INVOCATION:
+            known = sorted(n for n, s in REGISTRY.items() if s.group is MetricGroup.INVOCATION)
+            raise ConfigurationError(
+                f"{name!r} is not a per-invocation metric; use one of {', '.join(known)}"
+            )
+        cleaned = clean_metric_value(name, value)
+        if cleaned is None:
+            return
         with self._lock:
-            self._extra_metrics[name] = self._extra_metrics.get(name, 0) + value
+            total = self._extra_metrics.get(name, 0) + cleaned
+            self._extra_metrics[name] = max(-MAX_METRIC_VALUE, min(total, MAX_METRIC_VALUE))
 
     # -- what it shows ------------------------------------------------------------------
 

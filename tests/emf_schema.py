@@ -16,6 +16,9 @@ MAX_METRICS_PER_DIRECTIVE = 100
 MAX_VALUES_PER_METRIC = 100
 MAX_DIMENSIONS_PER_SET = 30
 NAMESPACE_PATTERN = re.compile(r"^[a-zA-Z0-9._#:/-]{1,255}$")
+MAX_DIMENSION_NAME = 255  # CloudWatch API Reference, Dimension
+MAX_DIMENSION_VALUE = 1024
+MAX_METRIC_VALUE = 2.0**360  # CloudWatch API Reference, MetricDatum
 UNITS = {
     "Seconds",
     "Microseconds",
@@ -64,14 +67,19 @@ def is_emf(line: str) -> bool:
     return isinstance(document, dict) and "_aws" in document
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 def validate_emf_line(line: str) -> dict[str, Any]:
     """Parse one line and check it against the specification; returns the document."""
     if "\n" in line.rstrip("\n"):
         raise _fail("an EMF document must be a single line", line)
-    if len(line.encode()) > MAX_EVENT_BYTES:
+    if len((line.rstrip("\n") + "\n").encode()) > MAX_EVENT_BYTES:
         raise _fail("the line is larger than a CloudWatch Logs event", line)
     try:
-        document = json.loads(line)
+        # NaN and Infinity are Python's extension, not JSON (RFC 8259): refused.
+        document = json.loads(line, parse_constant=_not_json)
     except ValueError as exc:
         raise _fail(f"not JSON ({exc})", line) from exc
     if not isinstance(document, dict):
@@ -96,6 +104,8 @@ def _check_directive(directive: Any, document: dict[str, Any], line: str) -> Non
     namespace = directive.get("Namespace")
     if not isinstance(namespace, str) or not NAMESPACE_PATTERN.match(namespace):
         raise _fail(f"invalid Namespace {namespace!r}", line)
+    if namespace.upper().startswith("AWS/"):
+        raise _fail(f"Namespace {namespace!r}: AWS/ is reserved for AWS services", line)
     dimension_sets = directive.get("Dimensions")
     if not isinstance(dimension_sets, list):
         raise _fail("Dimensions must be an array of dimension sets", line)
@@ -105,11 +115,25 @@ def _check_directive(directive: Any, document: dict[str, Any], line: str) -> Non
         for name in dimension_set:
             if not isinstance(name, str) or not isinstance(document.get(name), str):
                 raise _fail(f"dimension {name!r} must name a top-level string member", line)
+            _check_dimension(name, document[name], line)
     metrics = directive.get("Metrics")
     if not isinstance(metrics, list) or len(metrics) > MAX_METRICS_PER_DIRECTIVE:
         raise _fail("Metrics must be an array of at most 100 definitions", line)
     for metric in metrics:
         _check_metric(metric, document, line)
+
+
+def _check_dimension(name: str, value: str, line: str) -> None:
+    """CloudWatch API Reference, Dimension: name 1-255 and value 1-1024 ASCII characters,
+    each with a non-whitespace character, no control characters; a name not starting
+    with a colon."""
+    for text, limit in ((name, MAX_DIMENSION_NAME), (value, MAX_DIMENSION_VALUE)):
+        if not 1 <= len(text) <= limit or not text.strip():
+            raise _fail(f"dimension {name!r}: {text!r} must be 1-{limit} characters", line)
+        if not all(" " <= c <= "~" for c in text):
+            raise _fail(f"dimension {name!r}: {text!r} must be printable ASCII", line)
+    if name.startswith(":"):
+        raise _fail(f"dimension name {name!r} must not start with ':'", line)
 
 
 def _check_metric(metric: Any, document: dict[str, Any], line: str) -> None:
@@ -131,6 +155,8 @@ def _check_metric(metric: Any, document: dict[str, Any], line: str) -> None:
     for item in values:
         if isinstance(item, bool) or not isinstance(item, int | float) or not math.isfinite(item):
             raise _fail(f"metric {name} must be a number or an array of numbers", line)
+        if abs(item) > MAX_METRIC_VALUE:
+            raise _fail(f"metric {name}: {item} is beyond CloudWatch's +-2^360", line)
 
 
 def metric_values(document: dict[str, Any], name: str) -> list[float]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from monitor import MonitorEvent, StorageMonitor
 from monitor.emf import MemorySink
+from monitor.sampler import disk_space
 
 MIB = 1024 * 1024
 INTERVAL = 0.05
@@ -54,8 +55,7 @@ def main(directory: str, rate: float, horizon: float) -> None:
             time.sleep(max(due - time.monotonic(), 0))
             out.write(chunk)
             written += MIB
-            st = os.statvfs(root)
-            timeline.append((time.time(), 1 - st.f_bfree / st.f_blocks))
+            timeline.append((time.time(), disk_space(os.statvfs(root)).used_fraction))
             if time.monotonic() - started > 60:
                 break
     monitor.drain_callbacks(5)
