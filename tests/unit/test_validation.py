@@ -155,3 +155,11 @@ def test_a_200_kb_value_is_shown_as_1_kib_in_messages_results_and_logs() -> None
     assert line.count("\n") == 1 and len(line) < 4 * (DISPLAY_LIMIT + 100)
     assert len(shown(huge)) <= DISPLAY_LIMIT + 50
     assert shown(huge).endswith("k" * 256) and "characters left out" in shown(huge)
+
+
+def test_the_sandbox_leaves_unrepresentable_paths_to_the_handler() -> None:
+    # issue 8: a NUL byte in a destination gave `invoke` a bare `ValueError`
+    from handler.sandbox import local_destination_dirs
+
+    event = {"targets": [{"source": "m\x00.tar.gz", "destination": "/var/\x00.zip"}]}
+    assert local_destination_dirs(event) == []
