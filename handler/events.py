@@ -126,11 +126,11 @@ def _include(value: Any, path: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
         raise EventValidationError(path, "must be a list of glob strings, e.g. ['*.safetensors']")
-    problems = [
-        (f"{path}[{index}]", "must not be empty" if not pattern.strip() else bad or "")
-        for index, pattern in enumerate(value)
-        if not pattern.strip() or (bad := text_problem(pattern))
-    ]
+    problems: list[tuple[str, str]] = []
+    for index, pattern in enumerate(value):
+        problem = "must not be empty" if not pattern.strip() else text_problem(pattern)
+        if problem is not None:
+            problems.append((f"{path}[{index}]", problem))
     if problems:
         raise EventValidationError.of(problems)
     return tuple(value)
