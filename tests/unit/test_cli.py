@@ -241,3 +241,15 @@ def test_a_local_path_with_undecodable_bytes_is_a_valid_file_name(tmp_path: Path
     code, _, err = run("package", str(archive), str(dest))
     assert (code, err) == (0, "")
     assert read_zip(dest) == FILES
+
+
+def test_the_same_s3_key_as_source_and_dest_is_refused_before_any_request() -> None:
+    code, out, err = run(
+        "package",
+        "s3://models/m.tar.gz",
+        "s3://models/m.tar.gz",
+        "--endpoint-url",
+        "http://127.0.0.1:9",  # nothing listens: a request would fail differently
+    )
+    assert (code, out) == (1, "")
+    assert err.startswith("error: dest: is the source ('s3://models/m.tar.gz')")
