@@ -28,6 +28,8 @@ json_values = st.recursive(
         [
             "",
             "s3://b/k.tar.gz",
+            "s3://models/k.tar.gz",
+            "s3://models/out.zip",
             "s3://b",
             "x.zip",
             "s3://b/out/",
