@@ -16,6 +16,7 @@ from handler.errors import TmpwardenError
 from handler.events import InvocationResult, error_dict, parse_event
 from handler.locations import is_s3
 from handler.logs import configure, log_context
+from handler.memory import explain
 from handler.packaging import package_target
 from handler.settings import HandlerSettings
 from monitor import StorageMonitor, monitored
@@ -72,7 +73,16 @@ def _remaining_seconds(context: Any) -> Callable[[], float] | None:
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """Package every target of ``event``; see :mod:`handler.events` for both shapes."""
     state = runtime()
-    return monitored(state.monitor)(_handle)(event, context)
+    try:
+        return monitored(state.monitor)(_handle)(event, context)
+    except (MemoryError, RuntimeError) as exc:  # e.g. the monitor's thread could not start
+        exhausted = explain(exc)
+        if exhausted is None:
+            raise
+        log.error(
+            "out of resources", extra={"event": "resource_exhausted", "error": str(exhausted)}
+        )
+        return InvocationResult(error=error_dict(exhausted)).as_dict()
 
 
 def _handle(event: Any, context: Any) -> dict[str, Any]:

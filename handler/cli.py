@@ -26,6 +26,7 @@ from handler.safety import Limits
 from handler.sample import build_sample_artifact
 from handler.sandbox import DEFAULT_TEMPLATE
 from handler.storage import StorageManager, Strategy
+from handler.validation import check_arguments
 from monitor.errors import EXIT_ERROR, run_reporting_errors
 from monitor.units import format_size, parse_size
 
@@ -188,8 +189,9 @@ def _run_package(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         limits=_limits(args),
         name_encoding=args.name_encoding,
     )
-    bar = ProgressBar(err, "packaging") if not args.json and err.isatty() else None
     s3 = _client(args.endpoint_url, args.source, args.dest)
+    check_arguments(args.source, args.dest)
+    bar = ProgressBar(err, "packaging") if not args.json and err.isatty() else None
     try:
         result = package(
             args.source, args.dest, options, progress=bar.update if bar else None, s3=s3
@@ -216,6 +218,7 @@ def _describe_result(result: PackageResult) -> str:
 
 def _run_inspect(args: argparse.Namespace, out: TextIO) -> int:
     extractor = StreamingExtractor(limits=_limits(args), name_encoding=args.name_encoding)
+    check_arguments(args.source)
     info = extractor.get_archive_info(
         open_source(args.source, s3=_client(args.endpoint_url, args.source))
     )

@@ -24,6 +24,7 @@ __all__ = [
     "InputError",
     "InsufficientStorageError",
     "RemoteServiceError",
+    "ResourceExhaustedError",
     "SourceNotFoundError",
     "SourceReadError",
     "TmpwardenError",
@@ -114,3 +115,31 @@ class CleanupFailedError(TmpwardenError, OSError):
             f"cleanup left {len(self.remaining)} path(s) behind: {shown}{more}{why}; "
             "remove them by hand and check their permissions"
         )
+
+
+class ResourceExhaustedError(TmpwardenError, MemoryError):
+    """When the process runs short of memory or threads (``resource``: ``"memory"`` or
+    ``"threads"``); names how much the work needs (``needed`` bytes, from the plan, None
+    when unknown), the function's limit (``limit`` bytes, None outside Lambda) and the
+    setting to raise. Never transient: the same work under the same limit fails again."""
+
+    def __init__(
+        self,
+        resource: str,
+        *,
+        needed: int | None = None,
+        limit: int | None = None,
+        detail: str = "",
+        advice: str = "",
+    ) -> None:
+        self.resource = resource
+        self.needed = needed
+        self.limit = limit
+        self.detail = detail
+        self.advice = advice
+        what = f"short of {resource}" + (f" ({detail})" if detail else "")
+        if needed is not None:
+            what += f"; the work needs about {format_size(needed)}"
+        if limit is not None:
+            what += f", the function has {format_size(limit)}"
+        super().__init__(f"{what}; {advice}" if advice else what)

@@ -16,20 +16,26 @@ such names are refused (see :mod:`handler.names`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression
 from handler.errors import InputError
 from handler.locations import check_location
 from handler.names import check_name_encoding
+from handler.validation import location_problems, same_location, shown, shown_repr, text_problem
 
 MAX_TARGETS = 1000
 TARGET_KEYS = frozenset(
     {"source", "destination", "include", "compression", "level", "name_encoding"}
 )
 EVENT_KEYS = frozenset({"targets", "strategy"})
+PROBLEMS_SHOWN = 5
+"""Problems an EventValidationError's message lists; ``problems`` holds them all."""
+MESSAGE_LIMIT = 8 * 1024
+"""Characters of an error message a result shows (each user value in it: 1 KiB at most)."""
+T = TypeVar("T")
 
 
 class StrategyChoice(enum.StrEnum):
@@ -41,11 +47,54 @@ class StrategyChoice(enum.StrEnum):
 
 
 class EventValidationError(InputError):
-    """When the event is malformed; ``field`` names the offending field (``targets[1].level``)."""
+    """When the event is malformed. ``problems`` lists every invalid field as
+    ``(field, problem)``; ``field`` names the first (``targets[1].level``). The message
+    starts ``field: problem`` and lists up to PROBLEMS_SHOWN of them."""
 
-    def __init__(self, field_path: str, problem: str) -> None:
+    def __init__(
+        self,
+        field_path: str,
+        problem: str,
+        *,
+        more: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.problems = [(field_path, problem), *more]
         self.field = field_path
-        super().__init__(f"{field_path}: {problem}")
+        parts = [f"{name}: {text}" for name, text in self.problems[:PROBLEMS_SHOWN]]
+        message = " | ".join(parts)
+        if len(self.problems) > 1:
+            hidden = len(self.problems) - PROBLEMS_SHOWN
+            left = f", {hidden} more not shown" if hidden > 0 else ""
+            message += f" ({len(self.problems)} invalid fields{left})"
+        super().__init__(message)
+
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, str]]) -> EventValidationError:
+        """One error for several ``(field, problem)`` pairs (at least one)."""
+        (first, problem), *more = problems
+        return cls(first, problem, more=more)
+
+
+class _Problems:
+    """Collects the problems of several fields, so that all are reported at once."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+
+    def add(self, field_path: str, problem: str) -> None:
+        self.found.append((field_path, problem))
+
+    def check(self, parse: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``parse(*args, **kwargs)``, or None with its problems recorded."""
+        try:
+            return parse(*args, **kwargs)
+        except EventValidationError as exc:
+            self.found.extend(exc.problems)
+            return None
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise EventValidationError.of(self.found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +120,9 @@ class PackagingEvent:
 def _location(value: Any, path: str, *, zip_destination: bool) -> str:
     if not isinstance(value, str) or not value.strip():
         raise EventValidationError(path, "must be a non-empty string (s3://bucket/key or a path)")
+    problems = location_problems(value)
+    if problems:
+        raise EventValidationError.of([(path, problem) for problem in problems])
     try:
         return check_location(value, zip_destination=zip_destination)
     except InputError as exc:
@@ -82,9 +134,13 @@ def _include(value: Any, path: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
         raise EventValidationError(path, "must be a list of glob strings, e.g. ['*.safetensors']")
+    problems: list[tuple[str, str]] = []
     for index, pattern in enumerate(value):
-        if not pattern.strip():
-            raise EventValidationError(f"{path}[{index}]", "must not be empty")
+        problem = "must not be empty" if not pattern.strip() else text_problem(pattern)
+        if problem is not None:
+            problems.append((f"{path}[{index}]", problem))
+    if problems:
+        raise EventValidationError.of(problems)
     return tuple(value)
 
 
@@ -92,7 +148,9 @@ def _compression(value: Any, path: str) -> Compression:
     if value is None:
         return "deflate"
     if value not in COMPRESSIONS:
-        raise EventValidationError(path, f"must be one of {', '.join(COMPRESSIONS)}; got {value!r}")
+        raise EventValidationError(
+            path, f"must be one of {', '.join(COMPRESSIONS)}; got {shown_repr(value)}"
+        )
     return value  # type: ignore[no-any-return]
 
 
@@ -100,7 +158,9 @@ def _level(value: Any, path: str) -> int:
     if value is None:
         return DEFAULT_LEVEL
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
-        raise EventValidationError(path, f"must be a whole number from 0 to 9; got {value!r}")
+        raise EventValidationError(
+            path, f"must be a whole number from 0 to 9; got {shown_repr(value)}"
+        )
     return value
 
 
@@ -118,20 +178,34 @@ def _name_encoding(value: Any, path: str) -> str | None:
 def _unknown(keys: Any, allowed: frozenset[str], path: str) -> None:
     extra = sorted(str(k) for k in keys if k not in allowed)
     if extra:
-        raise EventValidationError(
-            f"{path}{extra[0]}" if path else extra[0],
-            f"unknown field; allowed fields are {', '.join(sorted(allowed))}",
-        )
+        problem = f"unknown field; allowed fields are {', '.join(sorted(allowed))}"
+        raise EventValidationError.of([(f"{path}{shown(name)}", problem) for name in extra])
 
 
 def parse_target(raw: Any, path: str) -> Target:
     """Validate one target object."""
     if not isinstance(raw, Mapping):
         raise EventValidationError(path, "must be an object with source and destination")
-    _unknown(raw.keys(), TARGET_KEYS, f"{path}.")
+    # every field is checked first, so that one error names all the invalid ones
+    found = _Problems()
+    found.check(_unknown, raw.keys(), TARGET_KEYS, f"{path}.")
     for required in ("source", "destination"):
         if required not in raw:
-            raise EventValidationError(f"{path}.{required}", "is required")
+            found.add(f"{path}.{required}", "is required")
+    source = found.check(_location, raw.get("source"), f"{path}.source", zip_destination=False)
+    destination = found.check(
+        _location, raw.get("destination"), f"{path}.destination", zip_destination=True
+    )
+    if source is not None and destination is not None and same_location(source, destination):
+        found.add(
+            f"{path}.destination",
+            f"is the source ({shown_repr(source)}); writing it would destroy the archive "
+            "being read: choose another destination",
+        )
+    found.check(_include, raw.get("include"), f"{path}.include")
+    found.check(_compression, raw.get("compression"), f"{path}.compression")
+    found.check(_level, raw.get("level"), f"{path}.level")
+    found.raise_any()
     return Target(
         source=_location(raw["source"], f"{path}.source", zip_destination=False),
         destination=_location(raw["destination"], f"{path}.destination", zip_destination=True),
@@ -143,28 +217,59 @@ def parse_target(raw: Any, path: str) -> Target:
 
 
 def parse_event(raw: Any, *, default_strategy: str = "auto") -> PackagingEvent:
-    """Validate an event; raises EventValidationError naming the first bad field."""
+    """Validate an event; raises one EventValidationError naming every bad field."""
     if not isinstance(raw, Mapping):
         raise EventValidationError("event", "must be a JSON object with a 'targets' list")
-    _unknown(raw.keys(), EVENT_KEYS, "")
+    found = _Problems()
+    found.check(_unknown, raw.keys(), EVENT_KEYS, "")
     targets = raw.get("targets")
+    parsed: list[Target] = []
     if not isinstance(targets, list) or not targets:
-        raise EventValidationError("targets", "must be a non-empty list of target objects")
-    if len(targets) > MAX_TARGETS:
-        raise EventValidationError(
+        found.add("targets", "must be a non-empty list of target objects")
+    elif len(targets) > MAX_TARGETS:
+        found.add(
             "targets",
             f"has {len(targets)} entries; at most {MAX_TARGETS} (fan out with the "
             "state machine instead)",
         )
-    parsed = tuple(parse_target(t, f"targets[{i}]") for i, t in enumerate(targets))
+    else:
+        for i, t in enumerate(targets):
+            target = found.check(parse_target, t, f"targets[{i}]")
+            if target is not None:
+                _check_against_others(target, i, parsed, found)
+                parsed.append(target)
     strategy = raw.get("strategy", default_strategy)
     try:
         choice = StrategyChoice(strategy)
-    except ValueError:
-        raise EventValidationError(
-            "strategy", f"must be one of auto, stream, extract; got {strategy!r}"
-        ) from None
-    return PackagingEvent(parsed, choice)
+    except (ValueError, TypeError):
+        found.add("strategy", f"must be one of auto, stream, extract; got {shown_repr(strategy)}")
+    found.raise_any()
+    return PackagingEvent(tuple(parsed), choice)
+
+
+def _check_against_others(
+    target: Target, index: int, earlier: list[Target], found: _Problems
+) -> None:
+    """A destination written twice, or one target's destination another's source: the
+    outcome would depend on the order the targets run in."""
+    for other_index, other in enumerate(earlier):
+        where = f"targets[{other_index}]"
+        if same_location(other.destination, target.destination):
+            found.add(
+                f"targets[{index}].destination",
+                f"is also {where}.destination; one would overwrite the other: give each "
+                "target its own destination",
+            )
+        if same_location(other.source, target.destination):
+            found.add(
+                f"targets[{index}].destination",
+                f"is {where}.source; writing it would replace an archive this event reads",
+            )
+        if same_location(other.destination, target.source):
+            found.add(
+                f"targets[{index}].source",
+                f"is {where}.destination, which this event writes; package it in a later event",
+            )
 
 
 @dataclass
@@ -232,5 +337,6 @@ class InvocationResult:
 
 
 def error_dict(exc: BaseException) -> dict[str, str]:
-    """``{"type": ..., "message": ...}`` for a result."""
-    return {"type": type(exc).__name__, "message": " ".join(str(exc).split())}
+    """``{"type": ..., "message": ...}`` for a result; the message on one line, at most
+    about MESSAGE_LIMIT characters."""
+    return {"type": type(exc).__name__, "message": shown(" ".join(str(exc).split()), MESSAGE_LIMIT)}

@@ -37,6 +37,7 @@ from handler.errors import (
 from handler.formats import SNIFF_SIZE, SUPPORTED, TAR_BLOCK, detect_format, is_tar_header
 from handler.locations import Source, open_source
 from handler.members import ArchiveFormat, ArchiveInfo, Member, MemberKind, OpenMember
+from handler.memory import explain
 from handler.names import MemberNames
 from handler.safety import (
     DEVICE_ADVICE,
@@ -344,6 +345,9 @@ class ArchiveReader:
     def _corrupt(self, exc: Exception) -> Exception:
         if isinstance(exc, TmpwardenError):
             return exc
+        exhausted = explain(exc)
+        if exhausted is not None:  # short of memory, not a corrupt archive
+            return exhausted
         where = self._current
         detail = str(exc) or type(exc).__name__
         return ExtractionError(
@@ -353,6 +357,9 @@ class ArchiveReader:
     def _source_read_error(self, exc: Exception) -> Exception:
         if isinstance(exc, TmpwardenError):
             return exc
+        exhausted = explain(exc)
+        if exhausted is not None:
+            return exhausted
         return SourceReadError(f"{self.source.name}: reading the source failed ({exc}); try again")
 
 

@@ -24,6 +24,7 @@ from handler.errors import (
     SourceNotFoundError,
 )
 from handler.storage import available_bytes
+from handler.validation import shown_repr
 from handler.zipformat import ZipEntry
 from monitor.units import MiB
 
@@ -256,12 +257,12 @@ def check_location(location: str, *, zip_destination: bool = False) -> str:
         bucket, _, key = text.removeprefix("s3://").partition("/")
         if not bucket or not key or key.endswith("/"):
             raise InputError(
-                f"{text!r} must name an object: s3://bucket/key (not a bucket or prefix)"
+                f"{shown_repr(text)} must name an object: s3://bucket/key (not a bucket or prefix)"
             )
     elif "://" in text:
-        raise InputError(f"{text!r}: only s3:// URLs and local paths are supported")
+        raise InputError(f"{shown_repr(text)}: only s3:// URLs and local paths are supported")
     if zip_destination and text.endswith("/"):
-        raise InputError(f"{text!r} must name the ZIP to write, not a directory")
+        raise InputError(f"{shown_repr(text)} must name the ZIP to write, not a directory")
     return text
 
 

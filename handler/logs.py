@@ -16,16 +16,34 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from handler.validation import shown
+
 LOGGER_NAME = "tmpwarden"
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
     "tmpwarden_log_context",
     default={},  # noqa: B039 - never mutated, always replaced
 )
 _RESERVED = frozenset(vars(logging.makeLogRecord({})))
+TRACEBACK_LIMIT = 16 * 1024
+"""Characters of a traceback a line keeps; every other string field keeps DISPLAY_LIMIT."""
+
+
+def _bounded(value: Any) -> Any:
+    """``value`` with every string in it shortened for display (user values echo 1 KiB)."""
+    if isinstance(value, str):
+        return shown(value)
+    if isinstance(value, dict):
+        return {shown(str(k)): _bounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_bounded(v) for v in value]
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return shown(str(value))
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, message, context, extra fields."""
+    """One JSON object per line: time, level, message, context, extra fields; every string
+    in it at most about 1 KiB (``handler.validation.shown``), a traceback 16 KiB."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -39,9 +57,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
+        bounded: dict[str, Any] = _bounded(entry)
         if record.exc_info and record.exc_info[0] is not None:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+            bounded["exception"] = shown(self.formatException(record.exc_info), TRACEBACK_LIMIT)
+        return json.dumps(bounded)
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]

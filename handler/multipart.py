@@ -17,6 +17,7 @@ from typing import BinaryIO, cast
 from botocore.exceptions import ClientError
 
 from handler.errors import CompressionError, RemoteServiceError
+from handler.memory import explain
 from handler.s3 import S3Client, S3Url, call, error_code
 from handler.zipformat import ZipEntry
 from monitor.units import GiB, MiB, TiB
@@ -95,8 +96,12 @@ class S3MultipartWriter:
             raise CompressionError(f"{self.name}: the ZIP outgrew S3's 10,000 parts (5 TB)")
         self._slots.acquire()  # back-pressure: at most MAX_IN_FLIGHT parts in memory
         number = self._part_number
+        try:
+            future = self._pool.submit(self._upload_part, number, chunk)
+        except RuntimeError as exc:  # a worker thread could not start
+            self._slots.release()
+            raise (explain(exc) or exc) from exc
         self._part_number += 1
-        future = self._pool.submit(self._upload_part, number, chunk)
         future.add_done_callback(lambda _f: self._slots.release())
         self._parts.append((number, future))
 

@@ -25,6 +25,7 @@ from handler.formats import SNIFF_SIZE, detect_format
 from handler.locations import Destination, Source, open_destination, open_source
 from handler.logs import log_context
 from handler.members import ArchiveFormat
+from handler.memory import MemoryPlan, check_memory, explain, function_memory_limit, plan_memory
 from handler.retry import RetryPolicy, is_transient
 from handler.settings import HandlerSettings
 from handler.storage import StorageManager, Strategy
@@ -88,7 +89,13 @@ def package(
         if not isinstance(destination, str | os.PathLike)
         else open_destination(destination, s3=s3)
     )
-    return run_stream(src, dest, options or PackageOptions(), progress=progress, clock=clock)
+    try:
+        return run_stream(src, dest, options or PackageOptions(), progress=progress, clock=clock)
+    except (MemoryError, RuntimeError) as exc:
+        exhausted = explain(exc, plan_memory(src.name, dest.name, src.size()))
+        if exhausted is None:
+            raise
+        raise exhausted from exc
 
 
 def _format_of(src: Source) -> ArchiveFormat:
@@ -175,7 +182,7 @@ class _MonitorPhases:
         return tracked()
 
 
-def package_target(
+def package_target(  # noqa: PLR0915 - one loop of attempts reads best whole
     target: Target,
     settings: HandlerSettings,
     *,
@@ -202,6 +209,7 @@ def package_target(
     )
     started = clock()
     strategy: Strategy | None = None
+    memory: MemoryPlan | None = None
     requested = choice or settings.strategy
     if requested is not StrategyChoice.AUTO:
         result.strategy = requested.value
@@ -213,6 +221,8 @@ def package_target(
                     _check_time(remaining_seconds, settings.time_margin)
                     src = open_source(target.source, s3=s3)
                     dest = open_destination(target.destination, s3=s3)
+                    memory = plan_memory(target.source, target.destination, src.size())
+                    check_memory(memory, function_memory_limit())
                     if strategy is None:
                         with phases.phase("plan"):
                             decision = plan(
@@ -232,8 +242,15 @@ def package_target(
                             },
                         )
                     result.strategy = strategy.value
+                    memory = plan_memory(
+                        target.source,
+                        target.destination,
+                        src.size(),
+                        extract=strategy is Strategy.EXTRACT,
+                    )
                     outcome = _run(strategy, src, dest, options, settings, storage, phases)
-                except Exception as exc:
+                except Exception as raised:
+                    exc = explain(raised, memory) or raised
                     fallback = (
                         strategy is Strategy.EXTRACT
                         and isinstance(exc, InsufficientStorageError)

@@ -32,6 +32,7 @@ from handler.errors import (
     SourceReadError,
     TmpwardenError,
 )
+from handler.memory import explain
 from handler.streams import ReadOnlyStream
 from monitor.units import MiB
 
@@ -131,6 +132,9 @@ def translate(exc: Exception, what: str, *, reading_source: bool) -> TmpwardenEr
     """A TmpwardenError that says what failed, whether it is worth retrying, and what to do."""
     if isinstance(exc, TmpwardenError):
         return exc
+    exhausted = explain(exc)
+    if exhausted is not None:  # botocore's MemoryError is not S3's fault
+        return exhausted
     if isinstance(exc, ClientError):
         code = error_code(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 
 from handler.errors import InputError, TmpwardenError
 from handler.sandbox_child import DEADLINE_ENV, RESULT_FD_ENV
+from handler.validation import location_problems
 from monitor.units import MiB
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -162,17 +163,22 @@ def _under_tmp(path: Path) -> bool:
 
 
 def local_destination_dirs(event: Any) -> list[Path]:
-    """Directories of local destinations named in the event (they stay writable)."""
+    """Directories of local destinations named in the event (they stay writable); values
+    no path can hold are left for the handler's own validation to report."""
     dirs: list[Path] = []
     targets = event.get("targets") if isinstance(event, dict) else None
     for target in targets if isinstance(targets, list) else []:
-        source = target.get("source") if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            continue
+        source, destination = (
+            value if isinstance(value, str) and not location_problems(value) else None
+            for value in (target.get("source"), target.get("destination"))
+        )
         if isinstance(source, str) and "://" not in source and _under_tmp(Path(source).resolve()):
             raise InputError(
                 f"{source}: a local source under /tmp is hidden by the sandbox's own /tmp; "
                 "put it elsewhere or upload it to S3"
             )
-        destination = target.get("destination") if isinstance(target, dict) else None
         if isinstance(destination, str) and destination and "://" not in destination:
             directory = Path(destination).resolve().parent
             if _under_tmp(directory):

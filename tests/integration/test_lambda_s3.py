@@ -215,3 +215,27 @@ def test_logs_are_json_lines_with_the_request_and_the_strategy_decision(
     assert chosen["strategy"] in ("stream", "extract") and "reason" in chosen
     finished = next(e for e in entries if e.get("event") == "target_finished")
     assert finished["status"] == "succeeded" and finished["attempts"] == 1
+
+
+def test_a_destination_that_is_the_source_is_refused_and_the_object_untouched(
+    s3_env: MotoS3, bucket: str, small_artifact: Path
+) -> None:
+    # issue 8: the Lambda packaged an S3 key over itself and reported `succeeded`
+    import hashlib
+
+    source = upload(s3_env.client(), bucket, "models/m.tar.gz", small_artifact)
+    client = s3_env.client()
+    before = client.head_object(Bucket=bucket, Key="models/m.tar.gz")["ETag"]
+    digest = hashlib.sha256(small_artifact.read_bytes()).hexdigest()
+    response = lambda_handler(
+        {"targets": [{"source": source, "destination": source}], "strategy": "stream"},
+        Context(),
+    )
+    print(response["error"]["message"], digest)
+    assert response["status"] == "failed" and response["targets"] == []
+    assert response["error"]["type"] == "EventValidationError"
+    assert response["error"]["message"].startswith("targets[0].destination: is the source")
+    body = client.get_object(Bucket=bucket, Key="models/m.tar.gz")
+    assert body["ETag"] == before
+    assert hashlib.sha256(body["Body"].read()).hexdigest() == digest
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")

@@ -166,3 +166,90 @@ def test_no_progress_bar_when_output_is_not_a_terminal(tmp_path: Path) -> None:
     archive = build_archive(tmp_path / "m.tar", FILES, "tar")
     code, out, err = run("package", str(archive), str(tmp_path / "o.zip"))
     assert code == 0 and err == "" and "\r" not in out
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("how", ["same path", "dot path", "symlink", "hard link"])
+def test_a_destination_that_is_the_source_is_refused_and_the_source_untouched(
+    tmp_path: Path, how: str
+) -> None:
+    # issue 8: `python -m handler package self.tar.gz self.tar.gz` exited 0, the file a ZIP
+    from tests.helpers import python_env
+
+    archive = build_archive(tmp_path / "x.tar.gz", FILES, "tar.gz")
+    before = sha256(archive)
+    dest = {
+        "same path": "x.tar.gz",
+        "dot path": "./sub/../x.tar.gz",
+        "symlink": "link.zip",
+        "hard link": "hard.zip",
+    }[how]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.zip").symlink_to("x.tar.gz")
+    (tmp_path / "hard.zip").hardlink_to(archive)
+    result = subprocess.run(
+        [sys.executable, "-m", "handler", "package", "x.tar.gz", dest],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        check=False,
+        timeout=60,
+    )
+    print(how, result.returncode, result.stderr.strip(), before)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: dest: is the source") and result.stderr.count("\n") == 1
+    assert sha256(archive) == before
+    assert tarfile.is_tarfile(archive)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hard.zip",
+        "link.zip",
+        "sub",
+        "x.tar.gz",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dest", "message"),
+    [
+        ("d" * 300 + ".zip", "dest: a path component is 304 bytes; file names hold at most 255"),
+        ("s3://my-bucket/" + "k" * 2000, "dest: the key is 2,000 bytes of UTF-8"),
+        ("s3://my-bucket/" + "é" * 600, "dest: the key is 1,200 bytes of UTF-8"),
+        ("s3://Bad_Bucket_/k.zip", "dest: bucket 'Bad_Bucket_' is not a valid S3 bucket name"),
+        ("s3://my-bucket/caf\udce9.zip", "dest: contains an unpaired surrogate"),
+    ],
+)
+def test_a_destination_the_target_cannot_hold_is_refused_naming_it(
+    tmp_path: Path, dest: str, message: str
+) -> None:
+    archive = build_archive(tmp_path / "x.tar.gz", FILES, "tar.gz")
+    code, out, err = run("package", str(archive), dest)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: {message}") and len(err) < 2048, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tar.gz"]
+
+
+def test_a_local_path_with_undecodable_bytes_is_a_valid_file_name(tmp_path: Path) -> None:
+    # PEP 383: argv holds a Latin-1 file name's byte as U+DCE9; it names a real file
+    archive = build_archive(tmp_path / "x.tar.gz", FILES, "tar.gz")
+    dest = tmp_path / "caf\udce9.zip"
+    code, _, err = run("package", str(archive), str(dest))
+    assert (code, err) == (0, "")
+    assert read_zip(dest) == FILES
+
+
+def test_the_same_s3_key_as_source_and_dest_is_refused_before_any_request() -> None:
+    code, out, err = run(
+        "package",
+        "s3://models/m.tar.gz",
+        "s3://models/m.tar.gz",
+        "--endpoint-url",
+        "http://127.0.0.1:9",  # nothing listens: a request would fail differently
+    )
+    assert (code, out) == (1, "")
+    assert err.startswith("error: dest: is the source ('s3://models/m.tar.gz')")

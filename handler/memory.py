@@ -1,0 +1,191 @@
+"""How much memory a target's work needs, checked against the function's limit before the
+work starts; running short of memory or threads, wherever it surfaces, as one clear error.
+
+The estimate, in bytes, is ``BASELINE_BYTES + parts in flight x part size + read buffers``:
+
+- ``BASELINE_BYTES`` (90 MiB) was measured on 2026-11-30 with ``python -m handler invoke
+  --memory 192`` to ``512`` on S3 to S3 (moto on 127.0.0.1, a 32 MiB tar.gz, the stream
+  strategy, Python 3.11, boto3 1.3x): the targets' ``peak_rss_bytes`` were 117 to 126 MiB
+  over six runs, less the 36 MiB of parts and read buffers below. It is the interpreter,
+  boto3 and its client, the monitor and the threads' own memory.
+- ``EXTRACT_EXTRA_BYTES`` (20 MiB): the extract strategy's peaks in the same runs were
+  140 to 146 MiB, 20 MiB over the stream strategy's (files written, then read back).
+- Parts in flight, for an S3 destination: ``MAX_IN_FLIGHT`` parts uploading, one filling
+  and one being cut from the buffer (:mod:`handler.multipart`), each of the part size an
+  output as large as the source reaches (:func:`handler.multipart.part_size`: 8 MiB up to
+  about 8 GB). A local destination holds one ``WRITE_BUFFER`` instead.
+- Read buffers: ``READ_BUFFER``, the tar reader's and the gzip decoder's chunks and the
+  zipper's (1 MiB each), plus ``READAHEAD`` (8 MiB) for a ZIP read from S3 through ranged
+  GETs.
+
+``HEADROOM`` (10%) of the function's memory is kept free for the allocator's
+fragmentation and the spread of the measured peaks. The function's memory is
+``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` (its MemorySize, in MiB); outside Lambda nothing is
+checked before the work, and exhaustion is still reported by :func:`explain`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from handler.errors import ResourceExhaustedError
+from monitor.units import MiB, format_size
+
+__all__ = [
+    "BASELINE_BYTES",
+    "HEADROOM",
+    "MemoryPlan",
+    "check_memory",
+    "explain",
+    "function_memory_limit",
+    "plan_memory",
+]
+
+BASELINE_BYTES = 90 * MiB
+EXTRACT_EXTRA_BYTES = 20 * MiB
+READ_CHUNKS = 4
+HEADROOM = 0.10
+LAMBDA_MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+LAMBDA_MAX_MEMORY_MB = 10_240
+MEMORY_STEP_MB = 64
+THREAD_START_MESSAGES = ("can't start new thread", "can't create new thread")
+SETTING = (
+    "the function's MemorySize in template.yaml (locally: python -m handler invoke --memory MB)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPlan:
+    """The memory one target's work needs, in bytes, by part."""
+
+    baseline: int
+    parts: int
+    part_size: int
+    read_buffers: int
+    extracting: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.baseline + self.parts * self.part_size + self.read_buffers + self.extracting
+
+    def describe(self) -> str:
+        """``90 MiB baseline + 4 parts of 8 MiB + 4 MiB of read buffers``."""
+        held = (
+            f"{self.parts} parts of {format_size(self.part_size)}"
+            if self.parts > 1
+            else f"a {format_size(self.part_size)} write buffer"
+        )
+        extracting = (
+            f" + {format_size(self.extracting)} for the extract strategy" if self.extracting else ""
+        )
+        return (
+            f"{format_size(self.baseline)} baseline + {held} + "
+            f"{format_size(self.read_buffers)} of read buffers{extracting}"
+        )
+
+
+def _part_size_for(output_bytes: int) -> int:
+    from handler.multipart import MAX_PARTS, part_size  # noqa: PLC0415 - boto3 only for S3
+
+    written, number = 0, 1
+    while number < MAX_PARTS and written + part_size(number) < output_bytes:
+        written += part_size(number)
+        number += 1
+    return part_size(number)
+
+
+def plan_memory(
+    source: str, destination: str, source_size: int, *, extract: bool = False
+) -> MemoryPlan:
+    """The memory packaging ``source`` (``source_size`` bytes) into ``destination`` needs,
+    with the stream strategy or (``extract``) the extract strategy; see the module's note
+    for each figure."""
+    from handler.locations import READ_BUFFER, WRITE_BUFFER, is_s3  # noqa: PLC0415
+
+    read_buffers = READ_CHUNKS * READ_BUFFER
+    extracting = EXTRACT_EXTRA_BYTES if extract else 0
+    if is_s3(source) and source.lower().endswith(".zip"):
+        from handler.s3 import READAHEAD  # noqa: PLC0415
+
+        read_buffers += READAHEAD
+    if is_s3(destination):
+        from handler.multipart import MAX_IN_FLIGHT  # noqa: PLC0415
+
+        parts = MAX_IN_FLIGHT + 2
+        size = _part_size_for(source_size)
+        return MemoryPlan(BASELINE_BYTES, parts, size, read_buffers, extracting)
+    return MemoryPlan(BASELINE_BYTES, 1, WRITE_BUFFER, read_buffers, extracting)
+
+
+def function_memory_limit(environ: Mapping[str, str] | None = None) -> int | None:
+    """The function's memory in bytes (its MemorySize); None outside Lambda."""
+    env = os.environ if environ is None else environ
+    text = env.get(LAMBDA_MEMORY_ENV, "").strip()
+    return int(text) * MiB if text.isdigit() and int(text) > 0 else None
+
+
+def _advice(needed: int | None, limit: int | None) -> str:
+    """The setting to raise, and to what: the need with HEADROOM free, in 64 MB steps; when
+    the work ran short under a limit that should have sufficed, half as much again."""
+    if needed is None:
+        return f"raise {SETTING}"
+    wanted = needed / (1 - HEADROOM)
+    if limit is not None and wanted <= limit:
+        wanted = limit * 1.5
+    megabytes = math.ceil(wanted / MiB / MEMORY_STEP_MB) * MEMORY_STEP_MB
+    return f"raise {SETTING} to at least {min(megabytes, LAMBDA_MAX_MEMORY_MB)} MB"
+
+
+def check_memory(plan: MemoryPlan, limit: int | None) -> None:
+    """Refuse, before any work, a plan that does not fit ``limit`` less HEADROOM."""
+    if limit is None or plan.total <= limit * (1 - HEADROOM):
+        return
+    raise ResourceExhaustedError(
+        "memory",
+        needed=plan.total,
+        limit=limit,
+        detail=f"checked before starting: {plan.describe()}, with {HEADROOM:.0%} kept free",
+        advice=_advice(plan.total, limit),
+    )
+
+
+def _exhaustion(exc: BaseException) -> tuple[str, str] | None:
+    """(resource, detail) when ``exc`` or an exception it was raised from is a failure to
+    allocate memory or start a thread."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ResourceExhaustedError):
+            return current.resource, current.detail
+        if isinstance(current, MemoryError):
+            return "memory", f"{type(current).__name__} {current}".strip()
+        if isinstance(current, RuntimeError) and any(
+            message in str(current) for message in THREAD_START_MESSAGES
+        ):
+            return "threads", f"{current}: a thread's stack is memory too"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def explain(
+    exc: BaseException, plan: MemoryPlan | None = None, limit: int | None = None
+) -> ResourceExhaustedError | None:
+    """The clear error for a memory or thread-start failure anywhere in ``exc``'s chain
+    (with the plan's need and the setting to raise), or None for any other failure."""
+    found = _exhaustion(exc)
+    if found is None:
+        return None
+    resource, detail = found
+    if isinstance(exc, ResourceExhaustedError) and exc.needed is not None:
+        return exc
+    needed = plan.total if plan is not None else None
+    if plan is not None:
+        detail = f"{detail}; {plan.describe()}" if detail else plan.describe()
+    limit = limit if limit is not None else function_memory_limit()
+    return ResourceExhaustedError(
+        resource, needed=needed, limit=limit, detail=detail, advice=_advice(needed, limit)
+    )
