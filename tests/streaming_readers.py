@@ -124,13 +124,15 @@ def _zip64_sizes(extra: bytes) -> tuple[int, int]:
 
 def assert_no_data_descriptors(data: bytes) -> list[LocalRecord]:
     """Every local header has bit 3 clear and the true CRC and sizes, no data descriptor
-    signature stands where an entry ends, and the walk by local headers alone reaches
-    the central directory with the same members zipfile lists. Returns the records."""
+    signature stands where an entry ends or anywhere outside member data, and the walk
+    by local headers alone reaches the central directory with the same members zipfile
+    lists. Returns the records."""
     records, end = walk_local_headers(data)
     for record in records:
         assert not record.flags & FLAG_DATA_DESCRIPTOR, f"{record.name}: bit 3 set"
         following = data[record.data_end : record.data_end + 4]
         assert following != DESCRIPTOR_SIGNATURE_BYTES, f"{record.name}: data descriptor follows"
+    assert descriptor_signatures_outside_data(data, records) == []
     assert struct.unpack_from("<I", data, end)[0] in (CENTRAL_HEADER_SIGNATURE, END_SIGNATURE)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         infos = archive.infolist()
@@ -138,6 +140,19 @@ def assert_no_data_descriptors(data: bytes) -> list[LocalRecord]:
         (i.filename, i.CRC, i.compress_size, i.file_size) for i in infos
     ]
     return records
+
+
+def descriptor_signatures_outside_data(data: bytes, records: list[LocalRecord]) -> list[int]:
+    """Offsets of the data descriptor signature that do not lie inside a member's data
+    (where random data may hold it by chance)."""
+    spans = [(r.data_end - r.compressed_size, r.data_end) for r in records]
+    hits: list[int] = []
+    start = 0
+    while (hit := data.find(DESCRIPTOR_SIGNATURE_BYTES, start)) != -1:
+        if not any(low <= hit and hit + 4 <= high for low, high in spans):
+            hits.append(hit)
+        start = hit + 1
+    return hits
 
 
 def stream_unzip_contents(data: bytes, chunk_size: int = 65_536) -> dict[str, bytes]:
