@@ -69,6 +69,17 @@ from handler.zipformat import (
 from handler.zipsink import Patcher, Sink, patcher_for
 from monitor.units import MiB
 
+__all__ = [
+    "BUFFER_LIMIT",
+    "CompressingStream",
+    "IncrementalZipper",
+    "PrecompressedMember",
+    "ProgressCallback",
+    "Sink",
+    "ZipCounts",
+    "iter_chunks",
+]
+
 BUFFER_LIMIT = 1 * MiB
 """A member whose data ends within this many bytes is buffered, so its local header
 carries its CRC and sizes (no data descriptor, no patch)."""
