@@ -55,6 +55,12 @@ class PartCutter:
         return self._buffer_start + len(self._buffer)
 
     @property
+    def retained(self) -> int:
+        """Bytes kept in memory: the held part and the buffer being filled. After each
+        call it is under ``2 * (part size + held length)``."""
+        return len(self._buffer) + (len(self._held.data) if self._held is not None else 0)
+
+    @property
     def holding(self) -> bool:
         """Whether a range is held (marked, not yet patched)."""
         return self._hold is not None
@@ -64,16 +70,16 @@ class PartCutter:
         self._buffer += data
         ready: list[Part] = []
         while (end := self._next_cut()) is not None:
-            with memoryview(self._buffer) as view:
-                chunk = bytes(view[:end])
-            del self._buffer[:end]
             number, start = self._next_number, self._buffer_start
+            held = self._hold is not None and start <= self._hold[0] < start + end
+            with memoryview(self._buffer) as view:
+                if held:
+                    self._held = _HeldPart(number, start, bytearray(view[:end]))
+                else:
+                    ready.append(Part(number, bytes(view[:end])))
+            del self._buffer[:end]
             self._next_number += 1
             self._buffer_start += end
-            if self._hold is not None and start <= self._hold[0] < start + end:
-                self._held = _HeldPart(number, start, bytearray(chunk))
-            else:
-                ready.append(Part(number, chunk))
         return ready
 
     def hold(self, offset: int, length: int) -> None:

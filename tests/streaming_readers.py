@@ -42,6 +42,7 @@ class PartSink:
         self._cutter = PartCutter(lambda _number: part_size)
         self.sent: dict[int, bytes] = {}
         self.order: list[int] = []
+        self.most_retained = 0
 
     def write(self, data: bytes) -> int:
         self._send(self._cutter.write(data))
@@ -63,6 +64,7 @@ class PartSink:
         return b"".join(self.sent[number] for number in sorted(self.sent))
 
     def _send(self, parts: list[Part]) -> None:
+        self.most_retained = max(self.most_retained, self._cutter.retained)
         for part in parts:
             assert part.number not in self.sent, f"part {part.number} sent twice"
             self.sent[part.number] = part.data
