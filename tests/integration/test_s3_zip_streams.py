@@ -17,7 +17,7 @@ import pytest
 import handler.multipart
 from handler.app import lambda_handler
 from handler.packaging import PackageOptions, package
-from handler.zipformat import METHOD_DEFLATED, METHOD_STORED
+from handler.zipformat import FLAG_DATA_DESCRIPTOR, METHOD_DEFLATED, METHOD_STORED
 from monitor.units import MiB
 from tests.helpers import FIXED_MTIME, tar_info, tar_with
 from tests.integration.conftest import upload
@@ -26,6 +26,7 @@ from tests.s3server import MotoS3
 from tests.streaming_readers import (
     assert_command_line_readers_accept,
     assert_no_data_descriptors,
+    descriptor_signatures_outside_data,
     stream_unzip_contents,
     zipfile_contents,
 )
@@ -114,6 +115,12 @@ def test_s3_and_file_zips_have_no_data_descriptor_and_stream(
         assert {n for n, m in methods.items() if m == METHOD_DEFLATED} == set(EXPECTED) - stored
     else:
         assert set(methods.values()) == {METHOD_STORED}
+    bit3 = sum(r.flags & FLAG_DATA_DESCRIPTOR != 0 for r in records.values())
+    print(
+        f"{compression}: {len(records)} local headers, {bit3} with bit 3, "
+        f"{len(descriptor_signatures_outside_data(on_s3, list(records.values())))} "
+        f"descriptor signatures outside member data; methods {sorted(methods.values())}"
+    )
     # AND every reader, streaming ones first, reads every entry
     assert stream_unzip_contents(on_s3) == EXPECTED
     assert zipfile_contents(on_s3) == EXPECTED
