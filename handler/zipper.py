@@ -384,7 +384,7 @@ class IncrementalZipper:
     ) -> ZipEntry:
         """A member whose data is all here: deflated when that makes it smaller, else stored."""
         payload, method = data, METHOD_STORED
-        if deflate:
+        if deflate and data:
             compressor = self._factory(self._level)
             deflated = compressor.compress(data) + compressor.flush()
             if len(deflated) < len(data):
