@@ -10,8 +10,9 @@ The estimate, in bytes, is ``BASELINE_BYTES + parts in flight x part size + read
   boto3 and its client, the monitor and the threads' own memory.
 - ``EXTRACT_EXTRA_BYTES`` (20 MiB): the extract strategy's peaks in the same runs were
   140 to 146 MiB, 20 MiB over the stream strategy's (files written, then read back).
-- Parts in flight, for an S3 destination: ``MAX_IN_FLIGHT`` parts uploading, one filling
-  and one being cut from the buffer (:mod:`handler.multipart`), each of the part size an
+- Parts in flight, for an S3 destination: ``MAX_IN_FLIGHT`` parts uploading, one filling,
+  one being cut from the buffer, and one held back until the local header it carries is
+  filled in (:mod:`handler.multipart`, :mod:`handler.parts`), each of the part size an
   output as large as the source reaches (:func:`handler.multipart.part_size`: 8 MiB up to
   about 8 GB). A local destination holds one ``WRITE_BUFFER`` instead.
 - Read buffers: ``READ_BUFFER``, the tar reader's and the gzip decoder's chunks and the
@@ -114,7 +115,7 @@ def plan_memory(
     if is_s3(destination):
         from handler.multipart import MAX_IN_FLIGHT  # noqa: PLC0415
 
-        parts = MAX_IN_FLIGHT + 2
+        parts = MAX_IN_FLIGHT + 3  # uploading, filling, being cut, held for its header
         size = _part_size_for(source_size)
         return MemoryPlan(BASELINE_BYTES, parts, size, read_buffers, extracting)
     return MemoryPlan(BASELINE_BYTES, 1, WRITE_BUFFER, read_buffers, extracting)

@@ -4,10 +4,14 @@ byte and verified, or aborted on any failure, so no partial object ever appears.
 Parts start at 8 MiB and double every 1,000 parts, so an object of up to 5 TB fits in
 S3's 10,000 parts while memory stays at a few parts for any realistic artifact. Parts
 upload on background threads (at most ``MAX_IN_FLIGHT`` at once) while the next one fills.
+The part holding a member's local header is held back until the zipper patches the
+header's CRC and sizes (:class:`handler.parts.PartCutter`), so the ZIP needs no data
+descriptors; memory is then at most one held part, the parts in flight and the one filling.
 """
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures
 import logging
 import threading
@@ -18,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from handler.errors import CompressionError, RemoteServiceError
 from handler.memory import explain
+from handler.parts import Part, PartCutter
 from handler.s3 import S3Client, S3Url, call, error_code
 from handler.zipformat import ZipEntry
 from monitor.units import GiB, MiB, TiB
@@ -39,7 +44,8 @@ def part_size(part_number: int) -> int:
 
 
 class _UploadSink:
-    """The file-like face of the upload that the zipper writes to (not seekable)."""
+    """The file-like face of the upload that the zipper writes to: not seekable, but a
+    :class:`handler.zipsink.PatchableSink` (a held range is patched before it is sent)."""
 
     def __init__(self, writer: S3MultipartWriter) -> None:
         self._writer = writer
@@ -50,6 +56,15 @@ class _UploadSink:
 
     def seekable(self) -> bool:
         return False
+
+    def tell(self) -> int:
+        return self._writer.bytes_written
+
+    def hold(self, offset: int, length: int) -> None:
+        self._writer.hold(offset, length)
+
+    def patch(self, offset: int, data: bytes) -> None:
+        self._writer.patch(offset, data)
 
 
 class S3MultipartWriter:
@@ -67,8 +82,7 @@ class S3MultipartWriter:
             reading_source=False,
         )
         self.upload_id = created["UploadId"]
-        self._buffer = bytearray()
-        self._part_number = 1
+        self._cutter = PartCutter(part_size)
         self._parts: list[tuple[int, concurrent.futures.Future[str]]] = []
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=MAX_IN_FLIGHT, thread_name_prefix="tmpwarden-upload"
@@ -83,27 +97,32 @@ class S3MultipartWriter:
 
     def write(self, data: bytes) -> None:
         self._raise_failed_part()
-        self._buffer += data
         self.bytes_written += len(data)
-        while len(self._buffer) >= part_size(self._part_number):
-            size = part_size(self._part_number)
-            chunk = bytes(self._buffer[:size])
-            del self._buffer[:size]
-            self._submit(chunk)
+        for part in self._cutter.write(data):
+            self._submit(part)
 
-    def _submit(self, chunk: bytes) -> None:
-        if self._part_number > MAX_PARTS:
+    def hold(self, offset: int, length: int) -> None:
+        """Keep the part that will hold these bytes until :meth:`patch` (see PartCutter)."""
+        self._cutter.hold(offset, length)
+
+    def patch(self, offset: int, data: bytes) -> None:
+        """Overwrite the held bytes, then upload the part that holds them."""
+        self._raise_failed_part()
+        for part in self._cutter.patch(offset, data):
+            self._submit(part)
+
+    def _submit(self, part: Part) -> None:
+        if part.number > MAX_PARTS:
             raise CompressionError(f"{self.name}: the ZIP outgrew S3's 10,000 parts (5 TB)")
         self._slots.acquire()  # back-pressure: at most MAX_IN_FLIGHT parts in memory
-        number = self._part_number
         try:
-            future = self._pool.submit(self._upload_part, number, chunk)
+            future = self._pool.submit(self._upload_part, part.number, part.data)
         except RuntimeError as exc:  # a worker thread could not start
             self._slots.release()
             raise (explain(exc) or exc) from exc
-        self._part_number += 1
         future.add_done_callback(lambda _f: self._slots.release())
-        self._parts.append((number, future))
+        # a held part is sent after later ones: keep the list in part-number order
+        bisect.insort(self._parts, (part.number, future), key=lambda entry: entry[0])
 
     def _upload_part(self, number: int, chunk: bytes) -> str:
         response = call(
@@ -127,9 +146,8 @@ class S3MultipartWriter:
     def commit(self, entries: Sequence[ZipEntry]) -> None:
         """Upload the last part, complete the upload, check the object's size."""
         try:
-            if self._buffer or not self._parts:
-                self._submit(bytes(self._buffer))
-                self._buffer.clear()
+            for part in self._cutter.close():
+                self._submit(part)
             parts = [{"PartNumber": n, "ETag": f.result()} for n, f in self._parts]
             call(
                 self.name,

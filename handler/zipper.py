@@ -1,11 +1,25 @@
 """IncrementalZipper: write a ZIP (with ZIP64 where needed) one member at a time.
 
-Members are streamed: the zipper never holds more than one chunk of a member.
-On a seekable sink each local header is patched with CRC and sizes after the data;
-on a non-seekable sink (a pipe, an S3 multipart upload) the values follow the data
-in a data descriptor. Every member goes through one path,
-:meth:`IncrementalZipper.add_precompressed`, so members (or blocks of one member)
-compressed elsewhere, on worker threads for instance, append the same way.
+Members are streamed: the zipper holds at most :data:`BUFFER_LIMIT` bytes of a member
+(plus one chunk). Every ZIP it writes reads in streaming readers (which trust the
+local header, such as stream-unzip, libarchive's streaming reader or Java's
+``ZipInputStream``):
+
+* a member that ends within :data:`BUFFER_LIMIT` (directories, links, empty and small
+  files) is buffered, so its local header carries the CRC and sizes before the data;
+  a small file deflate cannot shrink is stored, as Info-ZIP's zip does;
+* a larger member's local header is written first and patched after the data: in
+  place on a seekable file, or in memory on a :class:`~handler.zipsink.PatchableSink`
+  (an S3 multipart upload holds back the part with the header until it is patched);
+* only a sink that can neither seek nor patch (a pipe) gets a data descriptor after a
+  large member, and then the member is always deflated (``store`` becomes deflate's
+  stored blocks, level 0), because a stored member relying on a data descriptor
+  cannot be read in a stream (Java's ``ZipInputStream`` refuses it; stream-unzip
+  raises ``NotStreamUnzippable``).
+
+Every member goes through :meth:`IncrementalZipper.add_precompressed` or the
+buffered path, so members (or blocks of one member) compressed elsewhere, on worker
+threads for instance, append the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol, Self
+from typing import Self
 
 from handler.codec import (
     DEFAULT_LEVEL,
@@ -30,8 +44,16 @@ from handler.codec import (
     check_level,
     crc32,
     fastest_deflate,
+    zlib_deflate,
 )
 from handler.errors import CompressionError
+from handler.zipdata import (
+    CompressingStream,
+    PrecompressedMember,
+    iter_chunks,
+    replay,
+    take_prefix,
+)
 from handler.zipformat import (
     FLAG_DATA_DESCRIPTOR,
     METHOD_DEFLATED,
@@ -44,9 +66,23 @@ from handler.zipformat import (
     external_attributes,
     needs_zip64,
 )
+from handler.zipsink import Patcher, Sink, patcher_for
 from monitor.units import MiB
 
-CHUNK_SIZE = 1 * MiB
+__all__ = [
+    "BUFFER_LIMIT",
+    "CompressingStream",
+    "IncrementalZipper",
+    "PrecompressedMember",
+    "ProgressCallback",
+    "Sink",
+    "ZipCounts",
+    "iter_chunks",
+]
+
+BUFFER_LIMIT = 1 * MiB
+"""A member whose data ends within this many bytes is buffered, so its local header
+carries its CRC and sizes (no data descriptor, no patch)."""
 ProgressCallback = Callable[[int, int], None]
 """Called with (bytes done, bytes total); total is 0 when unknown."""
 
@@ -59,79 +95,6 @@ class ZipCounts:
     directories: int = 0
     links: int = 0
     uncompressed_bytes: int = 0
-
-
-class Sink(Protocol):
-    """Where the ZIP's bytes go: a file, a pipe, an upload. Only ``write`` is required."""
-
-    def write(self, data: bytes, /) -> object: ...
-
-
-class PrecompressedMember(Protocol):
-    """A member's compressed chunks; ``crc32`` and ``uncompressed_size`` are valid once
-    iteration is done (so a producer may compute them while it streams)."""
-
-    method: int
-
-    def __iter__(self) -> Iterator[bytes]: ...
-
-    @property
-    def crc32(self) -> int: ...
-
-    @property
-    def uncompressed_size(self) -> int: ...
-
-
-class CompressingStream:
-    """Compresses raw chunks on the fly with one compressor, tracking CRC and size."""
-
-    def __init__(
-        self,
-        chunks: Iterable[bytes],
-        compressor: Compressor,
-        method: int,
-        on_raw: Callable[[int], None] | None = None,
-    ) -> None:
-        self.method = method
-        self._chunks = chunks
-        self._compressor = compressor
-        self._on_raw = on_raw
-        self._crc = 0
-        self._size = 0
-
-    @property
-    def crc32(self) -> int:
-        return self._crc
-
-    @property
-    def uncompressed_size(self) -> int:
-        return self._size
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            if not chunk:
-                continue
-            self._crc = crc32(chunk, self._crc)
-            self._size += len(chunk)
-            if self._on_raw is not None:
-                self._on_raw(len(chunk))
-            compressed = self._compressor.compress(chunk)
-            if compressed:
-                yield compressed
-        tail = self._compressor.flush()
-        if tail:
-            yield tail
-
-
-def _seek_function(sink: Sink) -> Callable[[int], object] | None:
-    """The sink's ``seek`` if it can really seek (files can; pipes and uploads cannot)."""
-    probe = getattr(sink, "seekable", None)
-    seek = getattr(sink, "seek", None)
-    try:
-        able = bool(probe()) if callable(probe) else False
-    except OSError:
-        able = False
-    return seek if able and callable(seek) else None
 
 
 class IncrementalZipper:
@@ -160,8 +123,7 @@ class IncrementalZipper:
         self._progress = progress_callback
         self._total_bytes = total_bytes
         self._bytes_done = 0
-        self._seek = _seek_function(sink)
-        self._seekable = self._seek is not None
+        self._patcher: Patcher | None = patcher_for(sink)
         self._offset = self._sink_position()
         self._start_offset = self._offset
         self._entries: list[ZipEntry] = []
@@ -189,17 +151,27 @@ class IncrementalZipper:
         mode: int = 0o644,
         mtime: float | None = None,
     ) -> ZipEntry:
-        """Compress ``chunks`` into a new file member; ``size_hint`` (exact size, if known)
-        lets small members skip ZIP64 fields."""
-        if self._compression == "store":
-            compressor: Compressor = StoreCompressor()
-            method = METHOD_STORED
-        else:
-            compressor = self._factory(self._level)
-            method = METHOD_DEFLATED
-        stream = CompressingStream(chunks, compressor, method, on_raw=self._advance)
-        return self.add_precompressed(
-            arcname, stream, size_hint=size_hint, mode=stat.S_IFREG | mode, mtime=mtime
+        """Compress ``chunks`` into a new file member. ``size_hint`` (the exact size, as a
+        tar header declares it; None when unknown) decides whether the local header of a
+        member larger than :data:`BUFFER_LIMIT` reserves ZIP64 fields."""
+        self._check_new(arcname)
+        raw = iter(chunks)
+        prefix, complete = take_prefix(raw, BUFFER_LIMIT)
+        if complete:
+            data = b"".join(prefix)
+            prefix.clear()
+            self._advance(len(data))
+            return self._add_whole(
+                arcname,
+                data,
+                mode=stat.S_IFREG | mode,
+                mtime=mtime,
+                deflate=self._compression == "deflate",
+            )
+        compressor, method = self._streaming_codec()
+        stream = CompressingStream(replay(prefix, raw), compressor, method, on_raw=self._advance)
+        return self._add_streaming(
+            arcname, stream, iter(stream), size_hint, stat.S_IFREG | mode, mtime
         )
 
     def add_file_streaming(self, path: str | Path, arcname: str | None = None) -> ZipEntry:
@@ -220,16 +192,14 @@ class IncrementalZipper:
     ) -> ZipEntry:
         """Add a directory entry (``name/``), so empty directories survive."""
         name = arcname if arcname.endswith("/") else arcname + "/"
-        stored = CompressingStream((), StoreCompressor(), METHOD_STORED)
-        return self.add_precompressed(
-            name, stored, size_hint=0, mode=stat.S_IFDIR | mode, mtime=mtime
-        )
+        self._check_new(name)
+        return self._add_whole(name, b"", mode=stat.S_IFDIR | mode, mtime=mtime, deflate=False)
 
     def add_symlink(self, arcname: str, target: str, *, mtime: float | None = None) -> ZipEntry:
         """Add a symbolic link the way Info-ZIP stores it: the target is the member's data."""
-        stored = CompressingStream((target.encode(),), StoreCompressor(), METHOD_STORED)
-        return self.add_precompressed(
-            arcname, stored, size_hint=len(target.encode()), mode=stat.S_IFLNK | 0o777, mtime=mtime
+        self._check_new(arcname)
+        return self._add_whole(
+            arcname, target.encode(), mode=stat.S_IFLNK | 0o777, mtime=mtime, deflate=False
         )
 
     def add_hardlink(self, arcname: str, target: str, *, mtime: float | None = None) -> ZipEntry:
@@ -247,45 +217,28 @@ class IncrementalZipper:
         mode: int = stat.S_IFREG | 0o644,
         mtime: float | None = None,
     ) -> ZipEntry:
-        """Append a member whose data arrives already compressed (by ``member.method``)."""
-        self._check_open()
-        if arcname in self._names:
-            raise CompressionError(
-                f"member {arcname!r} is already in the ZIP; give each member a unique name"
+        """Append a member whose data arrives already compressed (by ``member.method``).
+
+        Raises :class:`CompressionError` for a stored member of more than
+        :data:`BUFFER_LIMIT` bytes on a sink that can neither seek nor patch (it would
+        need a data descriptor, which streaming readers cannot follow for stored data).
+        """
+        self._check_new(arcname)
+        blocks = iter(member)
+        prefix, complete = take_prefix(blocks, BUFFER_LIMIT)
+        if complete:
+            payload = b"".join(prefix)
+            prefix.clear()
+            return self._write_whole(
+                arcname, member.method, member.crc32, member.uncompressed_size, payload, mode, mtime
             )
-        encoded, utf8_flag = encode_name(arcname)
-        dos_time, dos_date = dos_datetime(time.time() if mtime is None else mtime)
-        entry = ZipEntry(
-            name=arcname,
-            encoded_name=encoded,
-            flags=utf8_flag | (0 if self._seekable else FLAG_DATA_DESCRIPTOR),
-            method=member.method,
-            dos_time=dos_time,
-            dos_date=dos_date,
-            external_attr=external_attributes(mode),
-            offset=self._offset,
-            zip64=needs_zip64(size_hint),
-        )
-        self._write(entry.local_header())
-        compressed_size = 0
-        for block in member:
-            self._write(block)
-            compressed_size += len(block)
-        entry.crc32 = member.crc32
-        entry.uncompressed_size = member.uncompressed_size
-        entry.compressed_size = compressed_size
-        if not entry.zip64 and max(compressed_size, entry.uncompressed_size) >= ZIP32_LIMIT:
+        if self._patcher is None and member.method == METHOD_STORED:
             raise CompressionError(
-                f"member {arcname!r} grew past 4 GiB although it was announced as "
-                f"{size_hint} bytes; pass the true size (or none) as size_hint"
+                f"member {arcname!r} is stored and larger than {BUFFER_LIMIT} bytes: on a "
+                "sink that can neither seek nor patch it would need a data descriptor, "
+                "which streaming readers cannot follow; deflate it, or write to a file"
             )
-        if self._seekable:
-            self._patch_local_header(entry)
-        else:
-            self._write(entry.data_descriptor())
-        self._entries.append(entry)
-        self._names.add(arcname)
-        return entry
+        return self._add_streaming(arcname, member, replay(prefix, blocks), size_hint, mode, mtime)
 
     def finalize(self) -> int:
         """Write the central directory and end records; returns the ZIP's size in bytes."""
@@ -386,30 +339,125 @@ class IncrementalZipper:
         if self._finalized:
             raise CompressionError("the ZIP is already finalized; start a new IncrementalZipper")
 
+    def _check_new(self, arcname: str) -> None:
+        self._check_open()
+        if arcname in self._names:
+            raise CompressionError(
+                f"member {arcname!r} is already in the ZIP; give each member a unique name"
+            )
+
     def _sink_position(self) -> int:
-        if self._seekable:
-            tell = getattr(self._sink, "tell", None)
-            if callable(tell):
-                return int(tell())
+        tell = getattr(self._sink, "tell", None)
+        if self._patcher is not None and callable(tell):
+            return int(tell())
         return 0
+
+    def _streaming_codec(self) -> tuple[Compressor, int]:
+        """The compressor and method for a member too large to buffer."""
+        if self._compression == "deflate":
+            return self._factory(self._level), METHOD_DEFLATED
+        if self._patcher is not None:
+            return StoreCompressor(), METHOD_STORED
+        # A pipe: stored data would need a data descriptor; deflate's stored blocks
+        # keep the bytes uncompressed (5 bytes per 64 KiB) and can be streamed.
+        return zlib_deflate(0), METHOD_DEFLATED
+
+    def _new_entry(
+        self, arcname: str, method: int, flags: int, mode: int, mtime: float | None, zip64: bool
+    ) -> ZipEntry:
+        encoded, utf8_flag = encode_name(arcname)
+        dos_time, dos_date = dos_datetime(time.time() if mtime is None else mtime)
+        return ZipEntry(
+            name=arcname,
+            encoded_name=encoded,
+            flags=utf8_flag | flags,
+            method=method,
+            dos_time=dos_time,
+            dos_date=dos_date,
+            external_attr=external_attributes(mode),
+            offset=self._offset,
+            zip64=zip64,
+        )
+
+    def _add_whole(
+        self, arcname: str, data: bytes, *, mode: int, mtime: float | None, deflate: bool
+    ) -> ZipEntry:
+        """A member whose data is all here: deflated when that makes it smaller, else stored."""
+        payload, method = data, METHOD_STORED
+        if deflate and data:
+            compressor = self._factory(self._level)
+            deflated = compressor.compress(data) + compressor.flush()
+            if len(deflated) < len(data):
+                payload, method = deflated, METHOD_DEFLATED
+        return self._write_whole(arcname, method, crc32(data), len(data), payload, mode, mtime)
+
+    def _write_whole(
+        self,
+        arcname: str,
+        method: int,
+        crc: int,
+        size: int,
+        payload: bytes,
+        mode: int,
+        mtime: float | None,
+    ) -> ZipEntry:
+        """Header with CRC and sizes, then the data: nothing to patch, nothing after."""
+        zip64 = max(size, len(payload)) >= ZIP32_LIMIT
+        entry = self._new_entry(arcname, method, 0, mode, mtime, zip64)
+        entry.crc32, entry.uncompressed_size, entry.compressed_size = crc, size, len(payload)
+        self._write(entry.local_header())
+        self._write(payload)
+        return self._record(entry)
+
+    def _add_streaming(
+        self,
+        arcname: str,
+        member: PrecompressedMember,
+        blocks: Iterator[bytes],
+        size_hint: int | None,
+        mode: int,
+        mtime: float | None,
+    ) -> ZipEntry:
+        """Header first, data, then the CRC and sizes: patched into the header when the
+        sink allows it, else in a data descriptor. ZIP64 fields are decided up front from
+        ``size_hint`` (reserved when unknown), so the patched header has the same length."""
+        patcher = self._patcher
+        flags = 0 if patcher is not None else FLAG_DATA_DESCRIPTOR
+        entry = self._new_entry(arcname, member.method, flags, mode, mtime, needs_zip64(size_hint))
+        header = entry.local_header()
+        if patcher is not None:
+            patcher.hold(entry.offset, len(header))
+        self._write(header)
+        compressed_size = 0
+        for block in blocks:
+            self._write(block)
+            compressed_size += len(block)
+        entry.crc32 = member.crc32
+        entry.uncompressed_size = member.uncompressed_size
+        entry.compressed_size = compressed_size
+        if not entry.zip64 and max(compressed_size, entry.uncompressed_size) >= ZIP32_LIMIT:
+            raise CompressionError(
+                f"member {arcname!r} grew past 4 GiB although it was announced as "
+                f"{size_hint} bytes; pass the true size (or none) as size_hint"
+            )
+        if patcher is not None:
+            patched = entry.local_header()
+            assert len(patched) == len(header)
+            patcher.patch(entry.offset, patched)
+        else:
+            self._write(entry.data_descriptor())
+        return self._record(entry)
+
+    def _record(self, entry: ZipEntry) -> ZipEntry:
+        self._entries.append(entry)
+        self._names.add(entry.name)
+        return entry
 
     def _write(self, data: bytes) -> None:
         self._sink.write(data)
         self._offset += len(data)
 
-    def _patch_local_header(self, entry: ZipEntry) -> None:
-        assert self._seek is not None
-        self._seek(entry.offset)
-        self._sink.write(entry.local_header())
-        self._seek(self._offset)
-
     def _advance(self, raw_bytes: int) -> None:
         self._bytes_done += raw_bytes
         if self._progress is not None:
             self._progress(self._bytes_done, self._total_bytes)
-
-
-def iter_chunks(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """Read ``stream`` in chunks of at most ``chunk_size`` until it ends."""
-    while chunk := stream.read(chunk_size):
-        yield chunk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import stat
 import subprocess
 import zipfile
@@ -14,9 +15,15 @@ import pytest
 
 from handler.codec import Compressor, crc32, fastest_deflate, zlib_deflate
 from handler.errors import CompressionError
-from handler.zipformat import METHOD_DEFLATED, ZIP32_LIMIT
-from handler.zipper import IncrementalZipper
+from handler.zipformat import FLAG_DATA_DESCRIPTOR, METHOD_DEFLATED, METHOD_STORED, ZIP32_LIMIT
+from handler.zipper import BUFFER_LIMIT, IncrementalZipper
 from tests.helpers import read_zip, unzip_test, write_tree
+from tests.streaming_readers import (
+    PartSink,
+    assert_no_data_descriptors,
+    stream_unzip_contents,
+    zipfile_contents,
+)
 
 
 class PipeSink:
@@ -40,11 +47,12 @@ MEMBERS = {
 }
 
 
-def _write_members(zipper: IncrementalZipper) -> None:
+def _write_members(zipper: IncrementalZipper, *, finalize: bool = True) -> None:
     for name, data in MEMBERS.items():
         chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
         zipper.add_stream(name, chunks, size_hint=len(data))
-    zipper.finalize()
+    if finalize:
+        zipper.finalize()
 
 
 def test_seekable_file_round_trips_through_zipfile_and_unzip(tmp_path: Path) -> None:
@@ -58,15 +66,84 @@ def test_seekable_file_round_trips_through_zipfile_and_unzip(tmp_path: Path) -> 
         assert all(not info.flag_bits & 0x08 for info in archive.infolist())
 
 
-def test_non_seekable_sink_uses_data_descriptors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compression", ["deflate", "store"])
+def test_a_pipe_gets_a_data_descriptor_only_after_a_large_member_and_never_for_stored_data(
+    tmp_path: Path, compression: str
+) -> None:
+    """Members within the buffering bound carry CRC and sizes in their local header even
+    on a pipe; a larger one needs a data descriptor there, and is then deflated (level 0
+    for 'store'), since a stored member with a data descriptor cannot be streamed
+    (stream-unzip NotStreamUnzippable; Java ZipInputStream refuses it)."""
     sink = PipeSink()
-    _write_members(IncrementalZipper(sink))
+    zipper = IncrementalZipper(sink, compression=compression)  # type: ignore[arg-type]
+    zipper.add_directory("model")
+    zipper.add_symlink("model/latest", "weights.bin")
+    _write_members(zipper, finalize=False)
+    big = bytes(range(256)) * (BUFFER_LIMIT // 256 + 1)
+    zipper.add_stream("model/weights.bin", [big], size_hint=len(big))
+    zipper.finalize()
+    data = sink.buffer.getvalue()
     out = tmp_path / "piped.zip"
-    out.write_bytes(sink.buffer.getvalue())
-    assert read_zip(out) == MEMBERS
+    out.write_bytes(data)
+    expected = {"model/": b"", "model/latest": b"weights.bin", **MEMBERS, "model/weights.bin": big}
+    assert zipfile_contents(data) == expected
+    assert stream_unzip_contents(data) == expected
     unzip_test(out)
     with zipfile.ZipFile(out) as archive:
-        assert all(info.flag_bits & 0x08 for info in archive.infolist())
+        infos = {i.filename: i for i in archive.infolist()}
+    with_descriptor = {name for name, i in infos.items() if i.flag_bits & FLAG_DATA_DESCRIPTOR}
+    assert with_descriptor == {"model/weights.bin"}  # shard-1.bin is exactly BUFFER_LIMIT
+    assert infos["model/weights.bin"].compress_type == METHOD_DEFLATED
+    stored = {name for name, i in infos.items() if i.compress_type == METHOD_STORED}
+    assert stored >= {"model/", "model/latest", "empty.txt"}
+    assert all(i.compress_type == METHOD_STORED for i in infos.values() if i.file_size < 100)
+
+
+def test_a_small_member_deflate_cannot_shrink_is_stored() -> None:
+    sink = io.BytesIO()
+    zipper = IncrementalZipper(sink)
+    noise = random.Random(8).randbytes(50_000)  # incompressible
+    small = zipper.add_stream("noise.bin", [noise], size_hint=len(noise))
+    text = zipper.add_stream("text.txt", [b"abc" * 1000], size_hint=3000)
+    zipper.finalize()
+    assert (small.method, small.compressed_size) == (METHOD_STORED, len(noise))
+    assert text.method == METHOD_DEFLATED and text.compressed_size < 100
+    assert read_zip(sink) == {"noise.bin": noise, "text.txt": b"abc" * 1000}
+
+
+def test_a_large_stored_precompressed_member_on_a_pipe_is_refused() -> None:
+    class Stored:
+        method = METHOD_STORED
+        crc32 = 0
+        uncompressed_size = 0
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield bytes(BUFFER_LIMIT + 1)
+
+    zipper = IncrementalZipper(PipeSink())
+    with pytest.raises(CompressionError, match="stored and larger than 1048576 bytes"):
+        zipper.add_precompressed("raw.bin", Stored())
+
+
+@pytest.mark.parametrize("size_hint", [None, 3 * BUFFER_LIMIT])
+def test_a_patchable_sink_gets_the_header_patched_in_the_held_part(size_hint: int | None) -> None:
+    """The part holding a large member's local header is sent last, patched: no data
+    descriptor, and ZIP64 sizes reserved up front when the size is not announced."""
+    sink = PartSink(part_size=256 * 1024)
+    zipper = IncrementalZipper(sink, compression="store")
+    zipper.add_stream("small.txt", [b"before"])
+    data = bytes(range(256)) * (3 * BUFFER_LIMIT // 256)
+    chunks = [data[i : i + 100_000] for i in range(0, len(data), 100_000)]
+    entry = zipper.add_stream("big.bin", chunks, size_hint=size_hint)
+    zipper.add_stream("after.txt", [b"after"])
+    zipper.finalize()
+    archive = sink.getvalue()
+    assert sink.order[:12] == [*range(2, 13), 1]  # part 1 held until big.bin ended
+    records = assert_no_data_descriptors(archive)
+    assert [r.method for r in records] == [METHOD_STORED] * 3
+    assert entry.zip64 is (size_hint is None)
+    expected = {"small.txt": b"before", "big.bin": data, "after.txt": b"after"}
+    assert stream_unzip_contents(archive) == expected == zipfile_contents(archive)
 
 
 @pytest.mark.parametrize("level", range(10))
