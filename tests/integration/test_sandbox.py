@@ -199,7 +199,7 @@ def test_too_little_memory_is_named_with_the_need_and_the_setting(
     s3_env: MotoS3, bucket: str, small_artifact: Path, tmp_path: Path, memory: str, when: str
 ) -> None:
     # issue 8: at 128 MB `RuntimeError: can't start new thread`; at 160 `RemoteServiceError:
-    # ...: MemoryError:`. 128 is refused by the plan's estimate (126 MiB with 10% kept free);
+    # ...: MemoryError:`. 128 is refused by the plan's estimate (134 MiB with 10% kept free);
     # 160 passes it, and RLIMIT_AS (address space, stricter than Lambda's RSS) then fails a
     # real allocation, which is reported as the same error
     source = upload(s3_env.client(), bucket, "models/m.tar.gz", small_artifact)
@@ -222,7 +222,7 @@ def test_too_little_memory_is_named_with_the_need_and_the_setting(
     assert target["error"]["type"] == "ResourceExhaustedError"
     message = target["error"]["message"]
     assert message.startswith(f"short of memory ({when}")
-    assert "the work needs about 126.0 MiB" in message
+    assert "the work needs about 134.0 MiB" in message
     assert f"the function has {memory}.0 MiB" in message
     assert "raise the function's MemorySize in template.yaml" in message
     assert "invoke --memory MB) to at least" in message
