@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL
-from handler.errors import InputError, TmpwardenError
+from handler.errors import CommitUnverifiedError, InputError, TmpwardenError
+from handler.events import UNVERIFIED, error_dict
 from handler.extract import StreamingExtractor
-from handler.locations import is_s3, open_source
+from handler.locations import IF_EXISTS, is_s3, open_source
 from handler.members import ArchiveFormat, ArchiveInfo
 from handler.packaging import PackageOptions, PackageResult, package
 from handler.progress import ProgressBar
@@ -29,6 +30,8 @@ from monitor.errors import EXIT_ERROR, run_reporting_errors
 from monitor.units import format_size, parse_size
 
 MEMBERS_SHOWN = 40
+EXIT_UNVERIFIED = 3
+"""Exit status when the ZIP was written but could not be verified (check it; not a retry)."""
 
 
 def _size(text: str) -> int:
@@ -107,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pack.add_argument("--compression", choices=COMPRESSIONS, default="deflate")
     pack.add_argument("--level", type=_level, default=DEFAULT_LEVEL, help="deflate level 0-9")
+    pack.add_argument(
+        "--if-exists",
+        choices=IF_EXISTS,
+        default="overwrite",
+        help="when the destination exists: replace it (default) or fail, leaving it as it is "
+        "(S3: If-None-Match: * on the commit)",
+    )
     pack.add_argument("--json", action="store_true", help="print one JSON object")
     _add_limit_options(pack)
 
@@ -170,8 +180,19 @@ def _run_package(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     s3 = _client(args.endpoint_url, args.source, args.dest)
     try:
         result = package(
-            args.source, args.dest, options, progress=bar.update if bar else None, s3=s3
+            args.source,
+            args.dest,
+            options,
+            progress=bar.update if bar else None,
+            s3=s3,
+            if_exists=args.if_exists,
         )
+    except CommitUnverifiedError as exc:  # written, not verified: its own status and exit
+        if args.json:
+            shown = {"status": UNVERIFIED, "source": args.source, "destination": args.dest}
+            out.write(json.dumps({**shown, "etag": exc.etag, "error": error_dict(exc)}) + "\n")
+        err.write(f"error: {' '.join(str(exc).split())}\n")
+        return EXIT_UNVERIFIED
     finally:
         if bar is not None:
             bar.close()
@@ -289,6 +310,8 @@ def _run_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
     )
     status = outcome.response.get("status")
+    if status == UNVERIFIED:
+        return EXIT_UNVERIFIED
     return 0 if status == "succeeded" else EXIT_ERROR
 
 

@@ -5,8 +5,13 @@ Event::
     {"targets": [{"source": "s3://bucket/models/m.tar.gz",
                   "destination": "s3://bucket/packages/m.zip",
                   "include": ["*.safetensors", "config.json"],
-                  "compression": "deflate", "level": 6}],
+                  "compression": "deflate", "level": 6, "if_exists": "overwrite"}],
      "strategy": "auto"}
+
+A target's result ``status`` is ``succeeded`` (the destination is this attempt's, verified),
+``failed`` (nothing of this target was left at the destination) or ``unverified`` (the
+object was written, perhaps replacing an older one, but could not be verified: check it
+before running the target again; it is never retried).
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ from typing import Any
 
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression
 from handler.errors import InputError
-from handler.locations import check_location
+from handler.locations import IF_EXISTS, IfExists, check_location
 
 MAX_TARGETS = 1000
-TARGET_KEYS = frozenset({"source", "destination", "include", "compression", "level"})
+TARGET_KEYS = frozenset({"source", "destination", "include", "compression", "level", "if_exists"})
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+UNVERIFIED = "unverified"
+"""A target's status when its object was written but could not be verified."""
 EVENT_KEYS = frozenset({"targets", "strategy"})
 
 
@@ -50,6 +59,7 @@ class Target:
     include: tuple[str, ...] = ()
     compression: Compression = "deflate"
     level: int = DEFAULT_LEVEL
+    if_exists: IfExists = "overwrite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,16 @@ def _level(value: Any, path: str) -> int:
     return value
 
 
+def _if_exists(value: Any, path: str) -> IfExists:
+    if value is None:
+        return "overwrite"
+    if value not in IF_EXISTS:
+        raise EventValidationError(
+            path, f"must be one of {', '.join(IF_EXISTS)} (default overwrite); got {value!r}"
+        )
+    return value  # type: ignore[no-any-return]
+
+
 def _unknown(keys: Any, allowed: frozenset[str], path: str) -> None:
     extra = sorted(str(k) for k in keys if k not in allowed)
     if extra:
@@ -119,6 +139,7 @@ def parse_target(raw: Any, path: str) -> Target:
         include=_include(raw.get("include"), f"{path}.include"),
         compression=_compression(raw.get("compression"), f"{path}.compression"),
         level=_level(raw.get("level"), f"{path}.level"),
+        if_exists=_if_exists(raw.get("if_exists"), f"{path}.if_exists"),
     )
 
 
@@ -193,10 +214,14 @@ class InvocationResult:
 
     @property
     def status(self) -> str:
-        succeeded = sum(1 for t in self.targets if t.status == "succeeded")
+        """``succeeded``; else ``unverified`` when any target is (check those before
+        running anything again); else ``partial`` or ``failed``."""
+        succeeded = sum(1 for t in self.targets if t.status == SUCCEEDED)
         if self.error is None and succeeded == len(self.targets) and not self.remaining:
-            return "succeeded"
-        return "partial" if succeeded else "failed"
+            return SUCCEEDED
+        if any(t.status == UNVERIFIED for t in self.targets):
+            return UNVERIFIED
+        return "partial" if succeeded else FAILED
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
