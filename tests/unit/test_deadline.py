@@ -3,6 +3,8 @@ and the S3 client's bounded waits."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,8 +23,15 @@ from handler.deadline import (
 from handler.s3 import make_client
 from handler.settings import HandlerSettings
 from monitor.errors import ConfigurationError
+from tests.s3server import CREDENTIALS
 
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens, a connect is refused
+
+
+@pytest.fixture(autouse=True)
+def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
 
 
 def test_the_default_margin_covers_the_wait_in_flight_and_the_abort() -> None:
@@ -47,10 +56,10 @@ def test_a_bad_stall_timeout_is_a_configuration_error(value: str) -> None:
 
 
 def test_the_client_waits_at_most_the_stall_timeout_for_a_read() -> None:
-    client = make_client(UNREACHABLE, stall_timeout=3)
-    assert client.meta.config.read_timeout == 3
-    assert client.meta.config.connect_timeout == CONNECT_TIMEOUT_S
-    assert make_client(UNREACHABLE).meta.config.read_timeout == 10  # not botocore's 60
+    config: Any = make_client(UNREACHABLE, stall_timeout=3).meta.config
+    assert (config.read_timeout, config.connect_timeout) == (3, CONNECT_TIMEOUT_S)
+    default: Any = make_client(UNREACHABLE).meta.config
+    assert default.read_timeout == 10  # not botocore's 60
 
 
 class Clock:
