@@ -163,13 +163,13 @@ def _after_failed_complete(upload: Upload, exc: Exception) -> str:
     if code == "PreconditionFailed" and upload.if_exists == "fail":
         if _holds_ours(upload, exc) is not None:  # this attempt's own earlier Complete
             return str(upload.expected_etag)
-        abort_upload(upload.client, upload.url, upload.upload_id)
+        _try_abort(upload)
         raise DestinationExistsError(exists_message(upload.name)) from exc
     if code == "NoSuchUpload":
         return _look_after_gone(upload, exc)
     if 400 <= status < 500 and code not in UNDECIDED_CODES:
         # rejected as asked (InvalidPart, EntityTooSmall, AccessDenied...): no effect
-        abort_upload(upload.client, upload.url, upload.upload_id)
+        _try_abort(upload)
         raise translate(exc, upload.name, reading_source=False) from exc
     # 5xx, an error in a 200 body, a dropped connection, a timeout, out of time: the
     # abort decides; it succeeds only while the upload was never completed
@@ -197,7 +197,7 @@ def _look_after_gone(upload: Upload, exc: Exception) -> str:
             extra={"event": "commit_confirmed", "etag": found, "error_message": _reason(exc)},
         )
         return found
-    if abort_upload(upload.client, upload.url, upload.upload_id):  # it was not gone after all
+    if _try_abort(upload):  # it was not gone after all
         raise RemoteServiceError(
             f"{upload.name}: completing the upload failed ({_reason(exc)}) while the upload "
             "was still open; it was aborted, nothing of this attempt is at the key",
@@ -255,6 +255,17 @@ def abort_upload(client: S3Client, url: S3Url, upload_id: str) -> bool:
                 return False
             raise
     return True
+
+
+def _try_abort(upload: Upload) -> bool | None:
+    """:func:`abort_upload`, logging a failure (None) for the bucket's lifecycle rule."""
+    try:
+        return abort_upload(upload.client, upload.url, upload.upload_id)
+    except Exception as exc:
+        log.error(
+            "could not abort multipart upload %s of %s: %s", upload.upload_id, upload.name, exc
+        )
+        return None
 
 
 def _status(exc: Exception) -> int:
