@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 from hypothesis import given, settings
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from handler.commit import Upload, complete, multipart_etag
 from handler.errors import CommitUnverifiedError, TmpwardenError
-from handler.s3 import S3Url
+from handler.s3 import S3Client, S3Url
 
 PARTS = [b"a" * 10, b"b" * 7]
 MD5S = [hashlib.md5(p, usedforsecurity=False).digest() for p in PARTS]
@@ -40,10 +40,11 @@ COMPLETES = (
 
 
 def client_error(status: int, code: str, operation: str) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-        operation,
-    )
+    response: Any = {
+        "Error": {"Code": code, "Message": "x"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, operation)
 
 
 @dataclass
@@ -114,7 +115,7 @@ def test_a_commit_is_never_ambiguous_and_never_deletes(
 ) -> None:
     s3 = FakeS3(complete_does, replaced, head_works, abort_works, key=existing)
     upload = Upload(
-        client=s3,
+        client=cast(S3Client, s3),
         url=S3Url("bucket", "out/m.zip"),
         upload_id="u-1",
         parts=[(1, "e1"), (2, "e2")],
