@@ -108,3 +108,15 @@ def test_the_handler_never_raises_on_any_event(event: Any) -> None:
     else:
         # valid, but no time left: every target is reported as left undone
         assert response["targets"] == [] and response["remaining"]
+
+
+@given(value=json_values | st.sampled_from(["overwrite", "fail", "Fail", "skip"]))
+def test_if_exists_is_overwrite_or_fail_or_an_error_naming_it(value: Any) -> None:
+    event = {"targets": [{"source": "a.tgz", "destination": "b.zip", "if_exists": value}]}
+    if value in ("overwrite", "fail", None):
+        assert parse_event(event).targets[0].if_exists == (value or "overwrite")
+        return
+    with pytest.raises(EventValidationError) as caught:
+        parse_event(event)
+    assert caught.value.field == "targets[0].if_exists"
+    assert "overwrite, fail" in str(caught.value)
