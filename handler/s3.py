@@ -78,6 +78,7 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeTooSkewed",
         "InternalError",
         "ServiceUnavailable",
+        "ConditionalRequestConflict",  # 409 on a conditional Complete: start the upload again
         "500",
         "502",
         "503",
