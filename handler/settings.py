@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -60,8 +61,8 @@ class HandlerSettings:
             ) from None
         if not 1 <= attempts <= 10:
             raise ConfigurationError(f"{MAX_ATTEMPTS_ENV}={attempts} must be from 1 to 10")
-        if margin < 0:
-            raise ConfigurationError(f"{TIME_MARGIN_ENV}={margin} must not be negative")
+        if not 0 <= margin < math.inf:
+            raise ConfigurationError(f"{TIME_MARGIN_ENV}={margin} must be 0 or more seconds")
         stall = stall_timeout_from_env(env)
         if 0 < margin < margin_needed(stall):
             raise ConfigurationError(

@@ -49,7 +49,7 @@ def test_a_margin_shorter_than_two_waits_is_refused_naming_both_settings() -> No
     assert HandlerSettings.from_env({"TMPWARDEN_TIME_MARGIN_S": "0"}).time_margin == 0  # off
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "121", "soon"])
+@pytest.mark.parametrize("value", ["0", "-1", "121", "soon", "nan", "inf"])
 def test_a_bad_stall_timeout_is_a_configuration_error(value: str) -> None:
     with pytest.raises(ConfigurationError, match="TMPWARDEN_STALL_TIMEOUT_S"):
         HandlerSettings.from_env({"TMPWARDEN_STALL_TIMEOUT_S": value})
@@ -105,3 +105,9 @@ def test_a_backoff_never_sleeps_past_the_deadline(left: float, margin: float, de
         sleep_within(delay, slept.append)
     assert 0 <= slept[0] <= delay
     assert slept[0] <= max(0.0, left - margin)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_a_margin_that_is_no_number_of_seconds_is_refused(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="TMPWARDEN_TIME_MARGIN_S"):
+        HandlerSettings.from_env({"TMPWARDEN_TIME_MARGIN_S": value})
