@@ -207,10 +207,10 @@ def package_target(
         log_context(target=target.source, destination=target.destination),
     ):
         while True:
-            result.attempts += 1
-            with log_context(attempt=result.attempts):
+            with log_context(attempt=result.attempts + 1):
                 try:
                     _check_time(remaining_seconds, settings.time_margin)
+                    result.attempts += 1  # one refused for lack of time is not counted
                     src = open_source(target.source, s3=s3)
                     dest = open_destination(target.destination, s3=s3, if_exists=target.if_exists)
                     if strategy is None:
