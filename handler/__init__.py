@@ -2,7 +2,10 @@
 
 from handler.errors import (
     CleanupFailedError,
+    CommitUnverifiedError,
     CompressionError,
+    DestinationExistsError,
+    DestinationReplacedError,
     ExtractionError,
     InsufficientStorageError,
     TmpwardenError,
@@ -16,7 +19,10 @@ from handler.zipper import IncrementalZipper
 __all__ = [
     "CleanupContext",
     "CleanupFailedError",
+    "CommitUnverifiedError",
     "CompressionError",
+    "DestinationExistsError",
+    "DestinationReplacedError",
     "ExtractionError",
     "IncrementalZipper",
     "InsufficientStorageError",

@@ -39,7 +39,9 @@ class Runtime:
         if self.s3 is None:
             from handler.s3 import make_client  # noqa: PLC0415
 
-            self.s3 = make_client(self.settings.endpoint_url)
+            self.s3 = make_client(
+                self.settings.endpoint_url, stall_timeout=self.settings.stall_timeout
+            )
         return self.s3
 
 
@@ -108,7 +110,7 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
         )
         for index, target in enumerate(parsed.targets):
             if remaining is not None and remaining() < state.settings.time_margin:
-                result.remaining = list(parsed.targets[index:])
+                result.remaining += parsed.targets[index:]
                 log.warning(
                     "out of time",
                     extra={"event": "targets_left_undone", "count": len(result.remaining)},
@@ -123,6 +125,8 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
                 remaining_seconds=remaining,
             )
             result.targets.append(outcome)
+            if outcome.error is not None and outcome.error["type"] == "OutOfTimeError":
+                result.remaining.append(target)  # cut short by time: run it again
             state.monitor.put_metric(
                 "TargetsSucceeded" if outcome.status == "succeeded" else "TargetsFailed", 1
             )

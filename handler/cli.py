@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL
-from handler.errors import InputError, TmpwardenError
+from handler.errors import CommitUnverifiedError, InputError, TmpwardenError
+from handler.events import UNVERIFIED, error_dict
 from handler.extract import StreamingExtractor
-from handler.locations import is_s3, open_source
+from handler.locations import IF_EXISTS, is_s3, open_source
 from handler.members import ArchiveFormat, ArchiveInfo
 from handler.names import check_name_encoding
 from handler.packaging import PackageOptions, PackageResult, package
@@ -31,6 +32,8 @@ from monitor.errors import EXIT_ERROR, run_reporting_errors
 from monitor.units import format_size, parse_size
 
 MEMBERS_SHOWN = 40
+EXIT_UNVERIFIED = 3
+"""Exit status when the ZIP was written but could not be verified (check it; not a retry)."""
 
 
 def _size(text: str) -> int:
@@ -127,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pack.add_argument("--compression", choices=COMPRESSIONS, default="deflate")
     pack.add_argument("--level", type=_level, default=DEFAULT_LEVEL, help="deflate level 0-9")
+    pack.add_argument(
+        "--if-exists",
+        choices=IF_EXISTS,
+        default="overwrite",
+        help="when the destination exists: replace it (default) or fail, leaving it as it is "
+        "(S3: If-None-Match: * on the commit)",
+    )
     pack.add_argument("--json", action="store_true", help="print one JSON object")
     _add_name_encoding(pack)
     _add_limit_options(pack)
@@ -194,8 +204,19 @@ def _run_package(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     bar = ProgressBar(err, "packaging") if not args.json and err.isatty() else None
     try:
         result = package(
-            args.source, args.dest, options, progress=bar.update if bar else None, s3=s3
+            args.source,
+            args.dest,
+            options,
+            progress=bar.update if bar else None,
+            s3=s3,
+            if_exists=args.if_exists,
         )
+    except CommitUnverifiedError as exc:  # written, not verified: its own status and exit
+        if args.json:
+            shown = {"status": UNVERIFIED, "source": args.source, "destination": args.dest}
+            out.write(json.dumps({**shown, "etag": exc.etag, "error": error_dict(exc)}) + "\n")
+        err.write(f"error: {' '.join(str(exc).split())}\n")
+        return EXIT_UNVERIFIED
     finally:
         if bar is not None:
             bar.close()
@@ -314,6 +335,8 @@ def _run_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
     )
     status = outcome.response.get("status")
+    if status == UNVERIFIED:
+        return EXIT_UNVERIFIED
     return 0 if status == "succeeded" else EXIT_ERROR
 
 

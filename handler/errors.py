@@ -17,9 +17,12 @@ from monitor.units import format_size
 __all__ = [
     "AccessDeniedError",
     "CleanupFailedError",
+    "CommitUnverifiedError",
     "CompressionError",
     "ConfigurationError",
     "DestinationError",
+    "DestinationExistsError",
+    "DestinationReplacedError",
     "ExtractionError",
     "InputError",
     "InsufficientStorageError",
@@ -87,6 +90,25 @@ class CompressionError(TmpwardenError):
 
 class DestinationError(TmpwardenError, OSError):
     """When the destination cannot be written (missing directory, no permission)."""
+
+
+class DestinationExistsError(DestinationError):
+    """When ``if_exists`` is ``fail`` and the destination already exists; it is left as it is."""
+
+
+class DestinationReplacedError(DestinationError):
+    """When another writer replaced (or removed) the object right after this attempt
+    completed it: nothing of this attempt is at the key, and nothing was deleted."""
+
+
+class CommitUnverifiedError(TmpwardenError):
+    """When the upload may have been committed (the object is probably in place, perhaps
+    replacing an older one) but it could not be verified: not retried as if nothing happened.
+    ``etag`` is the ETag this attempt's object has (or would have), when known."""
+
+    def __init__(self, message: str, *, etag: str | None = None) -> None:
+        self.etag = etag
+        super().__init__(message)
 
 
 class InsufficientStorageError(TmpwardenError, OSError):

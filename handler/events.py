@@ -6,11 +6,16 @@ Event::
                   "destination": "s3://bucket/packages/m.zip",
                   "include": ["*.safetensors", "config.json"],
                   "compression": "deflate", "level": 6,
-                  "name_encoding": "latin-1"}],
+                  "name_encoding": "latin-1", "if_exists": "overwrite"}],
      "strategy": "auto"}
 
 ``name_encoding`` (optional) is the codec of member names that are not UTF-8; without it
 such names are refused (see :mod:`handler.names`).
+
+A target's result ``status`` is ``succeeded`` (the destination is this attempt's, verified),
+``failed`` (nothing of this target was left at the destination) or ``unverified`` (the
+object was written, perhaps replacing an older one, but could not be verified: check it
+before running the target again; it is never retried).
 """
 
 from __future__ import annotations
@@ -22,14 +27,18 @@ from typing import Any, TypeVar
 
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression
 from handler.errors import InputError
-from handler.locations import check_location
+from handler.locations import IF_EXISTS, IfExists, check_location
 from handler.names import check_name_encoding
 from handler.validation import location_problems, same_location, shown, shown_repr, text_problem
 
 MAX_TARGETS = 1000
 TARGET_KEYS = frozenset(
-    {"source", "destination", "include", "compression", "level", "name_encoding"}
+    {"source", "destination", "include", "compression", "level", "name_encoding", "if_exists"}
 )
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+UNVERIFIED = "unverified"
+"""A target's status when its object was written but could not be verified."""
 EVENT_KEYS = frozenset({"targets", "strategy"})
 PROBLEMS_SHOWN = 5
 """Problems an EventValidationError's message lists; ``problems`` holds them all."""
@@ -107,6 +116,7 @@ class Target:
     compression: Compression = "deflate"
     level: int = DEFAULT_LEVEL
     name_encoding: str | None = None
+    if_exists: IfExists = "overwrite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +185,16 @@ def _name_encoding(value: Any, path: str) -> str | None:
         raise EventValidationError(path, str(exc)) from None
 
 
+def _if_exists(value: Any, path: str) -> IfExists:
+    if value is None:
+        return "overwrite"
+    if value not in IF_EXISTS:
+        raise EventValidationError(
+            path, f"must be one of {', '.join(IF_EXISTS)} (default overwrite); got {value!r}"
+        )
+    return value  # type: ignore[no-any-return]
+
+
 def _unknown(keys: Any, allowed: frozenset[str], path: str) -> None:
     extra = sorted(str(k) for k in keys if k not in allowed)
     if extra:
@@ -202,17 +222,22 @@ def parse_target(raw: Any, path: str) -> Target:
             f"is the source ({shown_repr(source)}); writing it would destroy the archive "
             "being read: choose another destination",
         )
-    found.check(_include, raw.get("include"), f"{path}.include")
-    found.check(_compression, raw.get("compression"), f"{path}.compression")
-    found.check(_level, raw.get("level"), f"{path}.level")
+    include = found.check(_include, raw.get("include"), f"{path}.include")
+    compression = found.check(_compression, raw.get("compression"), f"{path}.compression")
+    level = found.check(_level, raw.get("level"), f"{path}.level")
+    name_encoding = found.check(_name_encoding, raw.get("name_encoding"), f"{path}.name_encoding")
+    if_exists = found.check(_if_exists, raw.get("if_exists"), f"{path}.if_exists")
     found.raise_any()
+    assert source is not None and destination is not None and include is not None
+    assert compression is not None and level is not None and if_exists is not None
     return Target(
-        source=_location(raw["source"], f"{path}.source", zip_destination=False),
-        destination=_location(raw["destination"], f"{path}.destination", zip_destination=True),
-        include=_include(raw.get("include"), f"{path}.include"),
-        compression=_compression(raw.get("compression"), f"{path}.compression"),
-        level=_level(raw.get("level"), f"{path}.level"),
-        name_encoding=_name_encoding(raw.get("name_encoding"), f"{path}.name_encoding"),
+        source=source,
+        destination=destination,
+        include=include,
+        compression=compression,
+        level=level,
+        name_encoding=name_encoding,
+        if_exists=if_exists,
     )
 
 
@@ -318,10 +343,14 @@ class InvocationResult:
 
     @property
     def status(self) -> str:
-        succeeded = sum(1 for t in self.targets if t.status == "succeeded")
+        """``succeeded``; else ``unverified`` when any target is (check those before
+        running anything again); else ``partial`` or ``failed``."""
+        succeeded = sum(1 for t in self.targets if t.status == SUCCEEDED)
         if self.error is None and succeeded == len(self.targets) and not self.remaining:
-            return "succeeded"
-        return "partial" if succeeded else "failed"
+            return SUCCEEDED
+        if any(t.status == UNVERIFIED for t in self.targets):
+            return UNVERIFIED
+        return "partial" if succeeded else FAILED
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -14,11 +14,12 @@ import secrets
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
 
 from handler.errors import (
     CompressionError,
     DestinationError,
+    DestinationExistsError,
     InputError,
     InsufficientStorageError,
     SourceNotFoundError,
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 WRITE_BUFFER = 1 * MiB
 READ_BUFFER = 1 * MiB
 PARTIAL_SUFFIX = ".tmpwarden-partial"
+IfExists = Literal["overwrite", "fail"]
+"""What to do when the destination already exists: replace it, or refuse."""
+IF_EXISTS: tuple[IfExists, ...] = ("overwrite", "fail")
 
 
 class Source(Protocol):
@@ -103,10 +107,13 @@ class LocalSource:
 
 
 class LocalDestination:
-    """A ZIP file on a local filesystem, written atomically."""
+    """A ZIP file on a local filesystem, written atomically; ``if_exists="fail"`` never
+    replaces an existing file (the partial file is hard-linked into place, which fails
+    when the name exists)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], if_exists: IfExists = "overwrite") -> None:
         self.path = Path(path)
+        self.if_exists = if_exists
 
     @property
     def name(self) -> str:
@@ -128,10 +135,19 @@ class LocalDestination:
                 f"{self.path}: cannot write in {parent} (permission denied); "
                 "choose a writable directory"
             )
+        if self.if_exists == "fail" and os.path.lexists(self.path):
+            raise DestinationExistsError(_exists_message(self.path))
 
     def begin(self) -> LocalDestinationWriter:
         self.check_writable()
-        return LocalDestinationWriter(self.path)
+        return LocalDestinationWriter(self.path, self.if_exists)
+
+
+def _exists_message(path: Path) -> str:
+    return (
+        f"{path}: the file already exists and if_exists is 'fail' (--if-exists fail); it was "
+        "left as it is; write to another path, or use if_exists 'overwrite' to replace it"
+    )
 
 
 class _DiskFullTranslator(io.BufferedWriter):
@@ -179,8 +195,9 @@ def _translate_write_error(exc: OSError, final_path: Path) -> OSError:
 class LocalDestinationWriter:
     """Writes ``<dir>/.<name>.<random>.tmpwarden-partial``, then renames it into place."""
 
-    def __init__(self, final_path: Path) -> None:
+    def __init__(self, final_path: Path, if_exists: IfExists = "overwrite") -> None:
         self.final_path = final_path
+        self.if_exists = if_exists
         self.partial_path = final_path.with_name(
             f".{final_path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
         )
@@ -201,7 +218,14 @@ class LocalDestinationWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             verify_zip_file(self.partial_path, entries, shown_as=str(self.final_path))
-            self.partial_path.replace(self.final_path)
+            if self.if_exists == "fail":
+                try:
+                    os.link(self.partial_path, self.final_path)  # atomic; never replaces
+                except FileExistsError:
+                    raise DestinationExistsError(_exists_message(self.final_path)) from None
+                self.partial_path.unlink()
+            else:
+                self.partial_path.replace(self.final_path)
             _fsync_directory(self.final_path.parent)
         except BaseException:
             self.abort()
@@ -282,13 +306,17 @@ def open_source(location: str | os.PathLike[str], *, s3: S3Client | None = None)
 
 
 def open_destination(
-    location: str | os.PathLike[str], *, s3: S3Client | None = None
+    location: str | os.PathLike[str],
+    *,
+    s3: S3Client | None = None,
+    if_exists: IfExists = "overwrite",
 ) -> Destination:
-    """The destination named by ``location``: ``s3://bucket/key`` or a local path."""
+    """The destination named by ``location``: ``s3://bucket/key`` or a local path;
+    ``if_exists="fail"`` refuses to replace what is there (DestinationExistsError)."""
     text = check_location(str(location), zip_destination=True)
     if is_s3(text):
         from handler.multipart import S3Destination  # noqa: PLC0415 - boto3 only for S3
         from handler.s3 import make_client  # noqa: PLC0415
 
-        return S3Destination(s3 or make_client(), text)
-    return LocalDestination(location)
+        return S3Destination(s3 or make_client(), text, if_exists)
+    return LocalDestination(location, if_exists)

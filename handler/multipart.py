@@ -1,5 +1,6 @@
 """Write a ZIP to S3 while it is produced: a multipart upload, completed after the last
-byte and verified, or aborted on any failure, so no partial object ever appears.
+byte and verified (:mod:`handler.commit`), or aborted on any failure, so no partial
+object ever appears.
 
 Parts start at 8 MiB and double every 1,000 parts, so an object of up to 5 TB fits in
 S3's 10,000 parts while memory stays at a few parts for any realistic artifact. Parts
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import concurrent.futures
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -20,10 +22,12 @@ from typing import BinaryIO, cast
 
 from botocore.exceptions import ClientError
 
-from handler.errors import CompressionError, RemoteServiceError
+from handler.commit import Upload, abort_upload, complete, exists_message, same_etag
+from handler.errors import CompressionError, DestinationExistsError
+from handler.locations import IfExists
 from handler.memory import explain
 from handler.parts import Part, PartCutter
-from handler.s3 import S3Client, S3Url, call, error_code
+from handler.s3 import DENIED_CODES, NOT_FOUND_CODES, S3Client, S3Url, call, error_code, translate
 from handler.zipformat import ZipEntry
 from monitor.units import GiB, MiB, TiB
 
@@ -70,10 +74,11 @@ class _UploadSink:
 class S3MultipartWriter:
     """One attempt at one S3 destination."""
 
-    def __init__(self, client: S3Client, location: str) -> None:
+    def __init__(self, client: S3Client, location: str, if_exists: IfExists = "overwrite") -> None:
         self._client = client
         self._url = S3Url.parse(location)
         self.name = location
+        self._if_exists = if_exists
         created = call(
             location,
             lambda: client.create_multipart_upload(
@@ -90,6 +95,8 @@ class S3MultipartWriter:
         self._slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
         self.bytes_written = 0
         self._closed = False
+        self._part_md5s: dict[int, bytes | None] = {}
+        self.etag: str | None = None
 
     @property
     def sink(self) -> BinaryIO:
@@ -136,7 +143,11 @@ class S3MultipartWriter:
             ),
             reading_source=False,
         )
-        return str(response["ETag"])
+        etag = str(response["ETag"])
+        digest = hashlib.md5(chunk, usedforsecurity=False)
+        # the part's MD5 counts toward the object's ETag only when S3 uses MD5 ETags
+        self._part_md5s[number] = digest.digest() if same_etag(etag, digest.hexdigest()) else None
+        return etag
 
     def _raise_failed_part(self) -> None:
         for _, future in self._parts:
@@ -144,49 +155,35 @@ class S3MultipartWriter:
                 raise cast(BaseException, future.exception())
 
     def commit(self, entries: Sequence[ZipEntry]) -> None:
-        """Upload the last part, complete the upload, check the object's size."""
+        """Upload the last part, then the commit point (:func:`handler.commit.complete`):
+        returns when the object at the key is verified to be this attempt's; raises
+        CommitUnverifiedError when it was written but cannot be verified."""
         try:
             for part in self._cutter.close():
                 self._submit(part)
-            parts = [{"PartNumber": n, "ETag": f.result()} for n, f in self._parts]
-            call(
-                self.name,
-                lambda: self._client.complete_multipart_upload(
-                    Bucket=self._url.bucket,
-                    Key=self._url.key,
-                    UploadId=self.upload_id,
-                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                ),
-                reading_source=False,
-            )
+            parts = [(n, f.result()) for n, f in self._parts]
         except BaseException:
             self.abort()
             raise
-        self._closed = True
+        self._closed = True  # from here on the upload is completed or aborted by complete()
         self._pool.shutdown(wait=True)
-        self._verify()
-
-    def _verify(self) -> None:
-        head = call(
-            self.name,
-            lambda: self._client.head_object(Bucket=self._url.bucket, Key=self._url.key),
-            reading_source=False,
+        md5s = [self._part_md5s.get(n) for n, _ in parts]
+        known = [m for m in md5s if m is not None]
+        self.etag = complete(
+            Upload(
+                client=self._client,
+                url=self._url,
+                upload_id=self.upload_id,
+                parts=parts,
+                part_md5s=known if len(known) == len(md5s) else None,
+                size=self.bytes_written,
+                if_exists=self._if_exists,
+            )
         )
-        size = int(head["ContentLength"])
-        if size != self.bytes_written:
-            call(
-                self.name,
-                lambda: self._client.delete_object(Bucket=self._url.bucket, Key=self._url.key),
-                reading_source=False,
-            )
-            raise RemoteServiceError(
-                f"{self.name}: the stored object has {size} bytes, {self.bytes_written} were "
-                "written; it was deleted, try again",
-                transient=True,
-            )
 
     def abort(self) -> None:
-        """Stop the upload and make S3 drop its parts; safe to call more than once."""
+        """Stop the upload and make S3 drop its parts; safe to call more than once.
+        Runs past the invocation's deadline (handler.deadline)."""
         if self._closed:
             return
         self._closed = True
@@ -194,29 +191,42 @@ class S3MultipartWriter:
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
         try:
-            self._client.abort_multipart_upload(
-                Bucket=self._url.bucket, Key=self._url.key, UploadId=self.upload_id
-            )
+            abort_upload(self._client, self._url, self.upload_id)
         except Exception as exc:  # the lifecycle rule removes what this cannot
-            if not (isinstance(exc, ClientError) and error_code(exc) == "NoSuchUpload"):
-                log.error(
-                    "could not abort multipart upload %s of %s: %s", self.upload_id, self.name, exc
-                )
+            log.error(
+                "could not abort multipart upload %s of %s: %s", self.upload_id, self.name, exc
+            )
 
 
 class S3Destination:
-    """A ZIP written to S3 by multipart upload."""
+    """A ZIP written to S3 by multipart upload; ``if_exists="fail"`` never replaces an object."""
 
-    def __init__(self, client: S3Client, location: str) -> None:
+    def __init__(self, client: S3Client, location: str, if_exists: IfExists = "overwrite") -> None:
         self.client = client
         self._location = location
+        self.if_exists = if_exists
 
     @property
     def name(self) -> str:
         return self._location
 
     def check_writable(self) -> None:
-        """Checked when the upload is created (the first thing ``begin`` does)."""
+        """With ``if_exists="fail"``, refuse an existing key before any work (the Complete's
+        ``If-None-Match: *`` still guards the race); a 403 (no s3:ListBucket) cannot tell,
+        and leaves it to the Complete. The rest is checked when the upload is created."""
+        if self.if_exists != "fail":
+            return
+        url = S3Url.parse(self._location)
+        try:
+            self.client.head_object(Bucket=url.bucket, Key=url.key)
+        except ClientError as exc:
+            if error_code(exc) in NOT_FOUND_CODES or error_code(exc) in DENIED_CODES:
+                return
+            raise translate(exc, self._location, reading_source=False) from exc
+        except Exception as exc:
+            raise translate(exc, self._location, reading_source=False) from exc
+        raise DestinationExistsError(exists_message(self._location))
 
     def begin(self) -> S3MultipartWriter:
-        return S3MultipartWriter(self.client, self._location)
+        self.check_writable()
+        return S3MultipartWriter(self.client, self._location, self.if_exists)

@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from handler.errors import InsufficientStorageError, TmpwardenError
-from handler.events import StrategyChoice, Target, TargetResult, error_dict
+from handler.deadline import Deadline, OutOfTimeError, bounded, longest_wait
+from handler.errors import CommitUnverifiedError, InsufficientStorageError
+from handler.events import SUCCEEDED, UNVERIFIED, StrategyChoice, Target, TargetResult, error_dict
 from handler.extract import StreamingExtractor
 from handler.formats import SNIFF_SIZE, detect_format
-from handler.locations import Destination, Source, open_destination, open_source
+from handler.locations import Destination, IfExists, Source, open_destination, open_source
 from handler.logs import log_context
 from handler.members import ArchiveFormat
 from handler.memory import MemoryPlan, check_memory, explain, function_memory_limit, plan_memory
@@ -58,10 +59,6 @@ __all__ = [
 ]
 
 
-class OutOfTimeError(TmpwardenError, TimeoutError):
-    """When too little of the invocation's time is left to start (another attempt at) a target."""
-
-
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The strategy chosen for a target, and why (logged, for the post-incident reader)."""
@@ -78,16 +75,19 @@ def package(
     progress: SourceProgress | None = None,
     s3: S3Client | None = None,
     clock: Callable[[], float] = time.monotonic,
+    if_exists: IfExists = "overwrite",
 ) -> PackageResult:
     """Stream the archive at ``source`` into a ZIP at ``destination`` (paths or s3:// URLs).
 
-    The destination is complete and verified when this returns, and absent when it raises.
+    The destination is complete and verified when this returns, and absent when it raises
+    (except CommitUnverifiedError: written, but what is at the key could not be verified).
+    ``if_exists="fail"`` refuses to replace an existing destination (DestinationExistsError).
     """
     src = source if not isinstance(source, str | os.PathLike) else open_source(source, s3=s3)
     dest = (
         destination
         if not isinstance(destination, str | os.PathLike)
-        else open_destination(destination, s3=s3)
+        else open_destination(destination, s3=s3, if_exists=if_exists)
     )
     try:
         return run_stream(src, dest, options or PackageOptions(), progress=progress, clock=clock)
@@ -213,14 +213,17 @@ def package_target(  # noqa: PLR0915 - one loop of attempts reads best whole
     requested = choice or settings.strategy
     if requested is not StrategyChoice.AUTO:
         result.strategy = requested.value
-    with log_context(target=target.source, destination=target.destination):
+    with (
+        bounded(_deadline(remaining_seconds, settings)),
+        log_context(target=target.source, destination=target.destination),
+    ):
         while True:
-            result.attempts += 1
-            with log_context(attempt=result.attempts):
+            with log_context(attempt=result.attempts + 1):
                 try:
                     _check_time(remaining_seconds, settings.time_margin)
+                    result.attempts += 1  # one refused for lack of time is not counted
                     src = open_source(target.source, s3=s3)
-                    dest = open_destination(target.destination, s3=s3)
+                    dest = open_destination(target.destination, s3=s3, if_exists=target.if_exists)
                     memory = plan_memory(target.source, target.destination, src.size())
                     check_memory(memory, function_memory_limit())
                     if strategy is None:
@@ -274,19 +277,27 @@ def package_target(  # noqa: PLR0915 - one loop of attempts reads best whole
                         continue
                     if not retry_it or result.attempts >= policy.max_attempts:
                         result.error = error_dict(exc)
+                        if isinstance(exc, CommitUnverifiedError):  # written: never retried
+                            result.status = UNVERIFIED
                         break
-                    sleep(policy.delay(result.attempts, jitter))
+                    sleep(
+                        _within(policy.delay(result.attempts, jitter), remaining_seconds, settings)
+                    )
                     continue
-                result.status = "succeeded"
-                result.files = outcome.files
-                result.bytes_in = outcome.bytes_in
-                result.bytes_out = outcome.bytes_out
+                _succeeded(result, outcome)
                 break
         result.duration_s = clock() - started
         result.peak_tmp_bytes = phases.peak_tmp
         result.peak_rss_bytes = phases.peak_rss
         log.info("target finished", extra={"event": "target_finished", **result.as_dict()})
     return result
+
+
+def _succeeded(result: TargetResult, outcome: PackageResult) -> None:
+    result.status = SUCCEEDED
+    result.files = outcome.files
+    result.bytes_in = outcome.bytes_in
+    result.bytes_out = outcome.bytes_out
 
 
 def _run(
@@ -309,6 +320,24 @@ def _run(
             phases=phases,
         )
     return run_stream(src, dest, options, phases=phases)
+
+
+def _deadline(
+    remaining_seconds: Callable[[], float] | None, settings: HandlerSettings
+) -> Deadline | None:
+    """The deadline every S3 request of the target keeps (none without a clock or margin)."""
+    if remaining_seconds is None or settings.time_margin <= 0:
+        return None
+    return Deadline(remaining_seconds, settings.time_margin, longest_wait(settings.stall_timeout))
+
+
+def _within(
+    delay: float, remaining_seconds: Callable[[], float] | None, settings: HandlerSettings
+) -> float:
+    """``delay``, cut so that a backoff never sleeps past the time margin."""
+    if remaining_seconds is None or settings.time_margin <= 0:
+        return delay
+    return max(0.0, min(delay, remaining_seconds() - settings.time_margin))
 
 
 def _check_time(remaining_seconds: Callable[[], float] | None, margin: float) -> None:

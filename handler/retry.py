@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 
 from handler.errors import (
+    CommitUnverifiedError,
     InsufficientStorageError,
     RemoteServiceError,
     SourceReadError,
@@ -29,7 +30,10 @@ class RetryPolicy:
 def is_transient(exc: BaseException, *, space_relieved: bool = False) -> bool:
     """S3 5xx, throttling and dropped connections are; a bad or hostile archive, a missing
     key, a denied access or an invalid event are not; a full disk is when cleanup
-    relieved it."""
+    relieved it. A commit that may have taken effect (CommitUnverifiedError) never is:
+    another attempt would not start from nothing."""
+    if isinstance(exc, CommitUnverifiedError):
+        return False
     if isinstance(exc, RemoteServiceError):
         return exc.transient
     if isinstance(exc, SourceReadError):

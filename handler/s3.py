@@ -24,6 +24,9 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from handler.deadline import CONNECT_TIMEOUT_S
+from handler.deadline import check as check_deadline
+from handler.deadline import install as install_deadline
 from handler.errors import (
     AccessDeniedError,
     InputError,
@@ -76,6 +79,7 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeTooSkewed",
         "InternalError",
         "ServiceUnavailable",
+        "ConditionalRequestConflict",  # 409 on a conditional Complete: start the upload again
         "500",
         "502",
         "503",
@@ -101,9 +105,15 @@ class S3Url:
         return f"s3://{self.bucket}/{self.key}"
 
 
-def make_client(endpoint_url: str | None = None) -> S3Client:
+def make_client(endpoint_url: str | None = None, *, stall_timeout: float | None = None) -> S3Client:
     """An S3 client; ``endpoint_url`` (or ``AWS_ENDPOINT_URL``) selects an S3-compatible
-    endpoint, addressed path-style. Retries: botocore's standard mode."""
+    endpoint, addressed path-style. Retries: botocore's standard mode (4 attempts).
+
+    Every wait is bounded: a connect by :data:`handler.deadline.CONNECT_TIMEOUT_S`, a read
+    that stalls by ``stall_timeout`` seconds (default ``TMPWARDEN_STALL_TIMEOUT_S``, 10),
+    and no request or retry starts past the invocation's deadline (handler.deadline)."""
+    from handler.settings import stall_timeout_from_env  # noqa: PLC0415 - settings import us
+
     endpoint = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
     if endpoint is not None and not endpoint.startswith(("http://", "https://")):
         raise InputError(
@@ -114,10 +124,11 @@ def make_client(endpoint_url: str | None = None) -> S3Client:
         retries={"mode": "standard", "max_attempts": 4},
         max_pool_connections=8,
         s3={"addressing_style": "path"} if endpoint else {},
-        connect_timeout=10,
-        read_timeout=60,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=stall_timeout if stall_timeout is not None else stall_timeout_from_env(),
     )
     client: S3Client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+    install_deadline(client)
     return client
 
 
@@ -197,6 +208,7 @@ class _Body(ReadOnlyStream):
         self._name = name
 
     def read(self, size: int = -1) -> bytes:
+        check_deadline(self._name)  # each read waits at most the stall timeout
         try:
             return cast(bytes, self._body.read(None if size < 0 else size))
         except Exception as exc:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from handler.deadline import margin_needed
 from handler.events import StrategyChoice
 from monitor.config import MonitorConfig
 from monitor.errors import ConfigurationError
@@ -14,6 +16,8 @@ from monitor.errors import ConfigurationError
 STRATEGY_ENV = "TMPWARDEN_STRATEGY"
 MAX_ATTEMPTS_ENV = "TMPWARDEN_MAX_ATTEMPTS"
 TIME_MARGIN_ENV = "TMPWARDEN_TIME_MARGIN_S"
+STALL_TIMEOUT_ENV = "TMPWARDEN_STALL_TIMEOUT_S"
+DEFAULT_STALL_TIMEOUT_S = 10.0
 LOG_LEVEL_ENV = "TMPWARDEN_LOG_LEVEL"
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -26,7 +30,12 @@ class HandlerSettings:
     strategy: StrategyChoice = StrategyChoice.AUTO
     max_attempts: int = 3
     time_margin: float = 30.0
-    """Seconds of the invocation kept free: no target or attempt starts inside them."""
+    """Seconds of the invocation kept free: no target, attempt or S3 request starts inside
+    them; they cover the wait in flight and the upload's abort
+    (:func:`handler.deadline.margin_needed`). 0 turns the guard off."""
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT_S
+    """Seconds a read may wait for data before it counts as stalled (botocore's
+    read_timeout; its own default, 60 s, is longer than the margin)."""
     scratch_dir: str = "/tmp"
     tmp_critical: float = 0.9
     log_level: str = "INFO"
@@ -52,15 +61,39 @@ class HandlerSettings:
             ) from None
         if not 1 <= attempts <= 10:
             raise ConfigurationError(f"{MAX_ATTEMPTS_ENV}={attempts} must be from 1 to 10")
-        if margin < 0:
-            raise ConfigurationError(f"{TIME_MARGIN_ENV}={margin} must not be negative")
+        if not 0 <= margin < math.inf:
+            raise ConfigurationError(f"{TIME_MARGIN_ENV}={margin} must be 0 or more seconds")
+        stall = stall_timeout_from_env(env)
+        if 0 < margin < margin_needed(stall):
+            raise ConfigurationError(
+                f"{TIME_MARGIN_ENV}={margin:g} is too short for {STALL_TIMEOUT_ENV}={stall:g}: "
+                f"the margin must cover the wait in flight and the upload's abort, at least "
+                f"{margin_needed(stall):g} s; raise {TIME_MARGIN_ENV} or lower "
+                f"{STALL_TIMEOUT_ENV} (0 turns the time guard off)"
+            )
         monitor = MonitorConfig.resolve(environ=env)
         return cls(
             strategy=StrategyChoice(strategy),
             max_attempts=attempts,
             time_margin=margin,
+            stall_timeout=stall,
             scratch_dir=env.get("TMPDIR") or tempfile.gettempdir(),
             tmp_critical=monitor.tmp_critical,
             log_level=level,
             endpoint_url=env.get(ENDPOINT_ENV) or None,
         )
+
+
+def stall_timeout_from_env(environ: Mapping[str, str] | None = None) -> float:
+    """``TMPWARDEN_STALL_TIMEOUT_S`` (default 10 s): seconds from 1 to 120."""
+    env = os.environ if environ is None else environ
+    text = env.get(STALL_TIMEOUT_ENV, "").strip() or f"{DEFAULT_STALL_TIMEOUT_S:g}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"{STALL_TIMEOUT_ENV}={text!r} must be a number of seconds, e.g. 10"
+        ) from None
+    if not 1 <= value <= 120:
+        raise ConfigurationError(f"{STALL_TIMEOUT_ENV}={value:g} must be from 1 to 120 seconds")
+    return value

@@ -55,8 +55,25 @@ class MotoS3:
         self._server.stop()
 
 
-Rule = Callable[[str, str, dict[str, list[str]]], int | None]
-"""(method, path, query) -> an HTTP status to fail the request with, or None to pass it."""
+@dataclass(frozen=True)
+class Fault:
+    """What the proxy does instead of passing a request through.
+
+    ``status``/``code``: the S3 error answered. ``forward``: send the request upstream
+    first (it takes effect, as when S3 did the work but the answer was lost), then answer
+    the error. ``stall_after``: pass the response through but stop sending its body after
+    that many bytes, for ``stall_s`` seconds or until the proxy stops (a stalled read)."""
+
+    status: int = 500
+    code: str = "InternalError"
+    forward: bool = False
+    stall_after: int | None = None
+    stall_s: float = 600.0
+
+
+Rule = Callable[[str, str, dict[str, list[str]]], int | Fault | None]
+"""(method, path, query) -> an HTTP status or a :class:`Fault` for the request, or None to
+pass it. A rule may block to force an order between clients."""
 
 
 @dataclass
@@ -66,10 +83,12 @@ class FaultProxy:
     upstream: str
     rules: list[Rule] = field(default_factory=list)
     seen: list[tuple[str, str, int]] = field(default_factory=list)
+    stalled: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         target = urlsplit(self.upstream)
         proxy = self
+        self.stopping = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -82,20 +101,15 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
                 query = parse_qs(parts.query, keep_blank_values=True)
+                fault: Fault | None = None
                 for rule in proxy.rules:
-                    status = rule(self.command, parts.path, query)
-                    if status is not None:
-                        proxy.seen.append((self.command, self.path, status))
-                        payload = (
-                            b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>InternalError"
-                            b"</Code><Message>injected fault</Message></Error>"
-                        )
-                        self.send_response(status)
-                        self.send_header("Content-Type", "application/xml")
-                        self.send_header("Content-Length", str(len(payload)))
-                        self.end_headers()
-                        self.wfile.write(payload)
-                        return
+                    verdict = rule(self.command, parts.path, query)
+                    if verdict is not None:
+                        fault = verdict if isinstance(verdict, Fault) else Fault(verdict)
+                        break
+                if fault is not None and not fault.forward and fault.stall_after is None:
+                    self._answer_fault(fault)
+                    return
                 connection = http.client.HTTPConnection(
                     target.hostname or "127.0.0.1", target.port, timeout=60
                 )
@@ -104,6 +118,10 @@ class FaultProxy:
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
+                connection.close()
+                if fault is not None and fault.forward:
+                    self._answer_fault(fault)
+                    return
                 proxy.seen.append((self.command, self.path, response.status))
                 self.send_response(response.status)
                 for key, value in response.getheaders():
@@ -115,9 +133,29 @@ class FaultProxy:
                 else:
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if self.command == "HEAD":
+                    return
+                if fault is not None and fault.stall_after is not None:
+                    self.wfile.write(data[: fault.stall_after])
+                    self.wfile.flush()
+                    proxy.stalled.append(self.path)
+                    proxy.stopping.wait(fault.stall_s)
+                    self.close_connection = True
+                    return
+                self.wfile.write(data)
+
+            def _answer_fault(self, fault: Fault) -> None:
+                proxy.seen.append((self.command, self.path, fault.status))
+                payload = (
+                    f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{fault.code}</Code>"
+                    "<Message>injected fault</Message></Error>"
+                ).encode()
+                self.send_response(fault.status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(data)
-                connection.close()
+                    self.wfile.write(payload)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
@@ -129,6 +167,7 @@ class FaultProxy:
         self.url = f"http://{host!s}:{port}"
 
     def stop(self) -> None:
+        self.stopping.set()  # ends every stall
         self._server.shutdown()
         self._server.server_close()
 
@@ -157,6 +196,71 @@ def fail_first_gets(count: int, key_suffix: str, status: int = 503) -> Rule:
             if remaining[0] > 0:
                 remaining[0] -= 1
                 return status
+        return None
+
+    return rule
+
+
+def completes_of(key_suffix: str) -> Callable[[str, str, dict[str, list[str]]], bool]:
+    """Matches CompleteMultipartUpload requests (POST ?uploadId=) for keys ending in the suffix."""
+
+    def match(method: str, path: str, query: dict[str, list[str]]) -> bool:
+        return method == "POST" and "uploadId" in query and path.endswith(key_suffix)
+
+    return match
+
+
+def faults_in_turn(
+    match: Callable[[str, str, dict[str, list[str]]], bool], *faults: Fault | None
+) -> Rule:
+    """The n-th request ``match`` accepts gets ``faults[n]`` (None passes it); later ones pass."""
+    queue = list(faults)
+    lock = threading.Lock()
+
+    def rule(method: str, path: str, query: dict[str, list[str]]) -> Fault | None:
+        if not match(method, path, query):
+            return None
+        with lock:
+            return queue.pop(0) if queue else None
+
+    return rule
+
+
+def heads_of(key_suffix: str, fault: Fault) -> Rule:
+    """Every HeadObject of keys ending in ``key_suffix`` gets ``fault``."""
+
+    def rule(method: str, path: str, query: dict[str, list[str]]) -> Fault | None:
+        return fault if method == "HEAD" and path.endswith(key_suffix) and not query else None
+
+    return rule
+
+
+def hold(
+    match: Callable[[str, str, dict[str, list[str]]], bool],
+    arrived: threading.Event,
+    release: threading.Event,
+    timeout: float = 120.0,
+) -> Rule:
+    """Hold the first request ``match`` accepts: set ``arrived``, wait for ``release``, then
+    pass it on (forces one client's step after another client's)."""
+    held = [False]
+
+    def rule(method: str, path: str, query: dict[str, list[str]]) -> None:
+        if match(method, path, query) and not held[0]:
+            held[0] = True
+            arrived.set()
+            release.wait(timeout)
+
+    return rule
+
+
+def stall_gets(key_suffix: str, after: int) -> Rule:
+    """Every GetObject of keys ending in ``key_suffix`` stops sending after ``after`` bytes
+    of its body, until the proxy stops."""
+
+    def rule(method: str, path: str, query: dict[str, list[str]]) -> Fault | None:
+        if method == "GET" and path.endswith(key_suffix) and not query:
+            return Fault(200, stall_after=after)
         return None
 
     return rule

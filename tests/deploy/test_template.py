@@ -195,7 +195,8 @@ def test_the_function_reads_the_source_prefix_and_writes_the_destination_prefix_
             ("WriteDestinationZips", "s3:AbortMultipartUpload", destination),
             ("WriteDestinationZips", "s3:ListMultipartUploadParts", destination),
             ("VerifyDestinationZips", "s3:GetObject", destination),
-            ("VerifyDestinationZips", "s3:DeleteObject", destination),
+            # no s3:DeleteObject: the writer never deletes (issue 8: a blind delete after
+            # the commit removed another writer's object)
         ]
     )
 

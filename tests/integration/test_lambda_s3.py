@@ -14,7 +14,7 @@ from handler.sample import build_sample_artifact
 from monitor.units import MiB
 from tests.helpers import archive_digests
 from tests.integration.conftest import upload
-from tests.s3server import FaultProxy, MotoS3, fail_first_gets, fail_upload_parts_from
+from tests.s3server import FaultProxy, MotoS3, Rule, fail_first_gets, fail_upload_parts_from
 
 
 class Context:
@@ -239,3 +239,57 @@ def test_a_destination_that_is_the_source_is_refused_and_the_object_untouched(
     assert body["ETag"] == before
     assert hashlib.sha256(body["Body"].read()).hexdigest() == digest
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+class ClockContext(Context):
+    """A context whose remaining time runs down for real from ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        import time
+
+        super().__init__()
+        self._clock = time.monotonic
+        self._end = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(int((self._end - self._clock()) * 1000), 0)
+
+
+def slow_parts(seconds: float) -> Rule:
+    """Every UploadPart takes ``seconds`` more (a slow link)."""
+    import time
+
+    def rule(method: str, path: str, query: dict[str, list[str]]) -> None:
+        if method == "PUT" and "partNumber" in query:
+            time.sleep(seconds)
+
+    return rule
+
+
+def test_time_running_out_mid_attempt_aborts_the_upload_and_lists_the_target(
+    s3_env: MotoS3, bucket: str, small_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 8 item 6: no request starts, and no body read, past remaining - margin
+    import time
+
+    source = upload(s3_env.client(), bucket, "models/m.tar.gz", small_artifact)
+    destination = f"s3://{bucket}/out/late.zip"
+    proxy = FaultProxy(s3_env.url, [slow_parts(1.5)])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    started = time.monotonic()
+    try:
+        response = lambda_handler(
+            {"targets": [{"source": source, "destination": destination}], "strategy": "stream"},
+            ClockContext(31.5),  # 1.5 s of work before the 30 s margin; the target needs more
+        )
+    finally:
+        proxy.stop()
+    took = time.monotonic() - started
+    target = response["targets"][0]
+    print(f"took {took:.1f} s: {target['error']}")
+    assert took < 5
+    assert target["status"] == "failed" and target["attempts"] == 1
+    assert target["error"]["type"] == "OutOfTimeError"
+    assert "30 s time margin" in target["error"]["message"]
+    assert [r["destination"] for r in response["remaining"]] == [destination]
+    no_uploads_and_no_object(s3_env, bucket, "out/late.zip")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from tests.emf_schema import validate_emf_line
 from tests.helpers import archive_digests, python_env
 from tests.integration.conftest import invoke_sandbox as invoke
 from tests.integration.conftest import upload
-from tests.s3server import MotoS3
+from tests.s3server import FaultProxy, MotoS3, stall_gets
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -147,6 +148,83 @@ def test_a_timeout_kills_the_invocation(
     assert response["errorType"] == "Sandbox.Timedout"
     assert "timed out after 1.00 seconds" in response["errorMessage"]
     emf_log.unlink(missing_ok=True)
+
+
+def run_with_a_stalled_get(
+    s3_env: MotoS3,
+    bucket: str,
+    artifact: Path,
+    tmp_path: Path,
+    timeout: int,
+    settings: dict[str, str],
+) -> tuple[int, dict[str, Any], FaultProxy]:
+    """Package ``artifact`` from S3 while every GET of it stalls after 24 MiB of its body."""
+    source = upload(s3_env.client(), bucket, "models/stalls.tar.gz", artifact)
+    proxy = FaultProxy(s3_env.url, [stall_gets("/models/stalls.tar.gz", after=24 * MiB)])
+    event = {
+        "targets": [{"source": source, "destination": f"s3://{bucket}/p/stalled.zip"}],
+        "strategy": "stream",
+    }
+    try:
+        code, response, stderr, emf_log = invoke(
+            tmp_path,
+            event,
+            "--tmp-size",
+            "64M",
+            "--memory",
+            "1024",
+            "--timeout",
+            str(timeout),
+            env={"AWS_ENDPOINT_URL": proxy.url, **settings},
+        )
+    finally:
+        proxy.stop()
+    emf_log.unlink(missing_ok=True)
+    took = float(sandbox_line(stderr).split("took ")[1].split(" s")[0])
+    print(f"timeout {timeout} s, {settings}: took {took} s; {json.dumps(response)[:600]}")
+    assert took < timeout
+    return code, response, proxy
+
+
+def assert_a_result_and_no_open_upload(
+    s3_env: MotoS3, bucket: str, code: int, response: dict[str, Any], proxy: FaultProxy
+) -> None:
+    assert "errorType" not in response, response  # not Sandbox.Timedout: a response
+    target = response["targets"][0]
+    assert code == 1 and target["status"] == "failed"
+    assert target["error"]["type"] in ("OutOfTimeError", "SourceReadError")
+    if target["error"]["type"] == "OutOfTimeError":
+        assert [r["destination"] for r in response["remaining"]] == [target["destination"]]
+    assert proxy.stalled  # the GET did stall
+    parts = [p for m, p, _ in proxy.seen if m == "PUT" and "partNumber=" in p]
+    aborts = [p for m, p, _ in proxy.seen if m == "DELETE" and "uploadId=" in p]
+    print(f"{len(parts)} parts uploaded, {len(aborts)} aborts")
+    assert aborts  # an upload was open, and was aborted
+    assert not s3_env.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_a_stalled_get_gives_a_result_before_the_timeout_and_no_open_upload(
+    s3_env: MotoS3, bucket: str, small_artifact: Path, tmp_path: Path
+) -> None:
+    # issue 8 item 6, at smaller figures by the same rule: margin = 2 x (2 + stall) + 2
+    code, response, proxy = run_with_a_stalled_get(
+        s3_env,
+        bucket,
+        small_artifact,
+        tmp_path,
+        20,
+        {"TMPWARDEN_STALL_TIMEOUT_S": "3", "TMPWARDEN_TIME_MARGIN_S": "12"},
+    )
+    assert_a_result_and_no_open_upload(s3_env, bucket, code, response, proxy)
+
+
+def test_a_stalled_get_inside_a_45_s_invocation_at_the_default_settings(
+    s3_env: MotoS3, bucket: str, small_artifact: Path, tmp_path: Path
+) -> None:
+    # issue 8 item 6: botocore's 60 s read timeout outlived the 30 s margin; Sandbox.Timedout
+    code, response, proxy = run_with_a_stalled_get(s3_env, bucket, small_artifact, tmp_path, 45, {})
+    assert_a_result_and_no_open_upload(s3_env, bucket, code, response, proxy)
+    assert response["targets"][0]["duration_s"] < 45 - 12  # the stall noticed in 10 s
 
 
 def test_local_destinations_stay_writable_and_tmp_paths_are_refused(

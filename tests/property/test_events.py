@@ -233,3 +233,15 @@ def test_no_response_or_log_line_grows_with_the_size_of_a_value(
     assert len(json.dumps(response)) <= RESPONSE_BOUND
     lines = capsys.readouterr().out.splitlines()
     assert all(len(line) <= LOG_LINE_BOUND for line in lines), max(map(len, lines))
+
+
+@given(value=json_values | st.sampled_from(["overwrite", "fail", "Fail", "skip"]))
+def test_if_exists_is_overwrite_or_fail_or_an_error_naming_it(value: Any) -> None:
+    event = {"targets": [{"source": "a.tgz", "destination": "b.zip", "if_exists": value}]}
+    if value in ("overwrite", "fail", None):
+        assert parse_event(event).targets[0].if_exists == (value or "overwrite")
+        return
+    with pytest.raises(EventValidationError) as caught:
+        parse_event(event)
+    assert caught.value.field == "targets[0].if_exists"
+    assert "overwrite, fail" in str(caught.value)
