@@ -39,7 +39,7 @@ trees = st.dictionaries(path, content, min_size=1, max_size=12).filter(_no_file_
 
 
 @given(files=trees, kind=st.sampled_from(ALL_FORMATS), level=st.integers(0, 9))
-def test_any_tree_packages_to_identical_contents(
+def test_property_2_round_trip_fidelity(
     files: dict[str, bytes], kind: ArchiveKind, level: int
 ) -> None:
     with tempfile.TemporaryDirectory() as work:
