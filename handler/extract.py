@@ -86,6 +86,7 @@ class ArchiveReader:
         self._current: str | None = None
         self._tar: tarfile.TarFile | None = None
         self._selected: set[str] = set()
+        self._directories: set[str] = set()
         self.format: ArchiveFormat | None = None
 
     @property
@@ -189,7 +190,7 @@ class ArchiveReader:
         elif info.issym():
             kind, target = MemberKind.SYMLINK, info.linkname
         elif info.islnk():
-            kind, target = MemberKind.HARDLINK, safe_name(source, info.linkname)
+            kind, target = MemberKind.HARDLINK, self._hardlink_target(info)
         elif info.ischr() or info.isblk():
             raise refuse("it is a device file")
         elif info.isfifo():
@@ -204,6 +205,19 @@ class ArchiveReader:
             mtime=float(info.mtime),
             link_target=target,
         )
+
+    def _hardlink_target(self, info: tarfile.TarInfo) -> str:
+        """A hard link's target made safe; a refusal names the link, the member at fault."""
+        try:
+            return safe_name(self.source.name, info.linkname)
+        except ExtractionError as exc:
+            raise ExtractionError(
+                self.source.name,
+                info.name,
+                f"it is a hard link to {info.linkname!r}: "
+                + exc.reason.replace("the name", "the target", 1),
+                HOSTILE_ADVICE,
+            ) from exc
 
     # -- zip --------------------------------------------------------------------------
 
@@ -254,7 +268,8 @@ class ArchiveReader:
         if stat.S_ISFIFO(unix_mode) or stat.S_ISSOCK(unix_mode):
             raise refuse("it is a FIFO or a socket")
         target = None
-        if info.is_dir() or stat.S_ISDIR(unix_mode):
+        # not ZipInfo.is_dir(): it fails on an empty name, which safe_name refuses below
+        if info.filename.endswith("/") or stat.S_ISDIR(unix_mode):
             kind = MemberKind.DIRECTORY
         elif stat.S_ISLNK(unix_mode):
             kind = MemberKind.SYMLINK
@@ -287,6 +302,10 @@ class ArchiveReader:
         self._current = member.name
         if not member.name or (patterns and not self._select(member, patterns)):
             return None
+        if member.kind is MemberKind.DIRECTORY:
+            if member.name in self._directories:
+                return None  # listed twice (tar -r, tar cf x.tar d d): one ZIP entry
+            self._directories.add(member.name)
         return member
 
     def _select(self, member: Member, patterns: Sequence[str]) -> bool:
