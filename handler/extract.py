@@ -478,5 +478,13 @@ def _write_file(path: Path, opened: OpenMember, chunk_size: int) -> int:
                 "the disk filled while extracting; use the stream strategy or give the "
                 "function more ephemeral storage",
             ) from exc
+        if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+            raise InsufficientStorageError(
+                path,
+                member.size,
+                available_bytes(path.parent),
+                "the file is larger than the filesystem or the process's file size limit "
+                "(ulimit -f) allows; use the stream strategy, which writes no scratch files",
+            ) from exc
         raise
     return written
