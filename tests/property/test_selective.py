@@ -131,11 +131,11 @@ def _build(path: Path, nodes: Sequence[Node], fmt: str) -> None:
     with zipfile.ZipFile(path, "w") as archive:
         for node in nodes:
             name = node.name + "/" if node.kind == "dir" else node.name
-            info = zipfile.ZipInfo(name, (2023, 11, 14, 22, 13, 20))
-            info.create_system = 3
-            info.external_attr = modes[node.kind] << 16
+            entry = zipfile.ZipInfo(name, (2023, 11, 14, 22, 13, 20))
+            entry.create_system = 3
+            entry.external_attr = modes[node.kind] << 16
             data = {"file": node.data, "symlink": node.target.encode()}.get(node.kind, b"")
-            archive.writestr(info, data)
+            archive.writestr(entry, data)
 
 
 def selects(name: str, chosen: Sequence[str]) -> bool:
@@ -189,10 +189,9 @@ def _check(nodes: Sequence[Node], fmt: str, include: list[str], strategy: Runner
         scratch = root / "scratch"
         scratch.mkdir()
         out = root / "out.zip"
-        if special is not None or orphan is not None:
-            first = special if orphan is None else orphan
-            if special is not None and orphan is not None:
-                first = min(special, orphan, key=nodes.index)
+        faults = [n for n in (special, orphan) if n is not None]
+        if faults:
+            first = min(faults, key=nodes.index)  # the refusal names the first met
             with pytest.raises(ExtractionError) as refused:
                 strategy(archive, out, scratch, tuple(include))
             assert refused.value.member == first.name
