@@ -70,6 +70,7 @@ class ExtractionError(TmpwardenError, ValueError):
         self.source = source
         self.member = member
         self.reason = reason
+        self.advice = advice
         where = f"{source}: member {shown_name(member)}" if member else source
         super().__init__(f"{where}: {reason}; {advice}")
 

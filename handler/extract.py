@@ -33,6 +33,7 @@ from handler.errors import (
     SourceReadError,
     TmpwardenError,
     UnsupportedArchiveError,
+    shown_name,
 )
 from handler.formats import SNIFF_SIZE, SUPPORTED, TAR_BLOCK, detect_format, is_tar_header
 from handler.locations import Source, open_source
@@ -102,6 +103,7 @@ class ArchiveReader:
         self._current: str | None = None
         self._tar: tarfile.TarFile | None = None
         self._selected: set[str] = set()
+        self._directories: set[str] = set()
         self.format: ArchiveFormat | None = None
 
     @property
@@ -215,7 +217,7 @@ class ArchiveReader:
         elif info.islnk():
             kind = MemberKind.HARDLINK
             linked = self._names.tar_link_target(info.linkname, name.given)
-            target = safe_name(source, linked)
+            target = self._hardlink_target(linked, name.given)
         elif info.ischr() or info.isblk():
             raise refuse("it is a device file", DEVICE_ADVICE)
         elif info.isfifo():
@@ -230,6 +232,19 @@ class ArchiveReader:
             mtime=float(info.mtime),
             link_target=target,
         )
+
+    def _hardlink_target(self, target: str, link: str) -> str:
+        """A hard link's ``target`` made safe; a refusal names ``link``, the member at fault."""
+        try:
+            return safe_name(self.source.name, target)
+        except ExtractionError as exc:
+            raise ExtractionError(
+                self.source.name,
+                link,
+                f"it is a hard link to {shown_name(target)}: "
+                + exc.reason.replace("the name", "the target", 1),
+                exc.advice,
+            ) from exc
 
     # -- zip --------------------------------------------------------------------------
 
@@ -283,6 +298,7 @@ class ArchiveReader:
         if stat.S_ISFIFO(unix_mode) or stat.S_ISSOCK(unix_mode):
             raise refuse("it is a FIFO or a socket", FIFO_ADVICE)
         target = None
+        # not ZipInfo.is_dir(): it fails on an empty name, which safe_name refuses below
         if name.path.endswith("/") or stat.S_ISDIR(unix_mode):
             kind = MemberKind.DIRECTORY
         elif stat.S_ISLNK(unix_mode):
@@ -322,6 +338,10 @@ class ArchiveReader:
         self._current = member.name
         if not member.name or (patterns and not self._select(member, patterns)):
             return None
+        if member.kind is MemberKind.DIRECTORY:
+            if member.name in self._directories:
+                return None  # listed twice (tar -r, tar cf x.tar d d): one ZIP entry
+            self._directories.add(member.name)
         return member
 
     def _select(self, member: Member, patterns: Sequence[str]) -> bool:
@@ -507,6 +527,14 @@ def _write_file(path: Path, opened: OpenMember, chunk_size: int) -> int:
                 available_bytes(path.parent),
                 "the disk filled while extracting; use the stream strategy or give the "
                 "function more ephemeral storage",
+            ) from exc
+        if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+            raise InsufficientStorageError(
+                path,
+                member.size,
+                available_bytes(path.parent),
+                "the file is larger than the filesystem or the process's file size limit "
+                "(ulimit -f) allows; use the stream strategy, which writes no scratch files",
             ) from exc
         raise
     return written

@@ -240,9 +240,13 @@ def run_extract(
             tempfile.mkdtemp(prefix="tmpwarden-extract-", dir=scratch_root)
         )
 
+        hardlinks: dict[str, str] = {}  # the archive says which name is the link
+
         def check_space(_path: Path, member: Member) -> None:
             if member.kind is MemberKind.FILE:
                 reporter.file_done()
+            if member.kind is MemberKind.HARDLINK:
+                hardlinks[member.name] = member.link_target or ""
             storage.monitor_usage(critical)
 
         with reporter.phase("extract"):
@@ -253,7 +257,7 @@ def run_extract(
             raise InputError(no_match_message(src.name, opts.include))
 
         def fill(zipper: IncrementalZipper) -> ZipCounts:
-            counts = zipper.add_tree(scratch)
+            counts = zipper.add_tree(scratch, hardlinks=hardlinks)
             if (counts.files, counts.links) != (summary.files, summary.links):
                 raise CompressionError(
                     f"{scratch}: {counts.files} files and {counts.links} links were zipped "

@@ -28,7 +28,7 @@ import os
 import posixpath
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -265,9 +265,16 @@ class IncrementalZipper:
         if exc_type is None and not self._finalized:
             self.finalize()
 
-    def add_tree(self, source_dir: str | Path) -> ZipCounts:
+    def add_tree(
+        self, source_dir: str | Path, *, hardlinks: Mapping[str, str] | None = None
+    ) -> ZipCounts:
         """Add a directory tree: sorted, relative names, permissions and mtimes kept,
-        symbolic links kept as links (never followed)."""
+        symbolic links kept as links (never followed).
+
+        ``hardlinks`` (name -> target name) says which names are hard links, as the
+        archive the tree came from does; without it the first name of an inode met in
+        sorted order is the file and the others link to it.
+        """
         root = Path(source_dir)
         files = directories = links = size = 0
         first_path: dict[tuple[int, int], str] = {}  # hard links: (device, inode) -> arcname
@@ -295,7 +302,10 @@ class IncrementalZipper:
                 if path.is_symlink():
                     self.add_symlink(arcname, str(path.readlink()))
                     links += 1
-                elif info.st_nlink > 1 and key in first_path:
+                elif hardlinks is not None and arcname in hardlinks:
+                    self.add_hardlink(arcname, hardlinks[arcname])
+                    links += 1
+                elif hardlinks is None and info.st_nlink > 1 and key in first_path:
                     self.add_hardlink(arcname, first_path[key])
                     links += 1
                 else:

@@ -66,7 +66,8 @@ events = st.one_of(
 
 
 @given(event=events)
-def test_parse_event_either_validates_or_names_the_field(event: Any) -> None:
+def test_property_9_every_invalid_event_is_named(event: Any) -> None:
+    """Property 9: an event either validates or is refused naming the field."""
     try:
         parsed = parse_event(event)
     except EventValidationError as exc:
@@ -102,7 +103,8 @@ def _quiet_handler() -> Any:
 
 
 @given(event=events)
-def test_the_handler_never_raises_on_any_event(event: Any) -> None:
+def test_property_9_the_handler_never_raises(event: Any) -> None:
+    """Property 9: whatever the event, the handler answers and never raises."""
     response = lambda_handler(event, Context())
     assert response["status"] in ("succeeded", "partial", "failed")
     if "error" in response:

@@ -20,9 +20,8 @@ thresholds = st.tuples(st.floats(0.2, 0.85), st.floats(0.0, 0.1), st.floats(0.01
 
 
 @given(samples=fractions, limits=thresholds)
-def test_each_crossing_fires_exactly_one_callback_per_level(
-    samples: list[float], limits: Thresholds
-) -> None:
+def test_property_7_one_callback_per_crossing(samples: list[float], limits: Thresholds) -> None:
+    """Property 7: each crossing of a threshold fires exactly one callback per level."""
     tracker = LevelTracker(limits)
     fired = [tracker.update(value) for value in samples]
     for level, threshold in ((Level.WARNING, limits.warning), (Level.CRITICAL, limits.critical)):
@@ -42,9 +41,10 @@ steps = st.lists(st.integers(0, 3 * MIB), min_size=5, max_size=120)
 
 
 @given(increments=steps, interval=st.sampled_from([0.01, 0.05, 0.1]), horizon=st.floats(1, 60))
-def test_on_a_monotonic_fill_the_prediction_never_comes_after_critical(
+def test_property_8_prediction_before_critical(
     increments: list[int], interval: float, horizon: float
 ) -> None:
+    """Property 8: on a monotonic fill, the prediction never comes after critical."""
     fake = FakeSystem(total=100 * MIB, used=0)
     monitor = fake.monitor(
         sample_interval=interval, predict_horizon=horizon, actions=False, memory_limit=1000 * MIB

@@ -47,9 +47,8 @@ step = st.sampled_from(["dir", "file", "nested", "register-file"])
 
 
 @given(steps=st.lists(step, min_size=1, max_size=15), fail_at=st.integers(0, 15))
-def test_cleanup_context_leaves_nothing_when_the_body_raises_anywhere(
-    steps: list[str], fail_at: int
-) -> None:
+def test_property_4_cleanup_completeness(steps: list[str], fail_at: int) -> None:
+    """Property 4: CleanupContext leaves nothing when its body raises at any point."""
     with tempfile.TemporaryDirectory() as work:
         root = Path(work)
         created: list[Path] = []
