@@ -30,13 +30,19 @@ from handler.codec import open_gzip_reader
 from handler.errors import (
     ExtractionError,
     InsufficientStorageError,
-    SourceReadError,
     TmpwardenError,
     UnsupportedArchiveError,
 )
 from handler.formats import SNIFF_SIZE, SUPPORTED, TAR_BLOCK, detect_format, is_tar_header
 from handler.locations import Source, open_source
 from handler.members import ArchiveFormat, ArchiveInfo, Member, MemberKind, OpenMember
+from handler.readchecks import (
+    CORRUPT_ADVICE,
+    CorruptArchiveErrors,
+    Position,
+    RatioCheck,
+    SourceReadErrors,
+)
 from handler.safety import HOSTILE_ADVICE, Limits, MemberGuard, safe_name
 from handler.storage import available_bytes
 from handler.streams import CountingReader, GuardedReader, PrefixedReader, read_head
@@ -44,7 +50,6 @@ from monitor.units import KiB, MiB
 
 CHUNK_SIZE = 1 * MiB
 MAX_SYMLINK_TARGET = 4 * KiB
-CORRUPT_ADVICE = "the archive is truncated or corrupt; fetch or rebuild it and try again"
 ZIP_READABLE_METHODS = frozenset(
     {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 )
@@ -73,7 +78,12 @@ class ExtractionSummary:
 
 
 class ArchiveReader:
-    """One front-to-back pass over one archive; a context manager that owns the streams."""
+    """One front-to-back pass over one archive; a context manager that owns the streams.
+
+    No stream below it holds the reader (the wrappers get the standalone objects of
+    :mod:`handler.readchecks`), and leaving the context drops every stream, so a finished
+    reader is freed by reference counting alone.
+    """
 
     def __init__(self, source: Source, limits: Limits, chunk_size: int = CHUNK_SIZE) -> None:
         self.source = source
@@ -82,8 +92,9 @@ class ArchiveReader:
         self._guard = MemberGuard(source.name, limits)
         self._stack = contextlib.ExitStack()
         self._raw: CountingReader | None = None
-        self._decompressed: CountingReader | None = None
-        self._current: str | None = None
+        self._raw_count = 0
+        self._position = Position()
+        self._corrupt = CorruptArchiveErrors(source.name, self._position)
         self._tar: tarfile.TarFile | None = None
         self._selected: set[str] = set()
         self.format: ArchiveFormat | None = None
@@ -91,12 +102,12 @@ class ArchiveReader:
     @property
     def source_bytes_read(self) -> int:
         """Bytes of the source read so far (for progress and the ratio check)."""
-        return self._raw.count if self._raw is not None else 0
+        return self._raw.count if self._raw is not None else self._raw_count
 
     def __enter__(self) -> Self:
         try:
             raw = self._stack.enter_context(self.source.open_stream())
-            self._raw = CountingReader(GuardedReader(raw, self._source_read_error))
+            self._raw = CountingReader(GuardedReader(raw, SourceReadErrors(self.source.name)))
             head = read_head(self._raw, SNIFF_SIZE)
             self.format = detect_format(head, self.source.name)
             if self.format is ArchiveFormat.ZIP:
@@ -104,7 +115,7 @@ class ArchiveReader:
             else:
                 self._tar = self._open_tar(head, self.format)
         except BaseException:
-            self._stack.close()
+            self._close()
             raise
         return self
 
@@ -114,7 +125,16 @@ class ArchiveReader:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stack.close()
+        self._close()
+
+    def _close(self) -> None:
+        """Close every stream and let go of them (the count of source bytes stays)."""
+        try:
+            self._stack.close()
+        finally:
+            self._raw_count = self.source_bytes_read
+            self._raw = None
+            self._tar = None
 
     def members(
         self, patterns: Sequence[str] | None = None, *, with_data: bool = True
@@ -138,14 +158,14 @@ class ArchiveReader:
         if fmt in decompressors:
             stream = self._stack.enter_context(decompressors[fmt](stream))
         guarded = GuardedReader(stream, self._corrupt)
-        self._decompressed = CountingReader(guarded, self._check_ratio)
-        inner_head = read_head(self._decompressed, TAR_BLOCK * 2)
+        decompressed = CountingReader(guarded, RatioCheck(self._guard, self._raw, self._position))
+        inner_head = read_head(decompressed, TAR_BLOCK * 2)
         if not (is_tar_header(inner_head) or inner_head == bytes(len(inner_head))):
             raise UnsupportedArchiveError(
                 f"{self.source.name}: the file is {fmt.value.removeprefix('tar.')}-compressed "
                 f"but holds no tar archive; supported formats are {SUPPORTED}"
             )
-        tar_stream = cast(BinaryIO, PrefixedReader(inner_head, self._decompressed))
+        tar_stream = cast(BinaryIO, PrefixedReader(inner_head, decompressed))
         try:
             return self._stack.enter_context(
                 tarfile.open(fileobj=tar_stream, mode="r|", bufsize=self._chunk_size)
@@ -284,7 +304,7 @@ class ArchiveReader:
     def _admit(self, member: Member, patterns: Sequence[str] | None) -> Member | None:
         """Check ``member`` (every member is checked); None when it is not to be yielded."""
         member = self._guard.admit(member)
-        self._current = member.name
+        self._position.member = member.name
         if not member.name or (patterns and not self._select(member, patterns)):
             return None
         return member
@@ -303,23 +323,6 @@ class ArchiveReader:
             )
         self._selected.add(member.name)
         return True
-
-    def _check_ratio(self, uncompressed: int) -> None:
-        self._guard.check_ratio(uncompressed, self.source_bytes_read, self._current)
-
-    def _corrupt(self, exc: Exception) -> Exception:
-        if isinstance(exc, TmpwardenError):
-            return exc
-        where = self._current
-        detail = str(exc) or type(exc).__name__
-        return ExtractionError(
-            self.source.name, where, f"reading failed ({detail})", CORRUPT_ADVICE
-        )
-
-    def _source_read_error(self, exc: Exception) -> Exception:
-        if isinstance(exc, TmpwardenError):
-            return exc
-        return SourceReadError(f"{self.source.name}: reading the source failed ({exc}); try again")
 
 
 class StreamingExtractor:
