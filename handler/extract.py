@@ -33,7 +33,7 @@ from handler.errors import (
     TmpwardenError,
     UnsupportedArchiveError,
 )
-from handler.formats import SNIFF_SIZE, SUPPORTED, TAR_BLOCK, detect_format, is_tar_header
+from handler.formats import SNIFF_SIZE, SUPPORTED, detect_format, is_tar_start
 from handler.locations import Source, open_source
 from handler.members import ArchiveFormat, ArchiveInfo, Member, MemberKind, OpenMember
 from handler.readchecks import (
@@ -159,8 +159,8 @@ class ArchiveReader:
             stream = self._stack.enter_context(decompressors[fmt](stream))
         guarded = GuardedReader(stream, self._corrupt)
         decompressed = CountingReader(guarded, RatioCheck(self._guard, self._raw, self._position))
-        inner_head = read_head(decompressed, TAR_BLOCK * 2)
-        if not (is_tar_header(inner_head) or inner_head == bytes(len(inner_head))):
+        inner_head = read_head(decompressed, SNIFF_SIZE)
+        if not is_tar_start(inner_head):  # the same rule as for a plain tar
             raise UnsupportedArchiveError(
                 f"{self.source.name}: the file is {fmt.value.removeprefix('tar.')}-compressed "
                 f"but holds no tar archive; supported formats are {SUPPORTED}"
