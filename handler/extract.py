@@ -46,13 +46,11 @@ from handler.readchecks import (
 from handler.safety import HOSTILE_ADVICE, Limits, MemberGuard, safe_name
 from handler.storage import available_bytes
 from handler.streams import CountingReader, GuardedReader, PrefixedReader, read_head
+from handler.unpackable import ZIP_READABLE_METHODS, Refusal, tar_refusal, zip_refusal
 from monitor.units import KiB, MiB
 
 CHUNK_SIZE = 1 * MiB
 MAX_SYMLINK_TARGET = 4 * KiB
-ZIP_READABLE_METHODS = frozenset(
-    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
-)
 CleanupCallback = Callable[[Path, Member], None]
 """Called after each member is written to disk, so the caller can consume and delete it."""
 
@@ -186,6 +184,8 @@ class ArchiveReader:
             _forget_seen_headers(tar)
             if info is None:
                 return
+            if self._passed_over(info.name, tar_refusal(info), patterns):
+                continue
             member = self._admit(self._tar_member(info), patterns)
             if member is None:
                 continue
@@ -243,6 +243,8 @@ class ArchiveReader:
         self._guard.check_total(declared, None)
         self._guard.check_ratio(declared, sum(i.compress_size for i in infos), None)
         for info in infos:
+            if self._passed_over(info.filename, zip_refusal(info), patterns):
+                continue
             member = self._admit(self._zip_member(archive, info), patterns)
             if member is None:
                 continue
@@ -309,6 +311,22 @@ class ArchiveReader:
             return None
         return member
 
+    def _passed_over(
+        self, raw_name: str, refusal: Refusal | None, patterns: Sequence[str] | None
+    ) -> bool:
+        """Whether a member that cannot be unpacked (``refusal`` says why) is left out by
+        ``patterns``; refuses it when selected. See :mod:`handler.unpackable` for the
+        checks an unselected one still gets."""
+        if refusal is None:
+            return False
+        name = safe_name(self.source.name, raw_name)
+        self._guard.count(name)
+        self._position.member = name
+        if patterns and not matches(name, patterns):
+            return True
+        reason, advice = refusal
+        raise ExtractionError(self.source.name, raw_name, reason, advice)
+
     def _select(self, member: Member, patterns: Sequence[str]) -> bool:
         """Whether the patterns select ``member``; a selected hard link needs its target."""
         if member.kind is MemberKind.DIRECTORY or not matches(member.name, patterns):
@@ -336,11 +354,14 @@ class StreamingExtractor:
         """A reader for one pass over ``source``; use it as a context manager."""
         return ArchiveReader(_as_source(source), self.limits, self.chunk_size)
 
-    def get_archive_info(self, source: ArchiveLike) -> ArchiveInfo:
-        """Members and totals from headers only: the zip central directory, or one
-        streaming pass over the tar headers that writes nothing."""
+    def get_archive_info(
+        self, source: ArchiveLike, patterns: Sequence[str] | None = None
+    ) -> ArchiveInfo:
+        """Members (those matching ``patterns``, if any) and totals from headers only: the
+        zip central directory, or one streaming pass over the tar headers that writes
+        nothing."""
         with self.open(source) as reader:
-            members = tuple(m.member for m in reader.members(with_data=False))
+            members = tuple(m.member for m in reader.members(patterns, with_data=False))
             assert reader.format is not None
             return ArchiveInfo(
                 source=reader.source.name,

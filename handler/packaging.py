@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +102,7 @@ def plan(
     storage: StorageManager,
     critical: float,
     extractor: StreamingExtractor,
+    include: Sequence[str] = (),
 ) -> Decision:
     """Choose ``extract`` only if it fits under the critical threshold of /tmp, else ``stream``.
 
@@ -117,7 +118,7 @@ def plan(
     if src.size() > budget and _format_of(src) in compressed_tar:
         needed = src.size()
     if needed is None:
-        info = extractor.get_archive_info(src)
+        info = extractor.get_archive_info(src, include or None)  # what --include selects
         needed = storage.estimate_space_needed(info, Strategy.EXTRACT).scratch_bytes
         at_least = ""
     else:
@@ -218,6 +219,7 @@ def package_target(
                                 storage,
                                 settings.tmp_critical,
                                 StreamingExtractor(limits=options.limits),
+                                options.include,
                             )
                         strategy = decision.strategy
                         log.info(
