@@ -11,11 +11,11 @@ import errno
 import io
 import os
 import secrets
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+from handler.centraldir import CentralDirectoryError, parse_central_record, read_central_records
 from handler.errors import (
     CompressionError,
     DestinationError,
@@ -223,27 +223,40 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def verify_zip_file(path: Path, entries: Sequence[ZipEntry], *, shown_as: str) -> None:
-    """Check a written ZIP's central directory, read back independently with ``zipfile``,
-    against what was written: every name, CRC and size."""
+    """Read a written ZIP's central directory back from the file, record by record
+    (:mod:`handler.centraldir`), and compare each with what was written, in order: name
+    bytes, flags, method, CRC, sizes and local header offset; then the count. Memory stays
+    at one record whatever the member count."""
+    expected = iter(entries)
+    listed = 0
     try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError) as exc:
+        with path.open("rb", buffering=READ_BUFFER) as handle:
+            for record in read_central_records(handle):
+                listed += 1
+                entry = next(expected, None)
+                if entry is not None and _fields(parse_central_record(record)) != _fields(entry):
+                    raise CompressionError(
+                        f"{shown_as}: member {entry.name!r} reads back differently from what "
+                        "was written"
+                    )
+    except (CentralDirectoryError, UnicodeDecodeError, OSError) as exc:
         raise CompressionError(f"{shown_as}: the written ZIP does not read back ({exc})") from exc
-    if len(infos) != len(entries):
+    if listed != len(entries):
         raise CompressionError(
-            f"{shown_as}: the written ZIP lists {len(infos)} members, expected {len(entries)}"
+            f"{shown_as}: the written ZIP lists {listed} members, expected {len(entries)}"
         )
-    for info, entry in zip(infos, entries, strict=True):
-        if (info.filename, info.CRC, info.file_size, info.compress_size) != (
-            entry.name,
-            entry.crc32,
-            entry.uncompressed_size,
-            entry.compressed_size,
-        ):
-            raise CompressionError(
-                f"{shown_as}: member {entry.name!r} reads back differently from what was written"
-            )
+
+
+def _fields(entry: ZipEntry) -> tuple[bytes, int, int, int, int, int, int]:
+    return (
+        entry.encoded_name,
+        entry.flags,
+        entry.method,
+        entry.crc32,
+        entry.uncompressed_size,
+        entry.compressed_size,
+        entry.offset,
+    )
 
 
 def check_location(location: str, *, zip_destination: bool = False) -> str:

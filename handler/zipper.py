@@ -14,12 +14,13 @@ import os
 import posixpath
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
 
+from handler.centraldir import CentralRecords
 from handler.codec import (
     DEFAULT_LEVEL,
     Compression,
@@ -164,16 +165,17 @@ class IncrementalZipper:
         self._seekable = self._seek is not None
         self._offset = self._sink_position()
         self._start_offset = self._offset
-        self._entries: list[ZipEntry] = []
+        self._entries = CentralRecords()  # compact: the records, not ZipEntry objects
         self._names: set[str] = set()
         self._finalized = False
 
     # -- public API -------------------------------------------------------------------
 
     @property
-    def entries(self) -> list[ZipEntry]:
-        """The members written so far, in order."""
-        return list(self._entries)
+    def entries(self) -> Sequence[ZipEntry]:
+        """The members written so far, in order (a read-only view; each entry is made
+        from its central directory record when asked for)."""
+        return self._entries
 
     @property
     def bytes_written(self) -> int:
@@ -292,8 +294,7 @@ class IncrementalZipper:
         self._check_open()
         directory_offset = self._offset
         directory_size = 0
-        for entry in self._entries:
-            record = entry.central_header()
+        for record in self._entries.records():
             self._write(record)
             directory_size += len(record)
         self._write(end_records(len(self._entries), directory_offset, directory_size))
@@ -378,7 +379,7 @@ class IncrementalZipper:
             )
             zipper.add_tree(root)
             zipper.finalize()
-        return zipper.entries
+        return list(zipper.entries)
 
     # -- internals --------------------------------------------------------------------
 
