@@ -10,7 +10,6 @@ import contextlib
 import errno
 import io
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -23,6 +22,7 @@ from handler.errors import (
     InsufficientStorageError,
     SourceNotFoundError,
 )
+from handler.partials import LockedPartial, remove_stale_partials
 from handler.storage import available_bytes
 from handler.zipformat import ZipEntry
 from monitor.units import MiB
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 WRITE_BUFFER = 1 * MiB
 READ_BUFFER = 1 * MiB
-PARTIAL_SUFFIX = ".tmpwarden-partial"
 
 
 class Source(Protocol):
@@ -176,17 +175,19 @@ def _translate_write_error(exc: OSError, final_path: Path) -> OSError:
 
 
 class LocalDestinationWriter:
-    """Writes ``<dir>/.<name>.<random>.tmpwarden-partial``, then renames it into place."""
+    """Writes ``<dir>/.<name>.<random>.tmpwarden-partial``, locked while it lives, then
+    renames it into place; first removes the partials of killed runs to the same
+    destination (see :mod:`handler.partials`)."""
 
     def __init__(self, final_path: Path) -> None:
         self.final_path = final_path
-        self.partial_path = final_path.with_name(
-            f".{final_path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
-        )
+        remove_stale_partials(final_path)
         try:
-            raw = io.FileIO(self.partial_path, "xb")
+            self._partial = LockedPartial(final_path)
         except OSError as exc:
             raise _translate_write_error(exc, final_path) from exc
+        self.partial_path = self._partial.path
+        raw = io.FileIO(self._partial.open_for_writing(), "wb", closefd=True)
         self._file = _DiskFullTranslator(raw, final_path)
 
     @property
@@ -205,6 +206,7 @@ class LocalDestinationWriter:
         except BaseException:
             self.abort()
             raise
+        self._partial.release()
 
     def abort(self) -> None:
         """Remove the partial file; safe to call more than once."""
@@ -212,6 +214,7 @@ class LocalDestinationWriter:
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self.partial_path.unlink()
+        self._partial.release()
 
 
 def _fsync_directory(directory: Path) -> None:
