@@ -22,7 +22,7 @@ from handler.errors import (
     InsufficientStorageError,
     SourceNotFoundError,
 )
-from handler.partials import LockedPartial, remove_stale_partials
+from handler.leftovers import LockedPartial, remove_stale_partials
 from handler.storage import available_bytes
 from handler.zipformat import ZipEntry
 from monitor.units import MiB

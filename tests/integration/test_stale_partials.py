@@ -1,7 +1,8 @@
-"""Partial files of killed runs are removed by the next run to the same destination; a live
-run's partial never is (issue 8 item 10: a run killed mid-write left a hidden
-``*.tmpwarden-partial`` that no later run removed; Lambda Managed Instances share /tmp
-across processes, so "left over" must mean "no process holds it").
+"""Partial files (and extract scratch directories) of killed runs are removed by the next
+run to the same destination (or scratch root); a live run's never are (issue 8 item 10: a
+run killed mid-write left a hidden ``*.tmpwarden-partial`` that no later run removed;
+Lambda Managed Instances share /tmp across processes, so "left over" must mean "no
+process holds it").
 
 The writer is a real ``python -m handler package`` reading its source from a FIFO: the
 test feeds it half an archive, so it stops mid-write with its partial open, then kills it
@@ -24,7 +25,10 @@ from pathlib import Path
 import pytest
 
 from handler.cli import main
-from handler.partials import PARTIAL_SUFFIX, LockedPartial, remove_stale_partials
+from handler.events import StrategyChoice, Target
+from handler.leftovers import PARTIAL_SUFFIX, LockedPartial, remove_stale_partials
+from handler.packaging import package_target
+from handler.settings import HandlerSettings
 from monitor.units import MiB
 from tests.helpers import python_env, read_zip
 
@@ -163,3 +167,51 @@ def test_only_the_partials_of_the_same_destination_are_touched(tmp_path: Path) -
     finally:
         live.release()
     assert remove_stale_partials(final) == [live.path]
+
+
+HOLD_SCRATCH = (
+    "import sys, time\n"
+    "from handler.leftovers import LockedScratch\n"
+    "from handler.strategies import SCRATCH_PREFIX\n"
+    "with LockedScratch(sys.argv[1], SCRATCH_PREFIX) as scratch:\n"
+    "    (scratch.path / 'member.bin').write_bytes(bytes(4096))\n"
+    "    print(scratch.path, flush=True)\n"
+    "    time.sleep(600)\n"
+)
+
+
+def test_extract_removes_scratch_left_by_a_killed_run_never_a_live_one(tmp_path: Path) -> None:
+    """The same kind for the extract strategy's scratch directory in /tmp."""
+    root = tmp_path / "scratch"
+    root.mkdir()
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", HOLD_SCRATCH, str(root)],
+            env=python_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    dead, live = runs
+    try:
+        dead_path, live_path = (Path(run.stdout.readline().strip()) for run in runs)  # type: ignore[union-attr]
+        os.kill(dead.pid, signal.SIGKILL)
+        dead.wait(timeout=30)
+        source = tmp_path / "m.tar"
+        source.write_bytes(archive_bytes())
+        result = package_target(
+            Target(str(source), str(tmp_path / "m.zip")),
+            HandlerSettings(scratch_dir=str(root), tmp_critical=0.99),
+            choice=StrategyChoice.EXTRACT,
+        )
+        assert (result.status, result.strategy) == ("succeeded", "extract"), result
+        assert not dead_path.exists(), "the killed run's scratch directory was left"
+        assert (live_path / "member.bin").exists(), "a live run's scratch directory was removed"
+        assert list(root.iterdir()) == [live_path]
+    finally:
+        live.kill()
+        live.wait(timeout=30)
+        for run in runs:
+            if run.stdout is not None:
+                run.stdout.close()
