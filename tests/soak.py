@@ -138,8 +138,8 @@ def rss_bytes() -> int:
 
 def thread_count() -> int:
     """The process's threads as the kernel lists them, once threads that Python has
-    already joined have finished exiting (waits at most a second for them)."""
-    deadline = time.monotonic() + 1.0
+    already joined have finished exiting (waits at most 0.1 s for them)."""
+    deadline = time.monotonic() + 0.1
     while True:
         count = sum(1 for _ in Path("/proc/self/task").iterdir())
         if count <= threading.active_count() or time.monotonic() > deadline:
