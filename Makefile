@@ -13,7 +13,7 @@ SAM := $(SAM_VENV)/bin/sam
 # Independent set-up and checks run side by side on CI's two cores.
 MAKEFLAGS += --jobs=2 --output-sync=target
 
-.PHONY: install lint test demo bench clean
+.PHONY: install lint test demo bench soak clean
 
 $(SYSTEM): scripts/system-deps
 	./scripts/system-deps $(PYTHON)
@@ -44,6 +44,10 @@ demo: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+# 2,000 warm lambda_handler calls in one process: RSS slope, threads, fds, /tmp.
+soak: install
+	$(BIN)/python -m tests.soak --calls 2000
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(SYSTEM) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info .aws-sam

@@ -30,34 +30,29 @@ from handler.codec import open_gzip_reader
 from handler.errors import (
     ExtractionError,
     InsufficientStorageError,
-    SourceReadError,
     TmpwardenError,
     UnsupportedArchiveError,
     shown_name,
 )
-from handler.formats import SNIFF_SIZE, SUPPORTED, TAR_BLOCK, detect_format, is_tar_header
+from handler.formats import SNIFF_SIZE, SUPPORTED, detect_format, is_tar_start
 from handler.locations import Source, open_source
 from handler.members import ArchiveFormat, ArchiveInfo, Member, MemberKind, OpenMember
-from handler.memory import explain
-from handler.names import MemberNames
-from handler.safety import (
-    DEVICE_ADVICE,
-    FIFO_ADVICE,
-    SPECIAL_FILE_ADVICE,
-    Limits,
-    MemberGuard,
-    safe_name,
+from handler.names import MemberNames, Name
+from handler.readchecks import (
+    CORRUPT_ADVICE,
+    CorruptArchiveErrors,
+    Position,
+    RatioCheck,
+    SourceReadErrors,
 )
+from handler.safety import Limits, MemberGuard, safe_name
 from handler.storage import available_bytes
 from handler.streams import CountingReader, GuardedReader, PrefixedReader, read_head
+from handler.unpackable import Refusal, tar_refusal, zip_refusal
 from monitor.units import KiB, MiB
 
 CHUNK_SIZE = 1 * MiB
 MAX_SYMLINK_TARGET = 4 * KiB
-CORRUPT_ADVICE = "the archive is truncated or corrupt; fetch or rebuild it and try again"
-ZIP_READABLE_METHODS = frozenset(
-    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
-)
 CleanupCallback = Callable[[Path, Member], None]
 """Called after each member is written to disk, so the caller can consume and delete it."""
 
@@ -83,7 +78,12 @@ class ExtractionSummary:
 
 
 class ArchiveReader:
-    """One front-to-back pass over one archive; a context manager that owns the streams."""
+    """One front-to-back pass over one archive; a context manager that owns the streams.
+
+    No stream below it holds the reader (the wrappers get the standalone objects of
+    :mod:`handler.readchecks`), and leaving the context drops every stream, so a finished
+    reader is freed by reference counting alone.
+    """
 
     def __init__(
         self,
@@ -99,8 +99,9 @@ class ArchiveReader:
         self._names = MemberNames(source.name, name_encoding)
         self._stack = contextlib.ExitStack()
         self._raw: CountingReader | None = None
-        self._decompressed: CountingReader | None = None
-        self._current: str | None = None
+        self._raw_count = 0
+        self._position = Position()
+        self._corrupt = CorruptArchiveErrors(source.name, self._position)
         self._tar: tarfile.TarFile | None = None
         self._selected: set[str] = set()
         self._directories: set[str] = set()
@@ -109,12 +110,12 @@ class ArchiveReader:
     @property
     def source_bytes_read(self) -> int:
         """Bytes of the source read so far (for progress and the ratio check)."""
-        return self._raw.count if self._raw is not None else 0
+        return self._raw.count if self._raw is not None else self._raw_count
 
     def __enter__(self) -> Self:
         try:
             raw = self._stack.enter_context(self.source.open_stream())
-            self._raw = CountingReader(GuardedReader(raw, self._source_read_error))
+            self._raw = CountingReader(GuardedReader(raw, SourceReadErrors(self.source.name)))
             head = read_head(self._raw, SNIFF_SIZE)
             self.format = detect_format(head, self.source.name)
             if self.format is ArchiveFormat.ZIP:
@@ -122,7 +123,7 @@ class ArchiveReader:
             else:
                 self._tar = self._open_tar(head, self.format)
         except BaseException:
-            self._stack.close()
+            self._close()
             raise
         return self
 
@@ -132,7 +133,16 @@ class ArchiveReader:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stack.close()
+        self._close()
+
+    def _close(self) -> None:
+        """Close every stream and let go of them (the count of source bytes stays)."""
+        try:
+            self._stack.close()
+        finally:
+            self._raw_count = self.source_bytes_read
+            self._raw = None
+            self._tar = None
 
     def members(
         self, patterns: Sequence[str] | None = None, *, with_data: bool = True
@@ -156,14 +166,14 @@ class ArchiveReader:
         if fmt in decompressors:
             stream = self._stack.enter_context(decompressors[fmt](stream))
         guarded = GuardedReader(stream, self._corrupt)
-        self._decompressed = CountingReader(guarded, self._check_ratio)
-        inner_head = read_head(self._decompressed, TAR_BLOCK * 2)
-        if not (is_tar_header(inner_head) or inner_head == bytes(len(inner_head))):
+        decompressed = CountingReader(guarded, RatioCheck(self._guard, self._raw, self._position))
+        inner_head = read_head(decompressed, SNIFF_SIZE)
+        if not is_tar_start(inner_head):  # the same rule as for a plain tar
             raise UnsupportedArchiveError(
                 f"{self.source.name}: the file is {fmt.value.removeprefix('tar.')}-compressed "
                 f"but holds no tar archive; supported formats are {SUPPORTED}"
             )
-        tar_stream = cast(BinaryIO, PrefixedReader(inner_head, self._decompressed))
+        tar_stream = cast(BinaryIO, PrefixedReader(inner_head, decompressed))
         try:
             return self._stack.enter_context(
                 tarfile.open(
@@ -190,7 +200,10 @@ class ArchiveReader:
             _forget_seen_headers(tar)
             if info is None:
                 return
-            member = self._admit(self._tar_member(info), patterns)
+            name = self._names.tar_name(info.name)
+            if self._passed_over(name, tar_refusal(info), patterns):
+                continue
+            member = self._admit(self._tar_member(info, name), patterns)
             if member is None:
                 continue
             stream: BinaryIO = cast(BinaryIO, io.BytesIO())
@@ -200,13 +213,9 @@ class ArchiveReader:
                 stream = cast(BinaryIO, GuardedReader(extracted, self._corrupt))
             yield OpenMember(member, stream)
 
-    def _tar_member(self, info: tarfile.TarInfo) -> Member:
+    def _tar_member(self, info: tarfile.TarInfo, name: Name) -> Member:
+        """A file, directory or link (others are refused by :mod:`handler.unpackable`)."""
         source = self.source.name
-        name = self._names.tar_name(info.name)
-
-        def refuse(reason: str, advice: str = SPECIAL_FILE_ADVICE) -> ExtractionError:
-            return ExtractionError(source, name.given, reason, advice)
-
         if info.isreg():
             kind, target = MemberKind.FILE, None
         elif info.isdir():
@@ -218,12 +227,8 @@ class ArchiveReader:
             kind = MemberKind.HARDLINK
             linked = self._names.tar_link_target(info.linkname, name.given)
             target = self._hardlink_target(linked, name.given)
-        elif info.ischr() or info.isblk():
-            raise refuse("it is a device file", DEVICE_ADVICE)
-        elif info.isfifo():
-            raise refuse("it is a FIFO (named pipe)", FIFO_ADVICE)
-        else:
-            raise refuse(f"it has the unsupported tar member type {info.type!r}")
+        else:  # pragma: no cover - tar_refusal passed over or refused it
+            raise AssertionError(f"unpackable tar member {info.name!r} reached _tar_member")
         return Member(
             name=safe_name(source, name.path, is_dir=kind is MemberKind.DIRECTORY),
             kind=kind,
@@ -266,7 +271,10 @@ class ArchiveReader:
         self._guard.check_total(declared, None)
         self._guard.check_ratio(declared, sum(i.compress_size for i in infos), None)
         for info in infos:
-            member = self._admit(self._zip_member(archive, info), patterns)
+            name = self._names.zip_name(info)
+            if self._passed_over(name, zip_refusal(info), patterns):
+                continue
+            member = self._admit(self._zip_member(archive, info, name), patterns)
             if member is None:
                 continue
             stream: BinaryIO = cast(BinaryIO, io.BytesIO())
@@ -278,25 +286,11 @@ class ArchiveReader:
                 stream = cast(BinaryIO, GuardedReader(opened, self._corrupt))
             yield OpenMember(member, stream)
 
-    def _zip_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:
+    def _zip_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: Name) -> Member:
+        """A file, directory or link that can be read (others are refused by
+        :mod:`handler.unpackable`)."""
         source = self.source.name
-        name = self._names.zip_name(info)
-
-        def refuse(reason: str, advice: str = SPECIAL_FILE_ADVICE) -> ExtractionError:
-            return ExtractionError(source, name.given, reason, advice)
-
         unix_mode = info.external_attr >> 16
-        if info.flag_bits & 0x1:
-            raise refuse("it is encrypted", "repack the archive without a password")
-        if info.compress_type not in ZIP_READABLE_METHODS:
-            raise refuse(
-                f"it uses ZIP compression method {info.compress_type}, which cannot be read",
-                "repack the archive with deflate or store",
-            )
-        if stat.S_ISCHR(unix_mode) or stat.S_ISBLK(unix_mode):
-            raise refuse("it is a device file", DEVICE_ADVICE)
-        if stat.S_ISFIFO(unix_mode) or stat.S_ISSOCK(unix_mode):
-            raise refuse("it is a FIFO or a socket", FIFO_ADVICE)
         target = None
         # not ZipInfo.is_dir(): it fails on an empty name, which safe_name refuses below
         if name.path.endswith("/") or stat.S_ISDIR(unix_mode):
@@ -304,7 +298,9 @@ class ArchiveReader:
         elif stat.S_ISLNK(unix_mode):
             kind = MemberKind.SYMLINK
             if info.file_size > MAX_SYMLINK_TARGET:
-                raise refuse(
+                raise ExtractionError(
+                    source,
+                    name.given,
                     f"it is a symbolic link with a {info.file_size}-byte target",
                     "rebuild the archive with link targets under 4 KiB",
                 )
@@ -335,7 +331,7 @@ class ArchiveReader:
     def _admit(self, member: Member, patterns: Sequence[str] | None) -> Member | None:
         """Check ``member`` (every member is checked); None when it is not to be yielded."""
         member = self._guard.admit(member)
-        self._current = member.name
+        self._position.member = member.name
         if not member.name or (patterns and not self._select(member, patterns)):
             return None
         if member.kind is MemberKind.DIRECTORY:
@@ -343,6 +339,22 @@ class ArchiveReader:
                 return None  # listed twice (tar -r, tar cf x.tar d d): one ZIP entry
             self._directories.add(member.name)
         return member
+
+    def _passed_over(
+        self, name: Name, refusal: Refusal | None, patterns: Sequence[str] | None
+    ) -> bool:
+        """Whether a member that cannot be unpacked (``refusal`` says why) is left out by
+        ``patterns``; refuses it when selected. See :mod:`handler.unpackable` for the
+        checks an unselected one still gets."""
+        if refusal is None:
+            return False
+        path = safe_name(self.source.name, name.path, given=name.given)
+        self._guard.count(path)
+        self._position.member = path
+        if patterns and not matches(path, patterns):
+            return True
+        reason, advice = refusal
+        raise ExtractionError(self.source.name, name.given, reason, advice)
 
     def _select(self, member: Member, patterns: Sequence[str]) -> bool:
         """Whether the patterns select ``member``; a selected hard link needs its target."""
@@ -358,29 +370,6 @@ class ArchiveReader:
             )
         self._selected.add(member.name)
         return True
-
-    def _check_ratio(self, uncompressed: int) -> None:
-        self._guard.check_ratio(uncompressed, self.source_bytes_read, self._current)
-
-    def _corrupt(self, exc: Exception) -> Exception:
-        if isinstance(exc, TmpwardenError):
-            return exc
-        exhausted = explain(exc)
-        if exhausted is not None:  # short of memory, not a corrupt archive
-            return exhausted
-        where = self._current
-        detail = str(exc) or type(exc).__name__
-        return ExtractionError(
-            self.source.name, where, f"reading failed ({detail})", CORRUPT_ADVICE
-        )
-
-    def _source_read_error(self, exc: Exception) -> Exception:
-        if isinstance(exc, TmpwardenError):
-            return exc
-        exhausted = explain(exc)
-        if exhausted is not None:
-            return exhausted
-        return SourceReadError(f"{self.source.name}: reading the source failed ({exc}); try again")
 
 
 class StreamingExtractor:
@@ -402,11 +391,14 @@ class StreamingExtractor:
         """A reader for one pass over ``source``; use it as a context manager."""
         return ArchiveReader(_as_source(source), self.limits, self.chunk_size, self.name_encoding)
 
-    def get_archive_info(self, source: ArchiveLike) -> ArchiveInfo:
-        """Members and totals from headers only: the zip central directory, or one
-        streaming pass over the tar headers that writes nothing."""
+    def get_archive_info(
+        self, source: ArchiveLike, patterns: Sequence[str] | None = None
+    ) -> ArchiveInfo:
+        """Members (those matching ``patterns``, if any) and totals from headers only: the
+        zip central directory, or one streaming pass over the tar headers that writes
+        nothing."""
         with self.open(source) as reader:
-            members = tuple(m.member for m in reader.members(with_data=False))
+            members = tuple(m.member for m in reader.members(patterns, with_data=False))
             assert reader.format is not None
             return ArchiveInfo(
                 source=reader.source.name,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from handler.errors import UnsupportedArchiveError
 from handler.members import ArchiveFormat
 
-SNIFF_SIZE = 512
 TAR_BLOCK = 512
+SNIFF_SIZE = TAR_BLOCK
+"""Bytes read to detect a format: the longest prefix any rule here looks at (a tar
+header, or the zero block that ends a tar: see :func:`is_empty_tar`)."""
 SUPPORTED = "tar, tar.gz, tar.bz2, tar.xz or zip"
 
 _MAGIC: tuple[tuple[bytes, ArchiveFormat], ...] = (
@@ -38,8 +40,26 @@ def is_tar_header(block: bytes) -> bool:
     return checksum in (sum(header), sum(b - 256 if b > 127 else b for b in header))
 
 
+def is_empty_tar(head: bytes) -> bool:
+    """Whether a tar stream (plain, or after decompression) starting with ``head`` is an
+    empty archive: its first whole 512-byte block is zeros, the end-of-archive marker.
+
+    The one rule for every tar format, as GNU tar and bsdtar apply it: a lone zero block
+    (512 bytes), the two of POSIX (1,024) and a whole 10,240-byte record list as empty; a
+    stream shorter than one block "does not look like a tar archive" (GNU tar 1.34).
+    """
+    return len(head) >= TAR_BLOCK and head[:TAR_BLOCK] == bytes(TAR_BLOCK)
+
+
+def is_tar_start(head: bytes) -> bool:
+    """Whether a stream starting with ``head`` (:data:`SNIFF_SIZE` bytes) is a tar archive:
+    a tar header, or an empty archive."""
+    return is_tar_header(head) or is_empty_tar(head)
+
+
 def detect_format(head: bytes, source: str) -> ArchiveFormat:
-    """The format of an archive that starts with ``head`` (at least 512 bytes when available)."""
+    """The format of an archive that starts with ``head`` (its first :data:`SNIFF_SIZE`
+    bytes, fewer only when the archive is shorter)."""
     if not head:
         raise UnsupportedArchiveError(
             f"{source}: the file is empty; expected a {SUPPORTED} archive"
@@ -47,8 +67,8 @@ def detect_format(head: bytes, source: str) -> ArchiveFormat:
     for magic, fmt in _MAGIC:
         if head.startswith(magic):
             return fmt
-    if is_tar_header(head) or head[: 2 * TAR_BLOCK] == bytes(2 * TAR_BLOCK):
-        return ArchiveFormat.TAR  # a tar header, or the end marker of an empty tar
+    if is_tar_start(head):
+        return ArchiveFormat.TAR
     for magic, what in _KNOWN_OTHERS:
         if head.startswith(magic):
             raise UnsupportedArchiveError(f"{source}: the file is {what}; repack it as {SUPPORTED}")

@@ -10,12 +10,11 @@ import contextlib
 import errno
 import io
 import os
-import secrets
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
 
+from handler.centraldir import CentralDirectoryError, parse_central_record, read_central_records
 from handler.errors import (
     CompressionError,
     DestinationError,
@@ -24,6 +23,7 @@ from handler.errors import (
     InsufficientStorageError,
     SourceNotFoundError,
 )
+from handler.leftovers import LockedPartial, remove_stale_partials
 from handler.storage import available_bytes
 from handler.validation import shown_repr
 from handler.zipformat import ZipEntry
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 WRITE_BUFFER = 1 * MiB
 READ_BUFFER = 1 * MiB
-PARTIAL_SUFFIX = ".tmpwarden-partial"
 IfExists = Literal["overwrite", "fail"]
 """What to do when the destination already exists: replace it, or refuse."""
 IF_EXISTS: tuple[IfExists, ...] = ("overwrite", "fail")
@@ -193,18 +192,20 @@ def _translate_write_error(exc: OSError, final_path: Path) -> OSError:
 
 
 class LocalDestinationWriter:
-    """Writes ``<dir>/.<name>.<random>.tmpwarden-partial``, then renames it into place."""
+    """Writes ``<dir>/.<name>.<random>.tmpwarden-partial``, locked while it lives, then
+    renames it into place; first removes the partials of killed runs to the same
+    destination (see :mod:`handler.partials`)."""
 
     def __init__(self, final_path: Path, if_exists: IfExists = "overwrite") -> None:
         self.final_path = final_path
         self.if_exists = if_exists
-        self.partial_path = final_path.with_name(
-            f".{final_path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
-        )
+        remove_stale_partials(final_path)
         try:
-            raw = io.FileIO(self.partial_path, "xb")
+            self._partial = LockedPartial(final_path)
         except OSError as exc:
             raise _translate_write_error(exc, final_path) from exc
+        self.partial_path = self._partial.path
+        raw = io.FileIO(self._partial.open_for_writing(), "wb", closefd=True)
         self._file = _DiskFullTranslator(raw, final_path)
 
     @property
@@ -230,6 +231,7 @@ class LocalDestinationWriter:
         except BaseException:
             self.abort()
             raise
+        self._partial.release()
 
     def abort(self) -> None:
         """Remove the partial file; safe to call more than once."""
@@ -237,6 +239,7 @@ class LocalDestinationWriter:
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self.partial_path.unlink()
+        self._partial.release()
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -248,27 +251,40 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def verify_zip_file(path: Path, entries: Sequence[ZipEntry], *, shown_as: str) -> None:
-    """Check a written ZIP's central directory, read back independently with ``zipfile``,
-    against what was written: every name, CRC and size."""
+    """Read a written ZIP's central directory back from the file, record by record
+    (:mod:`handler.centraldir`), and compare each with what was written, in order: name
+    bytes, flags, method, CRC, sizes and local header offset; then the count. Memory stays
+    at one record whatever the member count."""
+    expected = iter(entries)
+    listed = 0
     try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError) as exc:
+        with path.open("rb", buffering=READ_BUFFER) as handle:
+            for record in read_central_records(handle):
+                listed += 1
+                entry = next(expected, None)
+                if entry is not None and _fields(parse_central_record(record)) != _fields(entry):
+                    raise CompressionError(
+                        f"{shown_as}: member {entry.name!r} reads back differently from what "
+                        "was written"
+                    )
+    except (CentralDirectoryError, UnicodeDecodeError, OSError) as exc:
         raise CompressionError(f"{shown_as}: the written ZIP does not read back ({exc})") from exc
-    if len(infos) != len(entries):
+    if listed != len(entries):
         raise CompressionError(
-            f"{shown_as}: the written ZIP lists {len(infos)} members, expected {len(entries)}"
+            f"{shown_as}: the written ZIP lists {listed} members, expected {len(entries)}"
         )
-    for info, entry in zip(infos, entries, strict=True):
-        if (info.filename, info.CRC, info.file_size, info.compress_size) != (
-            entry.name,
-            entry.crc32,
-            entry.uncompressed_size,
-            entry.compressed_size,
-        ):
-            raise CompressionError(
-                f"{shown_as}: member {entry.name!r} reads back differently from what was written"
-            )
+
+
+def _fields(entry: ZipEntry) -> tuple[bytes, int, int, int, int, int, int]:
+    return (
+        entry.encoded_name,
+        entry.flags,
+        entry.method,
+        entry.crc32,
+        entry.uncompressed_size,
+        entry.compressed_size,
+        entry.offset,
+    )
 
 
 def check_location(location: str, *, zip_destination: bool = False) -> str:

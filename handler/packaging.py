@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +109,7 @@ def plan(
     storage: StorageManager,
     critical: float,
     extractor: StreamingExtractor,
+    include: Sequence[str] = (),
 ) -> Decision:
     """Choose ``extract`` only if it fits under the critical threshold of /tmp, else ``stream``.
 
@@ -124,7 +125,7 @@ def plan(
     if src.size() > budget and _format_of(src) in compressed_tar:
         needed = src.size()
     if needed is None:
-        info = extractor.get_archive_info(src)
+        info = extractor.get_archive_info(src, include or None)  # what --include selects
         needed = storage.estimate_space_needed(info, Strategy.EXTRACT).scratch_bytes
         at_least = ""
     else:
@@ -234,6 +235,7 @@ def package_target(  # noqa: PLR0915 - one loop of attempts reads best whole
                                 storage,
                                 settings.tmp_critical,
                                 options.extractor(),
+                                options.include,
                             )
                         strategy = decision.strategy
                         log.info(

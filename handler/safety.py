@@ -132,14 +132,7 @@ class MemberGuard:
     def admit(self, member: Member) -> Member:
         """Return ``member`` when it is safe to unpack next, else raise ExtractionError."""
         name = member.name
-        self._count += 1
-        if self._count > self._limits.max_members:
-            raise ExtractionError(
-                self._source,
-                name,
-                f"the archive has more than {self._limits.max_members:,} members",
-                "raise the member limit (--max-members) if this archive is trusted",
-            )
+        self.count(name)
         parent = posixpath.dirname(name)
         while parent:
             kind = self._kinds.get(parent)
@@ -191,6 +184,17 @@ class MemberGuard:
             self._kinds[parent] = MemberKind.DIRECTORY
             parent = posixpath.dirname(parent)
         return member
+
+    def count(self, name: str) -> None:
+        """Count one more member (``name``, for the message), refusing it past the limit."""
+        self._count += 1
+        if self._count > self._limits.max_members:
+            raise ExtractionError(
+                self._source,
+                name,
+                f"the archive has more than {self._limits.max_members:,} members",
+                "raise the member limit (--max-members) if this archive is trusted",
+            )
 
     def _check_symlink(self, name: str, target: str) -> None:
         """Refuse a link whose target leaves the root, or walks through another link (in

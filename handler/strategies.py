@@ -11,7 +11,6 @@ and aborted on failure, and report their work as monitor phases.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 from handler.codec import DEFAULT_LEVEL, Compression, check_compression, check_level
 from handler.errors import CompressionError, InputError
 from handler.extract import StreamingExtractor
+from handler.leftovers import LockedScratch, remove_stale_scratch
 from handler.locations import Destination, Source
 from handler.members import Member, MemberKind, OpenMember
 from handler.names import check_name_encoding
@@ -30,6 +30,7 @@ from handler.storage import CleanupContext, StorageManager
 from handler.zipper import IncrementalZipper, ZipCounts, iter_chunks
 from monitor.sampler import peak_rss_bytes
 
+SCRATCH_PREFIX = "tmpwarden-extract-"
 SourceProgress = Callable[[int, int], None]
 """Called with (source bytes read, source size) as the work advances."""
 
@@ -233,12 +234,11 @@ def run_extract(
     dest.check_writable()
     source_size = src.size()
     extractor = opts.extractor()
-    with CleanupContext() as cleanup:
+    remove_stale_scratch(scratch_root, SCRATCH_PREFIX)  # what killed runs left behind
+    with LockedScratch(scratch_root, SCRATCH_PREFIX) as locked, CleanupContext() as cleanup:
         # Not registered with the monitor's critical cleanup: removing it while it is
         # being zipped would lose members; it goes when this block ends, whatever happens.
-        scratch = cleanup.register_cleanup(
-            tempfile.mkdtemp(prefix="tmpwarden-extract-", dir=scratch_root)
-        )
+        scratch = cleanup.register_cleanup(locked.path)
 
         hardlinks: dict[str, str] = {}  # the archive says which name is the link
 

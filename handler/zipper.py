@@ -28,12 +28,13 @@ import os
 import posixpath
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from handler.centraldir import CentralRecords
 from handler.codec import (
     DEFAULT_LEVEL,
     Compression,
@@ -126,16 +127,17 @@ class IncrementalZipper:
         self._patcher: Patcher | None = patcher_for(sink)
         self._offset = self._sink_position()
         self._start_offset = self._offset
-        self._entries: list[ZipEntry] = []
+        self._entries = CentralRecords()  # compact: the records, not ZipEntry objects
         self._names: set[str] = set()
         self._finalized = False
 
     # -- public API -------------------------------------------------------------------
 
     @property
-    def entries(self) -> list[ZipEntry]:
-        """The members written so far, in order."""
-        return list(self._entries)
+    def entries(self) -> Sequence[ZipEntry]:
+        """The members written so far, in order (a read-only view; each entry is made
+        from its central directory record when asked for)."""
+        return self._entries
 
     @property
     def bytes_written(self) -> int:
@@ -245,8 +247,7 @@ class IncrementalZipper:
         self._check_open()
         directory_offset = self._offset
         directory_size = 0
-        for entry in self._entries:
-            record = entry.central_header()
+        for record in self._entries.records():
             self._write(record)
             directory_size += len(record)
         self._write(end_records(len(self._entries), directory_offset, directory_size))
@@ -341,7 +342,7 @@ class IncrementalZipper:
             )
             zipper.add_tree(root)
             zipper.finalize()
-        return zipper.entries
+        return list(zipper.entries)
 
     # -- internals --------------------------------------------------------------------
 

@@ -256,11 +256,6 @@ def test_property_10_selective_packaging(
     _check(nodes, fmt, include, strategy)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8 item 10: --include of regular files is refused for a device file or "
-    "FIFO it would skip",
-)
 @given(case=cases(specials=True))
 @pytest.mark.parametrize("strategy", [_stream, _extract], ids=["stream", "extract"])
 def test_property_10_unselected_special_members_are_skipped(

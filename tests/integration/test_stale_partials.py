@@ -1,0 +1,217 @@
+"""Partial files (and extract scratch directories) of killed runs are removed by the next
+run to the same destination (or scratch root); a live run's never are (issue 8 item 10: a
+run killed mid-write left a hidden ``*.tmpwarden-partial`` that no later run removed;
+Lambda Managed Instances share /tmp across processes, so "left over" must mean "no
+process holds it").
+
+The writer is a real ``python -m handler package`` reading its source from a FIFO: the
+test feeds it half an archive, so it stops mid-write with its partial open, then kills it
+with SIGKILL or lets it finish.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from handler.cli import main
+from handler.events import StrategyChoice, Target
+from handler.leftovers import PARTIAL_SUFFIX, LockedPartial, remove_stale_partials
+from handler.packaging import package_target
+from handler.settings import HandlerSettings
+from monitor.units import MiB
+from tests.helpers import python_env, read_zip
+
+FILES = {f"model/shard-{i}.bin": random.Random(i).randbytes(1 * MiB) for i in range(3)}
+HEAD = 3 * MiB // 2
+"""Bytes of the archive fed before the writer is left waiting: more than the one read of
+1 MiB the tar reader makes before the first member (when the destination is begun)."""
+
+
+def archive_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in FILES.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def partials(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.name.endswith(PARTIAL_SUFFIX))
+
+
+def wait_for(condition: object, what: str, child: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():  # type: ignore[operator]
+        if child.poll() is not None:
+            raise AssertionError(f"the writer exited ({child.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class StalledWriter:
+    """``python -m handler package FIFO DEST`` in a child process, fed ``HEAD`` bytes of the
+    archive, then waiting for the rest with its partial file open."""
+
+    def __init__(self, tmp_path: Path, destination: Path) -> None:
+        self.fifo = tmp_path / "source.tar"
+        os.mkfifo(self.fifo)
+        self.data = archive_bytes()
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "handler", "package", str(self.fifo), str(destination)],
+            env=python_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.fd = self._open_fifo()
+        os.write(self.fd, self.data[:HEAD])
+        wait_for(lambda: partials(destination.parent), "its partial file appears", self.child)
+        self.partial = partials(destination.parent)[0]
+
+    def _open_fifo(self) -> int:
+        deadline = time.monotonic() + 30
+        while True:
+            try:  # succeeds once the child has opened the FIFO to read
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                if self.child.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+                continue
+            os.set_blocking(fd, True)
+            return fd
+
+    def kill(self) -> None:
+        os.kill(self.child.pid, signal.SIGKILL)
+        self.child.wait(timeout=30)
+        os.close(self.fd)
+
+    def finish(self) -> tuple[int, str]:
+        os.write(self.fd, self.data[HEAD:])
+        os.close(self.fd)
+        _, err = self.child.communicate(timeout=120)
+        return self.child.returncode, err.decode()
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "out"
+    directory.mkdir()
+    yield directory
+
+
+def run(*argv: str) -> tuple[int, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    return main(list(argv), out=stdout, err=stderr), stderr.getvalue()
+
+
+def test_the_next_run_removes_the_partial_of_a_run_killed_mid_write(
+    tmp_path: Path, out: Path
+) -> None:
+    destination = out / "m.zip"
+    writer = StalledWriter(tmp_path, destination)
+    writer.kill()
+    assert writer.child.returncode == -signal.SIGKILL
+    assert partials(out) == [writer.partial], "the killed run left its partial behind"
+    source = tmp_path / "m.tar"
+    source.write_bytes(archive_bytes())
+    assert run("package", str(source), str(destination)) == (0, "")
+    assert partials(out) == []
+    assert read_zip(destination) == FILES
+
+
+def test_a_live_writers_partial_is_never_removed(tmp_path: Path, out: Path) -> None:
+    destination = out / "m.zip"
+    writer = StalledWriter(tmp_path, destination)
+    try:
+        source = tmp_path / "m.tar"
+        source.write_bytes(archive_bytes())
+        assert run("package", str(source), str(destination)) == (0, "")
+        assert partials(out) == [writer.partial], "a live run's partial was removed"
+        assert read_zip(destination) == FILES
+    finally:
+        code, err = writer.finish()
+    assert (code, err) == (0, "")  # the live run completes, its partial renamed into place
+    assert partials(out) == []
+    assert read_zip(destination) == FILES
+
+
+def test_only_the_partials_of_the_same_destination_are_touched(tmp_path: Path) -> None:
+    final = tmp_path / "a.zip"
+    stale = tmp_path / f".a.zip.0123abcd{PARTIAL_SUFFIX}"
+    others = [
+        tmp_path / f".b.zip.0123abcd{PARTIAL_SUFFIX}",  # another destination
+        tmp_path / f".a.zip.v2.zip.0123abcd{PARTIAL_SUFFIX}",  # a.zip.v2.zip's
+        tmp_path / ".a.zip.0123abcd",  # not a partial
+        tmp_path / f"a.zip.0123abcd{PARTIAL_SUFFIX}",  # not hidden: not ours
+    ]
+    for path in [stale, *others]:
+        path.write_bytes(b"left over")
+    live = LockedPartial(final)
+    try:
+        assert remove_stale_partials(final) == [stale]
+        assert live.path.exists() and all(p.exists() for p in others)
+    finally:
+        live.release()
+    assert remove_stale_partials(final) == [live.path]
+
+
+HOLD_SCRATCH = (
+    "import sys, time\n"
+    "from handler.leftovers import LockedScratch\n"
+    "from handler.strategies import SCRATCH_PREFIX\n"
+    "with LockedScratch(sys.argv[1], SCRATCH_PREFIX) as scratch:\n"
+    "    (scratch.path / 'member.bin').write_bytes(bytes(4096))\n"
+    "    print(scratch.path, flush=True)\n"
+    "    time.sleep(600)\n"
+)
+
+
+def test_extract_removes_scratch_left_by_a_killed_run_never_a_live_one(tmp_path: Path) -> None:
+    """The same kind for the extract strategy's scratch directory in /tmp."""
+    root = tmp_path / "scratch"
+    root.mkdir()
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", HOLD_SCRATCH, str(root)],
+            env=python_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    dead, live = runs
+    try:
+        dead_path, live_path = (Path(run.stdout.readline().strip()) for run in runs)  # type: ignore[union-attr]
+        os.kill(dead.pid, signal.SIGKILL)
+        dead.wait(timeout=30)
+        source = tmp_path / "m.tar"
+        source.write_bytes(archive_bytes())
+        result = package_target(
+            Target(str(source), str(tmp_path / "m.zip")),
+            HandlerSettings(scratch_dir=str(root), tmp_critical=0.99),
+            choice=StrategyChoice.EXTRACT,
+        )
+        assert (result.status, result.strategy) == ("succeeded", "extract"), result
+        assert not dead_path.exists(), "the killed run's scratch directory was left"
+        assert (live_path / "member.bin").exists(), "a live run's scratch directory was removed"
+        assert list(root.iterdir()) == [live_path]
+    finally:
+        live.kill()
+        live.wait(timeout=30)
+        for run in runs:
+            if run.stdout is not None:
+                run.stdout.close()
