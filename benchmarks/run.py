@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks import monitor_overhead
 from benchmarks.measure import Measurement, measure
-from handler.sample import build_sample_artifact
+from handler.cli.sample import build_sample_artifact
 from monitor.units import MiB, format_size, parse_size
 
 HERE = Path(__file__).resolve().parent

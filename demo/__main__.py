@@ -22,9 +22,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from handler.cli.sample import build_sample_artifact
+from handler.cli.sandbox import invoke, limits_from_template
 from handler.codec import crc32
-from handler.sample import build_sample_artifact
-from handler.sandbox import invoke, limits_from_template
 from monitor.units import MiB, format_size, parse_size
 
 OUTPUT = Path("demo-output")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: PLC0415
 
-    from handler.s3 import make_client  # noqa: PLC0415
+    from handler.locations.s3 import make_client  # noqa: PLC0415
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

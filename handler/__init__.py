@@ -1,5 +1,7 @@
 """tmpwarden's packaging engine: archives to ZIPs by streaming, with bounded disk and memory."""
 
+from handler.archive.reader import StreamingExtractor
+from handler.archive.safety import Limits
 from handler.errors import (
     CleanupFailedError,
     CommitUnverifiedError,
@@ -10,11 +12,9 @@ from handler.errors import (
     InsufficientStorageError,
     TmpwardenError,
 )
-from handler.extract import StreamingExtractor
 from handler.packaging import PackageOptions, PackageResult, package
-from handler.safety import Limits
 from handler.storage import CleanupContext, StorageManager, Strategy
-from handler.zipper import IncrementalZipper
+from handler.zipwriter.zipper import IncrementalZipper
 
 __all__ = [
     "CleanupContext",

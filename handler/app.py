@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from handler.errors import TmpwardenError
 from handler.events import InvocationResult, error_dict, parse_event
-from handler.locations import is_s3
+from handler.locations.local import is_s3
 from handler.logs import configure, log_context
 from handler.memory import explain
 from handler.packaging import package_target
@@ -37,7 +37,7 @@ class Runtime:
 
     def client(self) -> S3Client:
         if self.s3 is None:
-            from handler.s3 import make_client  # noqa: PLC0415
+            from handler.locations.s3 import make_client  # noqa: PLC0415
 
             self.s3 = make_client(
                 self.settings.endpoint_url, stall_timeout=self.settings.stall_timeout

@@ -10,7 +10,7 @@ Event::
      "strategy": "auto"}
 
 ``name_encoding`` (optional) is the codec of member names that are not UTF-8; without it
-such names are refused (see :mod:`handler.names`).
+such names are refused (see :mod:`handler.archive.names`).
 
 A target's result ``status`` is ``succeeded`` (the destination is this attempt's, verified),
 ``failed`` (nothing of this target was left at the destination) or ``unverified`` (the
@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from handler.archive.names import check_name_encoding
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression
 from handler.errors import InputError
-from handler.locations import IF_EXISTS, IfExists, check_location
-from handler.names import check_name_encoding
+from handler.locations.local import IF_EXISTS, IfExists, check_location
 from handler.validation import location_problems, same_location, shown, shown_repr, text_problem
 
 MAX_TARGETS = 1000

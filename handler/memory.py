@@ -12,9 +12,10 @@ The estimate, in bytes, is ``BASELINE_BYTES + parts in flight x part size + read
   140 to 146 MiB, 20 MiB over the stream strategy's (files written, then read back).
 - Parts in flight, for an S3 destination: ``MAX_IN_FLIGHT`` parts uploading, one filling,
   one being cut from the buffer, and one held back until the local header it carries is
-  filled in (:mod:`handler.multipart`, :mod:`handler.parts`), each of the part size an
-  output as large as the source reaches (:func:`handler.multipart.part_size`: 8 MiB up to
-  about 8 GB). A local destination holds one ``WRITE_BUFFER`` instead.
+  filled in (:mod:`handler.locations.multipart`, :mod:`handler.locations.parts`), each of
+  the part size an output as large as the source reaches
+  (:func:`handler.locations.multipart.part_size`: 8 MiB up to about 8 GB). A local
+  destination holds one ``WRITE_BUFFER`` instead.
 - Read buffers: ``READ_BUFFER``, the tar reader's and the gzip decoder's chunks and the
   zipper's (1 MiB each), plus ``READAHEAD`` (8 MiB) for a ZIP read from S3 through ranged
   GETs.
@@ -89,7 +90,7 @@ class MemoryPlan:
 
 
 def _part_size_for(output_bytes: int) -> int:
-    from handler.multipart import MAX_PARTS, part_size  # noqa: PLC0415 - boto3 only for S3
+    from handler.locations.multipart import MAX_PARTS, part_size  # noqa: PLC0415 - boto3 only for S3
 
     written, number = 0, 1
     while number < MAX_PARTS and written + part_size(number) < output_bytes:
@@ -104,16 +105,16 @@ def plan_memory(
     """The memory packaging ``source`` (``source_size`` bytes) into ``destination`` needs,
     with the stream strategy or (``extract``) the extract strategy; see the module's note
     for each figure."""
-    from handler.locations import READ_BUFFER, WRITE_BUFFER, is_s3  # noqa: PLC0415
+    from handler.locations.local import READ_BUFFER, WRITE_BUFFER, is_s3  # noqa: PLC0415
 
     read_buffers = READ_CHUNKS * READ_BUFFER
     extracting = EXTRACT_EXTRA_BYTES if extract else 0
     if is_s3(source) and source.lower().endswith(".zip"):
-        from handler.s3 import READAHEAD  # noqa: PLC0415
+        from handler.locations.s3 import READAHEAD  # noqa: PLC0415
 
         read_buffers += READAHEAD
     if is_s3(destination):
-        from handler.multipart import MAX_IN_FLIGHT  # noqa: PLC0415
+        from handler.locations.multipart import MAX_IN_FLIGHT  # noqa: PLC0415
 
         parts = MAX_IN_FLIGHT + 3  # uploading, filling, being cut, held for its header
         size = _part_size_for(source_size)

@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from handler.archive.formats import SNIFF_SIZE, detect_format
+from handler.archive.reader import StreamingExtractor
 from handler.deadline import Deadline, OutOfTimeError, bounded, longest_wait
 from handler.errors import CommitUnverifiedError, InsufficientStorageError
 from handler.events import SUCCEEDED, UNVERIFIED, StrategyChoice, Target, TargetResult, error_dict
-from handler.extract import StreamingExtractor
-from handler.formats import SNIFF_SIZE, detect_format
-from handler.locations import Destination, IfExists, Source, open_destination, open_source
+from handler.locations.local import Destination, IfExists, Source, open_destination, open_source
 from handler.logs import log_context
 from handler.members import ArchiveFormat
 from handler.memory import MemoryPlan, check_memory, explain, function_memory_limit, plan_memory

@@ -17,7 +17,7 @@ from typing import Self
 
 from handler.errors import CleanupFailedError, InsufficientStorageError
 from handler.members import ArchiveInfo, MemberKind
-from handler.zipformat import CENTRAL_HEADER, LOCAL_HEADER, ZIP64_END, ZIP64_LOCATOR
+from handler.zipwriter.records import CENTRAL_HEADER, LOCAL_HEADER, ZIP64_END, ZIP64_LOCATOR
 from monitor.sampler import disk_space
 from monitor.units import KiB
 

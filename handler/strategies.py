@@ -18,16 +18,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from handler.archive.names import check_name_encoding
+from handler.archive.reader import StreamingExtractor
+from handler.archive.safety import Limits
 from handler.codec import DEFAULT_LEVEL, Compression, check_compression, check_level
 from handler.errors import CompressionError, InputError
-from handler.extract import StreamingExtractor
-from handler.leftovers import LockedScratch, remove_stale_scratch
-from handler.locations import Destination, Source
+from handler.locations.leftovers import LockedScratch, remove_stale_scratch
+from handler.locations.local import Destination, Source
 from handler.members import Member, MemberKind, OpenMember
-from handler.names import check_name_encoding
-from handler.safety import Limits
 from handler.storage import CleanupContext, StorageManager
-from handler.zipper import IncrementalZipper, ZipCounts, iter_chunks
+from handler.zipwriter.zipper import IncrementalZipper, ZipCounts, iter_chunks
 from monitor.sampler import peak_rss_bytes
 
 SCRATCH_PREFIX = "tmpwarden-extract-"
@@ -61,7 +61,8 @@ class PackageOptions:
     level: int = DEFAULT_LEVEL
     limits: Limits = field(default_factory=Limits)
     name_encoding: str | None = None
-    """The codec of member names that are not UTF-8 (None: refuse them); see handler.names."""
+    """The codec of member names that are not UTF-8 (None: refuse them); see
+    handler.archive.names."""
 
     def __post_init__(self) -> None:
         check_compression(self.compression)

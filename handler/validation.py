@@ -128,7 +128,7 @@ def _path_problem(path: str) -> str | None:
 def location_problems(location: str, *, escaped_bytes: bool = False) -> list[str]:
     """Why ``location`` (``s3://bucket/key`` or a local path) cannot be represented where it
     points; ``[]`` when it can. Shapes (``s3://bucket`` with no key) are
-    :func:`handler.locations.check_location`'s job."""
+    :func:`handler.locations.local.check_location`'s job."""
     local = not location.startswith("s3://")
     problem = text_problem(location, escaped_bytes=escaped_bytes and local)
     if problem is not None:

@@ -1,6 +1,6 @@
 """Archives produced on the fly: a tar (or tar.gz) of any size that is never stored.
 
-A :class:`LazyTar` is a :class:`handler.locations.Source` whose stream generates the
+A :class:`LazyTar` is a :class:`handler.locations.local.Source` whose stream generates the
 archive as it is read (tar headers from ``tarfile``, member data from a seed), the way an
 S3 GetObject body arrives: front to back, never seekable. Its reads can be cut short at
 any chunking, and every read size asked of it is recorded, so tests can show what the

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from handler.sandbox import namespace_prefix
+from handler.cli.sandbox import namespace_prefix
 
 
 def unshare_prefix() -> tuple[str, ...] | None:

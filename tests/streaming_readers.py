@@ -19,8 +19,8 @@ from pathlib import Path
 
 from stream_unzip import stream_unzip
 
-from handler.parts import Part, PartCutter
-from handler.zipformat import (
+from handler.locations.parts import Part, PartCutter
+from handler.zipwriter.records import (
     CENTRAL_HEADER_SIGNATURE,
     DATA_DESCRIPTOR_SIGNATURE,
     END_SIGNATURE,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from handler.archive.safety import MemberGuard
 from handler.errors import ExtractionError, SourceReadError, TmpwardenError
 from handler.memory import explain
-from handler.safety import MemberGuard
 from handler.streams import CountingReader
 
 CORRUPT_ADVICE = "the archive is truncated or corrupt; fetch or rebuild it and try again"

@@ -3,7 +3,7 @@
 Tar formats are read front to back through a pipe of streams (source -> decompressor
 -> tar headers), never seeking, so a non-seekable source (an S3 body) works; zip is
 read through its central directory, which needs random access. Every member passes
-:class:`~handler.safety.MemberGuard` before its data is touched.
+:class:`~handler.archive.safety.MemberGuard` before its data is touched.
 """
 
 from __future__ import annotations
@@ -26,6 +26,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self, cast
 
+from handler.archive.formats import SNIFF_SIZE, SUPPORTED, detect_format, is_tar_start
+from handler.archive.names import MemberNames, Name
+from handler.archive.readchecks import (
+    CORRUPT_ADVICE,
+    CorruptArchiveErrors,
+    Position,
+    RatioCheck,
+    SourceReadErrors,
+)
+from handler.archive.safety import Limits, MemberGuard, safe_name
+from handler.archive.unpackable import Refusal, tar_refusal, zip_refusal
 from handler.codec import open_gzip_reader
 from handler.errors import (
     ExtractionError,
@@ -34,21 +45,10 @@ from handler.errors import (
     UnsupportedArchiveError,
     shown_name,
 )
-from handler.formats import SNIFF_SIZE, SUPPORTED, detect_format, is_tar_start
-from handler.locations import Source, open_source
+from handler.locations.local import Source, open_source
 from handler.members import ArchiveFormat, ArchiveInfo, Member, MemberKind, OpenMember
-from handler.names import MemberNames, Name
-from handler.readchecks import (
-    CORRUPT_ADVICE,
-    CorruptArchiveErrors,
-    Position,
-    RatioCheck,
-    SourceReadErrors,
-)
-from handler.safety import Limits, MemberGuard, safe_name
 from handler.storage import available_bytes
 from handler.streams import CountingReader, GuardedReader, PrefixedReader, read_head
-from handler.unpackable import Refusal, tar_refusal, zip_refusal
 from monitor.units import KiB, MiB
 
 CHUNK_SIZE = 1 * MiB
@@ -81,7 +81,7 @@ class ArchiveReader:
     """One front-to-back pass over one archive; a context manager that owns the streams.
 
     No stream below it holds the reader (the wrappers get the standalone objects of
-    :mod:`handler.readchecks`), and leaving the context drops every stream, so a finished
+    :mod:`handler.archive.readchecks`), and leaving the context drops every stream, so a finished
     reader is freed by reference counting alone.
     """
 
@@ -180,7 +180,7 @@ class ArchiveReader:
                     fileobj=tar_stream,
                     mode="r|",
                     bufsize=self._chunk_size,
-                    encoding="utf-8",  # names come back as bytes in handler.names
+                    encoding="utf-8",  # names come back as bytes in handler.archive.names
                     errors="surrogateescape",
                 )
             )
@@ -214,7 +214,7 @@ class ArchiveReader:
             yield OpenMember(member, stream)
 
     def _tar_member(self, info: tarfile.TarInfo, name: Name) -> Member:
-        """A file, directory or link (others are refused by :mod:`handler.unpackable`)."""
+        """A file, directory or link (others are refused by :mod:`handler.archive.unpackable`)."""
         source = self.source.name
         if info.isreg():
             kind, target = MemberKind.FILE, None
@@ -288,7 +288,7 @@ class ArchiveReader:
 
     def _zip_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: Name) -> Member:
         """A file, directory or link that can be read (others are refused by
-        :mod:`handler.unpackable`)."""
+        :mod:`handler.archive.unpackable`)."""
         source = self.source.name
         unix_mode = info.external_attr >> 16
         target = None
@@ -344,7 +344,7 @@ class ArchiveReader:
         self, name: Name, refusal: Refusal | None, patterns: Sequence[str] | None
     ) -> bool:
         """Whether a member that cannot be unpacked (``refusal`` says why) is left out by
-        ``patterns``; refuses it when selected. See :mod:`handler.unpackable` for the
+        ``patterns``; refuses it when selected. See :mod:`handler.archive.unpackable` for the
         checks an unselected one still gets."""
         if refusal is None:
             return False
@@ -382,7 +382,7 @@ class StreamingExtractor:
         chunk_size: int = CHUNK_SIZE,
         name_encoding: str | None = None,
     ) -> None:
-        """``name_encoding``: the codec of names that are not UTF-8 (see handler.names)."""
+        """``name_encoding``: the codec of names that are not UTF-8 (see handler.archive.names)."""
         self.limits = limits or Limits()
         self.chunk_size = chunk_size
         self.name_encoding = name_encoding

@@ -7,7 +7,7 @@ matches it). When the patterns leave it out it is passed over, as ``tar -x PATTE
 ``unzip ARCHIVE PATTERN`` pass over members they do not extract, and only the checks
 that concern the archive as a whole apply to it:
 
-* its name's path safety (:func:`handler.safety.safe_name`: no absolute path, drive
+* its name's path safety (:func:`handler.archive.safety.safe_name`: no absolute path, drive
   letter, backslash, NUL or ``..``): a hostile name is refused wherever it is;
 * the member-count limit.
 
@@ -21,7 +21,7 @@ import stat
 import tarfile
 import zipfile
 
-from handler.safety import DEVICE_ADVICE, FIFO_ADVICE, SPECIAL_FILE_ADVICE
+from handler.archive.safety import DEVICE_ADVICE, FIFO_ADVICE, SPECIAL_FILE_ADVICE
 
 ZIP_READABLE_METHODS = frozenset(
     {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}

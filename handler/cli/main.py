@@ -14,18 +14,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from handler.archive.names import check_name_encoding
+from handler.archive.reader import StreamingExtractor
+from handler.archive.safety import Limits
+from handler.cli.progress import ProgressBar
+from handler.cli.sample import build_sample_artifact
+from handler.cli.sandbox import DEFAULT_TEMPLATE
 from handler.codec import COMPRESSIONS, DEFAULT_LEVEL
 from handler.errors import CommitUnverifiedError, InputError, TmpwardenError
 from handler.events import UNVERIFIED, error_dict
-from handler.extract import StreamingExtractor
-from handler.locations import IF_EXISTS, is_s3, open_source
+from handler.locations.local import IF_EXISTS, is_s3, open_source
 from handler.members import ArchiveFormat, ArchiveInfo
-from handler.names import check_name_encoding
 from handler.packaging import PackageOptions, PackageResult, package
-from handler.progress import ProgressBar
-from handler.safety import Limits
-from handler.sample import build_sample_artifact
-from handler.sandbox import DEFAULT_TEMPLATE
 from handler.storage import StorageManager, Strategy
 from handler.validation import check_arguments
 from monitor.errors import EXIT_ERROR, run_reporting_errors
@@ -303,13 +303,13 @@ def _run_sample(args: argparse.Namespace, out: TextIO) -> int:
 def _client(endpoint_url: str | None, *locations: str) -> Any:
     if not any(is_s3(location) for location in locations):
         return None
-    from handler.s3 import make_client  # noqa: PLC0415 - boto3 only for S3
+    from handler.locations.s3 import make_client  # noqa: PLC0415 - boto3 only for S3
 
     return make_client(endpoint_url)
 
 
 def _run_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from handler.sandbox import invoke, limits_from_template  # noqa: PLC0415
+    from handler.cli.sandbox import invoke, limits_from_template  # noqa: PLC0415
 
     base = limits_from_template(args.template)
     limits = replace(

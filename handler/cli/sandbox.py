@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from handler.cli.sandbox_child import DEADLINE_ENV, RESULT_FD_ENV
 from handler.errors import InputError, TmpwardenError
-from handler.sandbox_child import DEADLINE_ENV, RESULT_FD_ENV
 from handler.validation import location_problems
 from monitor.units import MiB
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
 HANDLER_NAME = "handler.app.lambda_handler"
 REMAP_CANDIDATES = ("/mnt", "/media", "/srv", "/opt")
@@ -236,7 +236,7 @@ def invoke(
     command = [
         _moved(Path(sys.executable), remap),
         "-m",
-        "handler.sandbox_child",
+        "handler.cli.sandbox_child",
         _moved(event_path.resolve(), remap),
     ]
     try:

@@ -1,6 +1,6 @@
 """Inside the sandbox: run one invocation of the handler and report it on a pipe.
 
-Started by :mod:`handler.sandbox` in a private mount namespace (tmpfs at /tmp, the
+Started by :mod:`handler.cli.sandbox` in a private mount namespace (tmpfs at /tmp, the
 rest read-only, RLIMIT_AS set). The response goes to the file descriptor named by
 ``TMPWARDEN_SANDBOX_RESULT_FD``; stdout carries the function's logs and EMF lines,
 as in Lambda.

@@ -38,8 +38,8 @@ from handler.errors import (
     RemoteServiceError,
     TmpwardenError,
 )
-from handler.locations import IfExists
-from handler.s3 import NOT_FOUND_CODES, S3Client, S3Url, error_code, translate
+from handler.locations.local import IfExists
+from handler.locations.s3 import NOT_FOUND_CODES, S3Client, S3Url, error_code, translate
 
 log = logging.getLogger("tmpwarden.handler")
 

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
 
-from handler.centraldir import CentralDirectoryError, parse_central_record, read_central_records
 from handler.errors import (
     CompressionError,
     DestinationError,
@@ -23,10 +22,15 @@ from handler.errors import (
     InsufficientStorageError,
     SourceNotFoundError,
 )
-from handler.leftovers import LockedPartial, remove_stale_partials
+from handler.locations.leftovers import LockedPartial, remove_stale_partials
 from handler.storage import available_bytes
 from handler.validation import shown_repr
-from handler.zipformat import ZipEntry
+from handler.zipwriter.centraldir import (
+    CentralDirectoryError,
+    parse_central_record,
+    read_central_records,
+)
+from handler.zipwriter.records import ZipEntry
 from monitor.units import MiB
 
 if TYPE_CHECKING:
@@ -252,7 +256,7 @@ def _fsync_directory(directory: Path) -> None:
 
 def verify_zip_file(path: Path, entries: Sequence[ZipEntry], *, shown_as: str) -> None:
     """Read a written ZIP's central directory back from the file, record by record
-    (:mod:`handler.centraldir`), and compare each with what was written, in order: name
+    (:mod:`handler.zipwriter.centraldir`), and compare each with what was written, in order: name
     bytes, flags, method, CRC, sizes and local header offset; then the count. Memory stays
     at one record whatever the member count."""
     expected = iter(entries)
@@ -315,7 +319,7 @@ def open_source(location: str | os.PathLike[str], *, s3: S3Client | None = None)
     """The source named by ``location``: ``s3://bucket/key`` or a local path."""
     text = check_location(str(location))
     if is_s3(text):
-        from handler.s3 import S3Source, make_client  # noqa: PLC0415 - boto3 only for S3
+        from handler.locations.s3 import S3Source, make_client  # noqa: PLC0415 - boto3 only for S3
 
         return S3Source(s3 or make_client(), text)
     return LocalSource(location)
@@ -331,8 +335,8 @@ def open_destination(
     ``if_exists="fail"`` refuses to replace what is there (DestinationExistsError)."""
     text = check_location(str(location), zip_destination=True)
     if is_s3(text):
-        from handler.multipart import S3Destination  # noqa: PLC0415 - boto3 only for S3
-        from handler.s3 import make_client  # noqa: PLC0415
+        from handler.locations.multipart import S3Destination  # noqa: PLC0415 - boto3 only for S3
+        from handler.locations.s3 import make_client  # noqa: PLC0415
 
         return S3Destination(s3 or make_client(), text, if_exists)
     return LocalDestination(location, if_exists)

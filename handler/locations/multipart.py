@@ -1,12 +1,12 @@
 """Write a ZIP to S3 while it is produced: a multipart upload, completed after the last
-byte and verified (:mod:`handler.commit`), or aborted on any failure, so no partial
+byte and verified (:mod:`handler.locations.commit`), or aborted on any failure, so no partial
 object ever appears.
 
 Parts start at 8 MiB and double every 1,000 parts, so an object of up to 5 TB fits in
 S3's 10,000 parts while memory stays at a few parts for any realistic artifact. Parts
 upload on background threads (at most ``MAX_IN_FLIGHT`` at once) while the next one fills.
 The part holding a member's local header is held back until the zipper patches the
-header's CRC and sizes (:class:`handler.parts.PartCutter`), so the ZIP needs no data
+header's CRC and sizes (:class:`handler.locations.parts.PartCutter`), so the ZIP needs no data
 descriptors; memory is then at most one held part, the parts in flight and the one filling.
 """
 
@@ -22,13 +22,21 @@ from typing import BinaryIO, cast
 
 from botocore.exceptions import ClientError
 
-from handler.commit import Upload, abort_upload, complete, exists_message, same_etag
 from handler.errors import CompressionError, DestinationExistsError
-from handler.locations import IfExists
+from handler.locations.commit import Upload, abort_upload, complete, exists_message, same_etag
+from handler.locations.local import IfExists
+from handler.locations.parts import Part, PartCutter
+from handler.locations.s3 import (
+    DENIED_CODES,
+    NOT_FOUND_CODES,
+    S3Client,
+    S3Url,
+    call,
+    error_code,
+    translate,
+)
 from handler.memory import explain
-from handler.parts import Part, PartCutter
-from handler.s3 import DENIED_CODES, NOT_FOUND_CODES, S3Client, S3Url, call, error_code, translate
-from handler.zipformat import ZipEntry
+from handler.zipwriter.records import ZipEntry
 from monitor.units import GiB, MiB, TiB
 
 log = logging.getLogger("tmpwarden.handler")
@@ -49,7 +57,7 @@ def part_size(part_number: int) -> int:
 
 class _UploadSink:
     """The file-like face of the upload that the zipper writes to: not seekable, but a
-    :class:`handler.zipsink.PatchableSink` (a held range is patched before it is sent)."""
+    :class:`handler.zipwriter.zipsink.PatchableSink` (a held range is patched before it is sent)."""
 
     def __init__(self, writer: S3MultipartWriter) -> None:
         self._writer = writer
@@ -155,7 +163,7 @@ class S3MultipartWriter:
                 raise cast(BaseException, future.exception())
 
     def commit(self, entries: Sequence[ZipEntry]) -> None:
-        """Upload the last part, then the commit point (:func:`handler.commit.complete`):
+        """Upload the last part, then the commit point (:func:`handler.locations.commit.complete`):
         returns when the object at the key is verified to be this attempt's; raises
         CommitUnverifiedError when it was written but cannot be verified."""
         try:

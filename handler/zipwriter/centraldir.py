@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, overload
 
-from handler.zipformat import (
+from handler.zipwriter.records import (
     CENTRAL_HEADER,
     CENTRAL_HEADER_SIGNATURE,
     END_OF_CENTRAL_DIRECTORY,

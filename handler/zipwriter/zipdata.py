@@ -1,6 +1,6 @@
 """A member's data on its way into the ZIP: compressed blocks that carry their CRC and
 size, and the prefix the zipper buffers to learn whether a member is small. No ZIP
-records here (see :mod:`handler.zipformat`)."""
+records here (see :mod:`handler.zipwriter.records`)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ local header, such as stream-unzip, libarchive's streaming reader or Java's
   files) is buffered, so its local header carries the CRC and sizes before the data;
   a small file deflate cannot shrink is stored, as Info-ZIP's zip does;
 * a larger member's local header is written first and patched after the data: in
-  place on a seekable file, or in memory on a :class:`~handler.zipsink.PatchableSink`
+  place on a seekable file, or in memory on a :class:`~handler.zipwriter.zipsink.PatchableSink`
   (an S3 multipart upload holds back the part with the header until it is patched);
 * only a sink that can neither seek nor patch (a pipe) gets a data descriptor after a
   large member, and then the member is always deflated (``store`` becomes deflate's
@@ -34,7 +34,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from handler.centraldir import CentralRecords
 from handler.codec import (
     DEFAULT_LEVEL,
     Compression,
@@ -48,14 +47,8 @@ from handler.codec import (
     zlib_deflate,
 )
 from handler.errors import CompressionError
-from handler.zipdata import (
-    CompressingStream,
-    PrecompressedMember,
-    iter_chunks,
-    replay,
-    take_prefix,
-)
-from handler.zipformat import (
+from handler.zipwriter.centraldir import CentralRecords
+from handler.zipwriter.records import (
     FLAG_DATA_DESCRIPTOR,
     METHOD_DEFLATED,
     METHOD_STORED,
@@ -67,7 +60,14 @@ from handler.zipformat import (
     external_attributes,
     needs_zip64,
 )
-from handler.zipsink import Patcher, Sink, patcher_for
+from handler.zipwriter.zipdata import (
+    CompressingStream,
+    PrecompressedMember,
+    iter_chunks,
+    replay,
+    take_prefix,
+)
+from handler.zipwriter.zipsink import Patcher, Sink, patcher_for
 from monitor.units import MiB
 
 __all__ = [
@@ -327,7 +327,7 @@ class IncrementalZipper:
     ) -> list[ZipEntry]:
         """Zip a directory tree file by file into ``zip_path`` (see :meth:`add_tree`).
 
-        Writes ``zip_path`` directly; use :mod:`handler.locations` for an atomic,
+        Writes ``zip_path`` directly; use :mod:`handler.locations.local` for an atomic,
         verified destination.
         """
         root = Path(source_dir)

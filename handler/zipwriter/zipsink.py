@@ -3,7 +3,7 @@ CRC and sizes afterwards without a data descriptor.
 
 Three kinds of sink:
 
-* a :class:`PatchableSink` (an S3 multipart upload, see :mod:`handler.parts`) keeps the
+* a :class:`PatchableSink` (an S3 multipart upload, see :mod:`handler.locations.parts`) keeps the
   bytes of a held range in memory until they are patched;
 * a seekable file is patched in place by seeking back (:class:`SeekPatcher`);
 * anything else (a pipe) cannot be patched: the values follow the data in a data

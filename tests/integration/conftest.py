@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from handler.app import reset_runtime
-from handler.sample import build_sample_artifact
+from handler.cli.sample import build_sample_artifact
 from monitor.units import MiB
 from tests.helpers import python_env
 from tests.s3server import CREDENTIALS, MotoS3

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from deploy.checks import metrics_used
-from handler.sample import build_sample_artifact
-from handler.sandbox import namespace_prefix
+from handler.cli.sample import build_sample_artifact
+from handler.cli.sandbox import namespace_prefix
 from monitor.metrics import REGISTRY
 from monitor.units import MiB
 from tests.emf_schema import validate_emf_line

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handler.app import lambda_handler
-from handler.sample import build_sample_artifact
+from handler.cli.sample import build_sample_artifact
 from monitor.units import MiB
 from tests.helpers import archive_digests
 from tests.integration.conftest import upload

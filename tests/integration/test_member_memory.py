@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from handler.safety import Limits
+from handler.archive.safety import Limits
 from monitor.units import MiB
 from tests.helpers import FIXED_MTIME, python_env
 
@@ -20,7 +20,7 @@ MAX_PEAK_RSS = 150 * MiB
 # VmHWM, not ru_maxrss: the latter carries this (large) parent's peak across the exec.
 MEASURED_CHILD = (
     "import sys\n"
-    "from handler.cli import main\n"
+    "from handler.cli.main import main\n"
     "from monitor.sampler import peak_rss_bytes\n"
     "code = main(sys.argv[1:])\n"
     "print(f'peak_rss_bytes={peak_rss_bytes()}', file=sys.stderr)\n"

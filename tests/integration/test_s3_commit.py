@@ -18,13 +18,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handler.app import lambda_handler
-from handler.cli import EXIT_UNVERIFIED, main
-from handler.commit import multipart_etag
+from handler.cli.main import EXIT_UNVERIFIED, main
+from handler.cli.sample import build_sample_artifact
 from handler.events import StrategyChoice, Target, TargetResult
-from handler.multipart import FIRST_PART_SIZE
+from handler.locations.commit import multipart_etag
+from handler.locations.multipart import FIRST_PART_SIZE
+from handler.locations.s3 import make_client
 from handler.packaging import package_target
-from handler.s3 import make_client
-from handler.sample import build_sample_artifact
 from handler.settings import HandlerSettings
 from monitor.units import MiB
 from tests.helpers import archive_digests

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import handler.multipart
+import handler.locations.multipart
 from handler.app import lambda_handler
 from handler.packaging import PackageOptions, package
-from handler.zipformat import FLAG_DATA_DESCRIPTOR, METHOD_DEFLATED, METHOD_STORED
+from handler.zipwriter.records import FLAG_DATA_DESCRIPTOR, METHOD_DEFLATED, METHOD_STORED
 from monitor.units import MiB
 from tests.helpers import FIXED_MTIME, tar_info, tar_with
 from tests.integration.conftest import upload
@@ -68,15 +68,17 @@ def test_s3_and_file_zips_have_no_data_descriptor_and_stream(
     monkeypatch: pytest.MonkeyPatch,
     compression: str,
 ) -> None:
-    monkeypatch.setattr(handler.multipart, "FIRST_PART_SIZE", PART_SIZE)
+    monkeypatch.setattr(handler.locations.multipart, "FIRST_PART_SIZE", PART_SIZE)
     uploaded: list[int] = []
-    upload_part = handler.multipart.S3MultipartWriter._upload_part
+    upload_part = handler.locations.multipart.S3MultipartWriter._upload_part
 
-    def record(writer: handler.multipart.S3MultipartWriter, number: int, chunk: bytes) -> str:
+    def record(
+        writer: handler.locations.multipart.S3MultipartWriter, number: int, chunk: bytes
+    ) -> str:
         uploaded.append(number)
         return upload_part(writer, number, chunk)
 
-    monkeypatch.setattr(handler.multipart.S3MultipartWriter, "_upload_part", record)
+    monkeypatch.setattr(handler.locations.multipart.S3MultipartWriter, "_upload_part", record)
     archive = source_tar(tmp_path / "model.tar")
     source = upload(s3_env.client(), bucket, "models/model.tar", archive)
 

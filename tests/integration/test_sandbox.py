@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from handler.sample import build_sample_artifact
-from handler.sandbox import limits_from_template, namespace_prefix
+from handler.cli.sample import build_sample_artifact
+from handler.cli.sandbox import limits_from_template, namespace_prefix
 from monitor.units import MiB
 from tests.emf_schema import validate_emf_line
 from tests.helpers import archive_digests, python_env

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from handler.cli import main
+from handler.cli.main import main
 from handler.events import StrategyChoice, Target
-from handler.leftovers import PARTIAL_SUFFIX, LockedPartial, remove_stale_partials
+from handler.locations.leftovers import PARTIAL_SUFFIX, LockedPartial, remove_stale_partials
 from handler.packaging import package_target
 from handler.settings import HandlerSettings
 from monitor.units import MiB
@@ -171,7 +171,7 @@ def test_only_the_partials_of_the_same_destination_are_touched(tmp_path: Path) -
 
 HOLD_SCRATCH = (
     "import sys, time\n"
-    "from handler.leftovers import LockedScratch\n"
+    "from handler.locations.leftovers import LockedScratch\n"
     "from handler.strategies import SCRATCH_PREFIX\n"
     "with LockedScratch(sys.argv[1], SCRATCH_PREFIX) as scratch:\n"
     "    (scratch.path / 'member.bin').write_bytes(bytes(4096))\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from handler.sample import build_sample_artifact
+from handler.cli.sample import build_sample_artifact
 from monitor.units import MiB
 from tests.helpers import python_env, read_zip_names, unzip_test
 from tests.namespaces import run_with_tmpfs

@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from handler.archive.reader import StreamingExtractor
 from handler.events import StrategyChoice
-from handler.extract import StreamingExtractor
-from handler.locations import LocalSource, Source, open_destination
+from handler.locations.local import LocalSource, Source, open_destination
 from handler.packaging import plan
 from handler.storage import StorageManager, Strategy
 from handler.strategies import PackageOptions, run_extract, run_stream

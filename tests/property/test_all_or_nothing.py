@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from handler.errors import TmpwardenError
-from handler.multipart import FIRST_PART_SIZE, S3Destination
+from handler.locations.multipart import FIRST_PART_SIZE, S3Destination
 from handler.storage import StorageManager
 from handler.strategies import PackageOptions, run_extract, run_stream
 from monitor.units import KiB, MiB

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from handler.sample import build_sample_artifact
+from handler.cli.sample import build_sample_artifact
 from monitor.units import GiB, KiB, MiB
 from tests.helpers import python_env
 from tests.lazy_archive import LazyMember

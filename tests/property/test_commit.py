@@ -18,9 +18,9 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handler.commit import Upload, complete, multipart_etag
 from handler.errors import CommitUnverifiedError, TmpwardenError
-from handler.s3 import S3Client, S3Url
+from handler.locations.commit import Upload, complete, multipart_etag
+from handler.locations.s3 import S3Client, S3Url
 
 PARTS = [b"a" * 10, b"b" * 7]
 MD5S = [hashlib.md5(p, usedforsecurity=False).digest() for p in PARTS]

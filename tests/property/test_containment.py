@@ -23,7 +23,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from handler.errors import ExtractionError
-from handler.locations import LocalDestination, LocalSource
+from handler.locations.local import LocalDestination, LocalSource
 from handler.packaging import PackageOptions
 from handler.storage import StorageManager
 from handler.strategies import run_extract, run_stream

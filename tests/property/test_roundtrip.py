@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from handler.packaging import PackageOptions, package
-from handler.zipper import IncrementalZipper
+from handler.zipwriter.zipper import IncrementalZipper
 from tests.helpers import ALL_FORMATS, ArchiveKind, build_archive, read_zip
 
 segment = st.text(

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handler.locations import LocalDestination, LocalSource
+from handler.locations.local import LocalDestination, LocalSource
 from handler.packaging import PackageOptions, PackageResult
 from handler.storage import StorageManager
 from handler.strategies import run_extract, run_stream

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from handler.archive.safety import check_link_target, safe_name
 from handler.errors import ExtractionError
-from handler.safety import check_link_target, safe_name
 from handler.storage import CleanupContext
 
 names = st.text(alphabet="ab./\\:\x00.. ", max_size=24)

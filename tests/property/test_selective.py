@@ -25,7 +25,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from handler.errors import ExtractionError, InputError
-from handler.locations import LocalDestination, LocalSource
+from handler.locations.local import LocalDestination, LocalSource
 from handler.packaging import PackageOptions, PackageResult
 from handler.storage import StorageManager
 from handler.strategies import run_extract, run_stream
@@ -139,7 +139,7 @@ def _build(path: Path, nodes: Sequence[Node], fmt: str) -> None:
 
 
 def selects(name: str, chosen: Sequence[str]) -> bool:
-    """The documented rule, written out independently of handler.extract.matches."""
+    """The documented rule, written out independently of handler.archive.reader.matches."""
     base = posixpath.basename(name)
     return any(fnmatchcase(name if "/" in p else base, p) for p in chosen)
 

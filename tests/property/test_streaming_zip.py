@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handler.zipper import BUFFER_LIMIT, IncrementalZipper
+from handler.zipwriter.zipper import BUFFER_LIMIT, IncrementalZipper
 from tests.streaming_readers import (
     PartSink,
     assert_no_data_descriptors,

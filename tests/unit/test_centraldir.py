@@ -17,16 +17,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handler.centraldir import (
+from handler.errors import CompressionError
+from handler.locations.local import verify_zip_file
+from handler.zipwriter.centraldir import (
     CentralDirectoryError,
     CentralRecords,
     parse_central_record,
     read_central_records,
 )
-from handler.errors import CompressionError
-from handler.locations import verify_zip_file
-from handler.zipformat import ZIP32_LIMIT, ZipEntry, encode_name
-from handler.zipper import IncrementalZipper
+from handler.zipwriter.records import ZIP32_LIMIT, ZipEntry, encode_name
+from handler.zipwriter.zipper import IncrementalZipper
 
 U16 = st.integers(0, 0xFFFF)
 U32 = st.integers(0, 0xFFFFFFFF)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from handler.cli import main
+from handler.cli.main import main
+from handler.cli.progress import ProgressBar
 from handler.packaging import PackageOptions, package
-from handler.progress import ProgressBar
 from tests.helpers import (
     ALL_FORMATS,
     ArchiveKind,

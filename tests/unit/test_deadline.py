@@ -20,7 +20,7 @@ from handler.deadline import (
     margin_needed,
     sleep_within,
 )
-from handler.s3 import make_client
+from handler.locations.s3 import make_client
 from handler.settings import HandlerSettings
 from monitor.errors import ConfigurationError
 from tests.s3server import CREDENTIALS

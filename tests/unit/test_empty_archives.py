@@ -2,7 +2,7 @@
 bytes was "not a supported archive" while an empty tar.gz became an empty ZIP, because the
 format sniffing read fewer bytes than its own rule looked at).
 
-The rule (handler.formats.is_empty_tar): a tar stream, plain or decompressed, whose first
+The rule (handler.archive.formats.is_empty_tar): a tar stream, plain or decompressed, whose first
 whole 512-byte block is zeros is an empty archive, as GNU tar and bsdtar list it; one
 shorter than a block is not a tar archive. An empty ZIP is its end record alone.
 """
@@ -25,9 +25,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handler.cli import main
+from handler.archive.formats import SNIFF_SIZE, detect_format
+from handler.cli.main import main
 from handler.events import StrategyChoice, Target
-from handler.formats import SNIFF_SIZE, detect_format
 from handler.packaging import package_target
 from handler.settings import HandlerSettings
 from tests.helpers import ALL_FORMATS, ArchiveKind, build_archive

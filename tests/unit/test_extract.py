@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from handler.archive.reader import StreamingExtractor, matches
+from handler.archive.safety import Limits
 from handler.errors import (
     ExtractionError,
     SourceNotFoundError,
     UnsupportedArchiveError,
 )
-from handler.extract import StreamingExtractor, matches
 from handler.members import ArchiveFormat, Member, MemberKind
-from handler.safety import Limits
 from tests.helpers import ALL_FORMATS, ArchiveKind, build_archive, listing, tar_info, tar_with
 
 FILES = {

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from handler import packaging
-from handler.cli import main
+from handler.archive.reader import StreamingExtractor
+from handler.cli.main import main
 from handler.errors import RemoteServiceError, ResourceExhaustedError, TmpwardenError
 from handler.events import StrategyChoice, Target
-from handler.extract import StreamingExtractor
+from handler.locations.multipart import S3MultipartWriter
+from handler.locations.s3 import translate
 from handler.memory import (
     BASELINE_BYTES,
     check_memory,
@@ -21,8 +23,6 @@ from handler.memory import (
     function_memory_limit,
     plan_memory,
 )
-from handler.multipart import S3MultipartWriter
-from handler.s3 import translate
 from handler.settings import HandlerSettings
 from monitor.units import MiB
 from tests.helpers import build_archive

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from handler.cli import main
+from handler.archive.names import check_name_encoding
+from handler.archive.reader import StreamingExtractor
+from handler.cli.main import main
 from handler.errors import ExtractionError, InputError
 from handler.events import EventValidationError, StrategyChoice, parse_event
-from handler.extract import StreamingExtractor
-from handler.locations import open_destination, open_source
-from handler.names import check_name_encoding
+from handler.locations.local import open_destination, open_source
 from handler.packaging import PackageOptions, package, package_target
 from handler.settings import HandlerSettings
 from handler.storage import StorageManager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handler.parts import Part, PartCutter
+from handler.locations.parts import Part, PartCutter
 
 
 def cutter(size: int = 10) -> PartCutter:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from handler.archive.reader import ArchiveReader, StreamingExtractor
+from handler.cli.sample import build_sample_artifact
 from handler.errors import TmpwardenError
 from handler.events import StrategyChoice, Target
-from handler.extract import ArchiveReader, StreamingExtractor
 from handler.packaging import package, package_target
-from handler.sample import build_sample_artifact
 from handler.settings import HandlerSettings
 from handler.streams import ReadOnlyStream
 from monitor.units import KiB, MiB

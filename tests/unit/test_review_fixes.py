@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError
 
+from handler.archive.reader import StreamingExtractor
 from handler.errors import (
     AccessDeniedError,
     CompressionError,
@@ -25,12 +26,11 @@ from handler.errors import (
     InputError,
     RemoteServiceError,
 )
-from handler.extract import StreamingExtractor
-from handler.locations import LocalDestination, LocalSource
-from handler.s3 import translate
+from handler.locations.local import LocalDestination, LocalSource
+from handler.locations.s3 import translate
 from handler.storage import StorageManager
 from handler.strategies import PackageOptions, run_extract, run_stream
-from handler.zipformat import dos_datetime
+from handler.zipwriter.records import dos_datetime
 from monitor.callbacks import CallbackRunner, MonitorEvent
 from monitor.metrics import Level, Resource, StorageMetrics
 from monitor.sampler import Reading

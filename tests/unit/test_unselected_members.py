@@ -1,6 +1,6 @@
 """Members ``--include`` leaves out are not refused for what only unpacking them would need
 (issue 8 item 10: including only the regular files of an archive that also holds a device
-file was refused for the device it would skip). See handler/unpackable.py for the rule."""
+file was refused for the device it would skip). See handler/archive/unpackable.py for the rule."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from handler.cli import main
+from handler.archive.reader import StreamingExtractor
+from handler.archive.safety import Limits
+from handler.cli.main import main
 from handler.errors import ExtractionError
 from handler.events import StrategyChoice, Target
-from handler.extract import StreamingExtractor
 from handler.packaging import package_target
-from handler.safety import Limits
 from handler.settings import HandlerSettings
 from tests.helpers import read_zip, tar_info, tar_with
 

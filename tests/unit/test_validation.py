@@ -159,7 +159,7 @@ def test_a_200_kb_value_is_shown_as_1_kib_in_messages_results_and_logs() -> None
 
 def test_the_sandbox_leaves_unrepresentable_paths_to_the_handler() -> None:
     # issue 8: a NUL byte in a destination gave `invoke` a bare `ValueError`
-    from handler.sandbox import local_destination_dirs
+    from handler.cli.sandbox import local_destination_dirs
 
     event = {"targets": [{"source": "m\x00.tar.gz", "destination": "/var/\x00.zip"}]}
     assert local_destination_dirs(event) == []

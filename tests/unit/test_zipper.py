@@ -15,8 +15,13 @@ import pytest
 
 from handler.codec import Compressor, crc32, fastest_deflate, zlib_deflate
 from handler.errors import CompressionError
-from handler.zipformat import FLAG_DATA_DESCRIPTOR, METHOD_DEFLATED, METHOD_STORED, ZIP32_LIMIT
-from handler.zipper import BUFFER_LIMIT, IncrementalZipper
+from handler.zipwriter.records import (
+    FLAG_DATA_DESCRIPTOR,
+    METHOD_DEFLATED,
+    METHOD_STORED,
+    ZIP32_LIMIT,
+)
+from handler.zipwriter.zipper import BUFFER_LIMIT, IncrementalZipper
 from tests.helpers import read_zip, unzip_test, write_tree
 from tests.streaming_readers import (
     PartSink,
