@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from handler.archive.formats import SNIFF_SIZE, detect_format
 from handler.archive.reader import StreamingExtractor
-from handler.deadline import Deadline, OutOfTimeError, bounded, longest_wait
+from handler.deadline import OutOfTimeError, bounded
 from handler.errors import CommitUnverifiedError, InsufficientStorageError
 from handler.events import SUCCEEDED, UNVERIFIED, StrategyChoice, Target, TargetResult, error_dict
 from handler.locations.local import Destination, IfExists, Source, open_destination, open_source
 from handler.logs import log_context
 from handler.members import ArchiveFormat
 from handler.memory import MemoryPlan, check_memory, explain, function_memory_limit, plan_memory
-from handler.retry import RetryPolicy, is_transient
+from handler.retry import RetryPolicy, Step, Verdict
 from handler.settings import HandlerSettings
 from handler.storage import StorageManager, Strategy
 from handler.strategies import (
@@ -183,7 +183,7 @@ class _MonitorPhases:
         return tracked()
 
 
-def package_target(  # noqa: PLR0915 - one loop of attempts reads best whole
+def package_target(
     target: Target,
     settings: HandlerSettings,
     *,
@@ -196,103 +196,142 @@ def package_target(  # noqa: PLR0915 - one loop of attempts reads best whole
     rng: random.Random | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> TargetResult:
-    """Run one target to a result; never raises for the target's own failures."""
-    policy = retry or RetryPolicy(max_attempts=settings.max_attempts)
+    """Run one target to a result under ``retry`` (by default the settings' policy);
+    never raises for the target's own failures."""
+    policy = retry or RetryPolicy.from_settings(settings)
     jitter = rng or random.Random()
     result = TargetResult(source=target.source, destination=target.destination)
-    phases = _MonitorPhases(monitor)
-    storage = StorageManager(settings.scratch_dir)
-    options = PackageOptions(
-        include=target.include,
-        compression=target.compression,
-        level=target.level,
-        name_encoding=target.name_encoding,
-    )
+    attempts = _Attempts(target, settings, s3, monitor, choice or settings.strategy)
+    if attempts.requested is not StrategyChoice.AUTO:
+        result.strategy = attempts.requested.value
     started = clock()
-    strategy: Strategy | None = None
-    memory: MemoryPlan | None = None
-    requested = choice or settings.strategy
-    if requested is not StrategyChoice.AUTO:
-        result.strategy = requested.value
     with (
-        bounded(_deadline(remaining_seconds, settings)),
+        bounded(policy.deadline(remaining_seconds)),
         log_context(target=target.source, destination=target.destination),
     ):
         while True:
             with log_context(attempt=result.attempts + 1):
                 try:
-                    _check_time(remaining_seconds, settings.time_margin)
+                    policy.check_time(remaining_seconds)
                     result.attempts += 1  # one refused for lack of time is not counted
-                    src = open_source(target.source, s3=s3)
-                    dest = open_destination(target.destination, s3=s3, if_exists=target.if_exists)
-                    memory = plan_memory(target.source, target.destination, src.size())
-                    check_memory(memory, function_memory_limit())
-                    if strategy is None:
-                        with phases.phase("plan"):
-                            decision = plan(
-                                src,
-                                requested,
-                                storage,
-                                settings.tmp_critical,
-                                options.extractor(),
-                                options.include,
-                            )
-                        strategy = decision.strategy
-                        log.info(
-                            "strategy chosen",
-                            extra={
-                                "event": "strategy_chosen",
-                                "strategy": strategy.value,
-                                "reason": decision.reason,
-                            },
-                        )
-                    result.strategy = strategy.value
-                    memory = plan_memory(
-                        target.source,
-                        target.destination,
-                        src.size(),
-                        extract=strategy is Strategy.EXTRACT,
-                    )
-                    outcome = _run(strategy, src, dest, options, settings, storage, phases)
+                    outcome = attempts.run(result)
                 except Exception as raised:
-                    exc = explain(raised, memory) or raised
-                    fallback = (
-                        strategy is Strategy.EXTRACT
-                        and isinstance(exc, InsufficientStorageError)
-                        and requested is StrategyChoice.AUTO
-                    )
-                    relieved = _space_relieved(storage, exc)
-                    retry_it = is_transient(exc, space_relieved=relieved)
-                    log.warning(
-                        "attempt failed",
-                        extra={
-                            "event": "attempt_failed",
-                            "strategy": result.strategy,
-                            "error_type": type(exc).__name__,
-                            "error_message": str(exc),
-                            "transient": retry_it,
-                            "fallback": fallback,
-                        },
-                    )
-                    if fallback:
-                        strategy = Strategy.STREAM
+                    exc, verdict = attempts.judge(raised, policy, result)
+                    if verdict.step is Step.RETRY:
+                        policy.back_off(result.attempts, jitter, sleep)
+                    if verdict.step is not Step.GIVE_UP:
                         continue
-                    if not retry_it or result.attempts >= policy.max_attempts:
-                        result.error = error_dict(exc)
-                        if isinstance(exc, CommitUnverifiedError):  # written: never retried
-                            result.status = UNVERIFIED
-                        break
-                    sleep(
-                        _within(policy.delay(result.attempts, jitter), remaining_seconds, settings)
-                    )
-                    continue
+                    _failed(result, exc)
+                    break
                 _succeeded(result, outcome)
                 break
         result.duration_s = clock() - started
-        result.peak_tmp_bytes = phases.peak_tmp
-        result.peak_rss_bytes = phases.peak_rss
+        result.peak_tmp_bytes = attempts.phases.peak_tmp
+        result.peak_rss_bytes = attempts.phases.peak_rss
         log.info("target finished", extra={"event": "target_finished", **result.as_dict()})
     return result
+
+
+class _Attempts:
+    """The state the attempts at one target share: the strategy (planned once, then
+    kept unless the policy falls back) and the latest memory plan."""
+
+    def __init__(
+        self,
+        target: Target,
+        settings: HandlerSettings,
+        s3: S3Client | None,
+        monitor: StorageMonitor | None,
+        requested: StrategyChoice,
+    ) -> None:
+        self.target = target
+        self.settings = settings
+        self.s3 = s3
+        self.requested = requested
+        self.phases = _MonitorPhases(monitor)
+        self.storage = StorageManager(settings.scratch_dir)
+        self.options = PackageOptions(
+            include=target.include,
+            compression=target.compression,
+            level=target.level,
+            name_encoding=target.name_encoding,
+        )
+        self.strategy: Strategy | None = None
+        self.memory: MemoryPlan | None = None
+
+    def run(self, result: TargetResult) -> PackageResult:
+        """One attempt: open both ends, check memory, plan (the first time), run."""
+        target = self.target
+        src = open_source(target.source, s3=self.s3)
+        dest = open_destination(target.destination, s3=self.s3, if_exists=target.if_exists)
+        self.memory = plan_memory(target.source, target.destination, src.size())
+        check_memory(self.memory, function_memory_limit())
+        if self.strategy is None:
+            self.strategy = self._plan(src)
+        result.strategy = self.strategy.value
+        self.memory = plan_memory(
+            target.source,
+            target.destination,
+            src.size(),
+            extract=self.strategy is Strategy.EXTRACT,
+        )
+        return _run(
+            self.strategy, src, dest, self.options, self.settings, self.storage, self.phases
+        )
+
+    def _plan(self, src: Source) -> Strategy:
+        with self.phases.phase("plan"):
+            decision = plan(
+                src,
+                self.requested,
+                self.storage,
+                self.settings.tmp_critical,
+                self.options.extractor(),
+                self.options.include,
+            )
+        log.info(
+            "strategy chosen",
+            extra={
+                "event": "strategy_chosen",
+                "strategy": decision.strategy.value,
+                "reason": decision.reason,
+            },
+        )
+        return decision.strategy
+
+    def judge(
+        self, raised: Exception, policy: RetryPolicy, result: TargetResult
+    ) -> tuple[BaseException, Verdict]:
+        """The failure as the user should see it (memory exhaustion explained) and what
+        the policy says follows it; logged."""
+        exc = explain(raised, self.memory) or raised
+        verdict = policy.after_failure(
+            exc,
+            attempts=result.attempts,
+            strategy=self.strategy,
+            automatic=self.requested is StrategyChoice.AUTO,
+            space_relieved=_space_relieved(self.storage, exc),
+        )
+        log.warning(
+            "attempt failed",
+            extra={
+                "event": "attempt_failed",
+                "strategy": result.strategy,
+                "error_type": type(exc).__name__,
+                "error_message": str(exc),
+                "transient": verdict.transient,
+                "fallback": verdict.fallback,
+            },
+        )
+        if verdict.fallback:
+            self.strategy = Strategy.STREAM
+        return exc, verdict
+
+
+def _failed(result: TargetResult, exc: BaseException) -> None:
+    result.error = error_dict(exc)
+    if isinstance(exc, CommitUnverifiedError):  # written: never retried
+        result.status = UNVERIFIED
 
 
 def _succeeded(result: TargetResult, outcome: PackageResult) -> None:
@@ -322,35 +361,6 @@ def _run(
             phases=phases,
         )
     return run_stream(src, dest, options, phases=phases)
-
-
-def _deadline(
-    remaining_seconds: Callable[[], float] | None, settings: HandlerSettings
-) -> Deadline | None:
-    """The deadline every S3 request of the target keeps (none without a clock or margin)."""
-    if remaining_seconds is None or settings.time_margin <= 0:
-        return None
-    return Deadline(remaining_seconds, settings.time_margin, longest_wait(settings.stall_timeout))
-
-
-def _within(
-    delay: float, remaining_seconds: Callable[[], float] | None, settings: HandlerSettings
-) -> float:
-    """``delay``, cut so that a backoff never sleeps past the time margin."""
-    if remaining_seconds is None or settings.time_margin <= 0:
-        return delay
-    return max(0.0, min(delay, remaining_seconds() - settings.time_margin))
-
-
-def _check_time(remaining_seconds: Callable[[], float] | None, margin: float) -> None:
-    if remaining_seconds is None:
-        return
-    left = remaining_seconds()
-    if left < margin:
-        raise OutOfTimeError(
-            f"only {left:.0f} s of the invocation are left, under the {margin:.0f} s safety "
-            "margin; run this target again in a new invocation (or raise the Timeout)"
-        )
 
 
 def _space_relieved(storage: StorageManager, exc: BaseException) -> bool:
