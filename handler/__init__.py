@@ -1,7 +1,6 @@
 """tmpwarden's packaging engine: archives to ZIPs by streaming, with bounded disk and memory."""
 
-from handler.archive.reader import StreamingExtractor
-from handler.archive.safety import Limits
+from handler.archive import Limits, StreamingExtractor
 from handler.errors import (
     CleanupFailedError,
     CommitUnverifiedError,
@@ -14,7 +13,7 @@ from handler.errors import (
 )
 from handler.packaging import PackageOptions, PackageResult, package
 from handler.storage import CleanupContext, StorageManager, Strategy
-from handler.zipwriter.zipper import IncrementalZipper
+from handler.zipwriter import IncrementalZipper
 
 __all__ = [
     "CleanupContext",

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from handler.archive import StreamingExtractor
 from handler.archive.formats import SNIFF_SIZE, detect_format
-from handler.archive.reader import StreamingExtractor
 from handler.deadline import OutOfTimeError, bounded
 from handler.errors import CommitUnverifiedError, InsufficientStorageError
 from handler.events import SUCCEEDED, UNVERIFIED, StrategyChoice, Target, TargetResult, error_dict
@@ -29,7 +29,7 @@ from handler.members import ArchiveFormat
 from handler.memory import MemoryPlan, check_memory, explain, function_memory_limit, plan_memory
 from handler.retry import RetryPolicy, Step, Verdict
 from handler.settings import HandlerSettings
-from handler.storage import StorageManager, Strategy
+from handler.storage import SpaceEstimate, StorageManager, Strategy
 from handler.strategies import (
     PackageOptions,
     PackageResult,
@@ -137,14 +137,8 @@ def plan(
     )
     if choice is StrategyChoice.EXTRACT:
         if not fits:
-            raise InsufficientStorageError(
-                storage.path,
-                needed,
-                budget,
-                f"the extract strategy needs {at_least}that much below the {critical:.0%} "
-                "critical threshold; use the stream strategy, which needs no /tmp, or give "
-                "the function more ephemeral storage",
-            )
+            estimate = SpaceEstimate(Strategy.EXTRACT, needed, 0)
+            storage.ensure_space(estimate, headroom=critical, at_least=bool(at_least))
         return Decision(Strategy.EXTRACT, f"requested; {reason}")
     if fits:
         return Decision(Strategy.EXTRACT, f"auto: fits; {reason}")

@@ -122,7 +122,10 @@ class StorageManager:
         targets = [root] if remove_root else list(root.iterdir())
         for target in targets:
             _remove(target, failures)
-        remaining = [root] if remove_root and root.exists() else list(root.iterdir())
+        if remove_root:
+            remaining = [root] if root.exists() or root.is_symlink() else []
+        else:
+            remaining = list(root.iterdir())
         if remaining:
             raise CleanupFailedError(remaining, failures)
         return before - (_tree_size(root) if root.exists() else 0)
@@ -151,17 +154,23 @@ class StorageManager:
         usage = self.usage()
         return max(min(usage.available, int(usage.total * fraction) - usage.used), 0)
 
-    def ensure_space(self, estimate: SpaceEstimate, *, headroom: float = 1.0) -> None:
+    def ensure_space(
+        self, estimate: SpaceEstimate, *, headroom: float = 1.0, at_least: bool = False
+    ) -> None:
         """Raise InsufficientStorageError before the work starts if it cannot fit
-        within ``headroom`` (a fraction of the total) of the scratch filesystem."""
+        within ``headroom`` (a fraction of the total) of the scratch filesystem
+        (``at_least``: the estimate is a lower bound). The plan's check for an explicit
+        ``extract``."""
         allowed = self.budget(headroom)
         if estimate.scratch_bytes > allowed:
+            bound = "at least " if at_least else ""
             raise InsufficientStorageError(
                 self.path,
                 estimate.scratch_bytes,
                 allowed,
-                f"the {estimate.strategy.value} strategy does not fit; use the stream "
-                "strategy (no scratch space) or give the function more ephemeral storage",
+                f"the {estimate.strategy.value} strategy needs {bound}that much within "
+                f"{headroom:.0%} of the scratch filesystem; use the stream strategy, which "
+                "needs no scratch space, or give the function more ephemeral storage",
             )
 
 

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from handler.archive import StreamingExtractor
 from handler.archive.names import check_name_encoding
-from handler.archive.reader import StreamingExtractor
 from handler.archive.safety import Limits
 from handler.codec import DEFAULT_LEVEL, Compression, check_compression, check_level
 from handler.errors import CompressionError, InputError
@@ -27,6 +27,7 @@ from handler.locations.leftovers import LockedScratch, remove_stale_scratch
 from handler.locations.local import Destination, Source
 from handler.members import Member, MemberKind, OpenMember
 from handler.storage import CleanupContext, StorageManager
+from handler.zipwriter.tree import add_tree
 from handler.zipwriter.zipper import IncrementalZipper, ZipCounts, iter_chunks
 from monitor.sampler import peak_rss_bytes
 
@@ -258,7 +259,7 @@ def run_extract(
             raise InputError(no_match_message(src.name, opts.include))
 
         def fill(zipper: IncrementalZipper) -> ZipCounts:
-            counts = zipper.add_tree(scratch, hardlinks=hardlinks)
+            counts = add_tree(zipper, scratch, hardlinks=hardlinks)
             if (counts.files, counts.links) != (summary.files, summary.links):
                 raise CompressionError(
                     f"{scratch}: {counts.files} files and {counts.links} links were zipped "
@@ -269,7 +270,7 @@ def run_extract(
 
         counts, bytes_out = write_zip(dest, opts, reporter, fill)
         with reporter.phase("cleanup"):
-            cleanup.force_cleanup()
+            storage.cleanup_directory(scratch, remove_root=True)
     return _result(
         src, dest, summary.format, "extract", counts, source_size, bytes_out, clock() - started
     )

@@ -13,11 +13,15 @@ import stat
 import subprocess
 import tarfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pytest
+
+if TYPE_CHECKING:
+    from handler.archive import StreamingExtractor
+    from handler.members import OpenMember
 
 ArchiveKind = Literal["tar", "tar.gz", "tar.bz2", "tar.xz", "zip"]
 ALL_FORMATS: tuple[ArchiveKind, ...] = ("tar", "tar.gz", "tar.bz2", "tar.xz", "zip")
@@ -140,3 +144,12 @@ def archive_digests(path: Path) -> dict[str, str]:
                 digest.update(chunk)
             digests[entry.name.removeprefix("./")] = digest.hexdigest()
     return digests
+
+
+def open_members(
+    extractor: StreamingExtractor, archive: Path, patterns: Sequence[str] | None = None
+) -> Iterator[OpenMember]:
+    """Each member of ``archive`` with its data stream, through the product's door
+    (:meth:`StreamingExtractor.open`, then the reader's ``members``)."""
+    with extractor.open(archive) as reader:
+        yield from reader.members(patterns)

@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from handler.archive import StreamingExtractor
 from handler.archive.names import check_name_encoding
-from handler.archive.reader import StreamingExtractor
 from handler.archive.safety import Limits
 from handler.cli.progress import ProgressBar
 from handler.cli.sample import build_sample_artifact

@@ -5,7 +5,16 @@
 """
 
 from handler.zipwriter.records import ZipEntry
+from handler.zipwriter.tree import add_tree, create_zip_streaming
 from handler.zipwriter.zipper import IncrementalZipper, ZipCounts
 from handler.zipwriter.zipsink import PatchableSink, Sink
 
-__all__ = ["IncrementalZipper", "PatchableSink", "Sink", "ZipCounts", "ZipEntry"]
+__all__ = [
+    "IncrementalZipper",
+    "PatchableSink",
+    "Sink",
+    "ZipCounts",
+    "ZipEntry",
+    "add_tree",
+    "create_zip_streaming",
+]

@@ -24,11 +24,10 @@ threads for instance, append the same way.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -265,84 +264,6 @@ class IncrementalZipper:
     ) -> None:
         if exc_type is None and not self._finalized:
             self.finalize()
-
-    def add_tree(
-        self, source_dir: str | Path, *, hardlinks: Mapping[str, str] | None = None
-    ) -> ZipCounts:
-        """Add a directory tree: sorted, relative names, permissions and mtimes kept,
-        symbolic links kept as links (never followed).
-
-        ``hardlinks`` (name -> target name) says which names are hard links, as the
-        archive the tree came from does; without it the first name of an inode met in
-        sorted order is the file and the others link to it.
-        """
-        root = Path(source_dir)
-        files = directories = links = size = 0
-        first_path: dict[tuple[int, int], str] = {}  # hard links: (device, inode) -> arcname
-
-        def fail(error: OSError) -> None:
-            raise error
-
-        for directory, subdirs, names in os.walk(root, onerror=fail):
-            subdirs.sort()
-            base = Path(directory)
-            if base != root:
-                info = base.stat()
-                self.add_directory(
-                    base.relative_to(root).as_posix(),
-                    mode=stat.S_IMODE(info.st_mode),
-                    mtime=info.st_mtime,
-                )
-                directories += 1
-            linked_dirs = [d for d in subdirs if (base / d).is_symlink()]
-            for name in sorted(names) + linked_dirs:
-                path = base / name
-                arcname = path.relative_to(root).as_posix()
-                info = path.lstat()
-                key = (info.st_dev, info.st_ino)
-                if path.is_symlink():
-                    self.add_symlink(arcname, str(path.readlink()))
-                    links += 1
-                elif hardlinks is not None and arcname in hardlinks:
-                    self.add_hardlink(arcname, hardlinks[arcname])
-                    links += 1
-                elif hardlinks is None and info.st_nlink > 1 and key in first_path:
-                    self.add_hardlink(arcname, first_path[key])
-                    links += 1
-                else:
-                    first_path[key] = arcname
-                    size += self.add_file_streaming(path, arcname).uncompressed_size
-                    files += 1
-        return ZipCounts(files, directories, links, size)
-
-    @classmethod
-    def create_zip_streaming(
-        cls,
-        source_dir: str | Path,
-        zip_path: str | Path,
-        progress_callback: ProgressCallback | None = None,
-        *,
-        compression: Compression = "deflate",
-        level: int = DEFAULT_LEVEL,
-    ) -> list[ZipEntry]:
-        """Zip a directory tree file by file into ``zip_path`` (see :meth:`add_tree`).
-
-        Writes ``zip_path`` directly; use :mod:`handler.locations.local` for an atomic,
-        verified destination.
-        """
-        root = Path(source_dir)
-        total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-        with Path(zip_path).open("wb") as out:
-            zipper = cls(
-                out,
-                compression=compression,
-                level=level,
-                progress_callback=progress_callback,
-                total_bytes=total,
-            )
-            zipper.add_tree(root)
-            zipper.finalize()
-        return list(zipper.entries)
 
     # -- internals --------------------------------------------------------------------
 

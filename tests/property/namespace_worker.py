@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from handler.archive.reader import StreamingExtractor
+from handler.archive import StreamingExtractor
 from handler.events import StrategyChoice
 from handler.locations.local import LocalSource, Source, open_destination
 from handler.packaging import plan

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from handler.archive.reader import StreamingExtractor, matches
+from handler.archive import StreamingExtractor, matches
 from handler.archive.safety import Limits
 from handler.errors import (
     ExtractionError,
@@ -19,7 +19,15 @@ from handler.errors import (
     UnsupportedArchiveError,
 )
 from handler.members import ArchiveFormat, Member, MemberKind
-from tests.helpers import ALL_FORMATS, ArchiveKind, build_archive, listing, tar_info, tar_with
+from tests.helpers import (
+    ALL_FORMATS,
+    ArchiveKind,
+    build_archive,
+    listing,
+    open_members,
+    tar_info,
+    tar_with,
+)
 
 FILES = {
     "model/config.json": b'{"layers": 2}',
@@ -43,7 +51,7 @@ def test_format_is_detected_by_content_not_by_name(tmp_path: Path, kind: Archive
 def test_iter_members_streams_each_member(tmp_path: Path, kind: ArchiveKind) -> None:
     archive = build_archive(tmp_path / "a", FILES, kind)
     seen: dict[str, bytes] = {}
-    for opened in StreamingExtractor().iter_members(archive):
+    for opened in open_members(StreamingExtractor(), archive):
         parts = []
         while chunk := opened.stream.read(4096):
             assert len(chunk) <= 4096
@@ -65,7 +73,7 @@ def test_zip_info_reads_only_the_central_directory(tmp_path: Path) -> None:
     info_read = StreamingExtractor().get_archive_info(archive)
     assert info_read.file_count == len(FILES)
     with pytest.raises(ExtractionError, match=r"shard-1\.bin"):
-        for opened in StreamingExtractor().iter_members(archive):
+        for opened in open_members(StreamingExtractor(), archive):
             opened.stream.read()
 
 
@@ -79,7 +87,7 @@ def test_patterns_match_base_names_or_whole_paths() -> None:
 
 def test_iter_members_with_patterns(tmp_path: Path) -> None:
     archive = build_archive(tmp_path / "a.tgz", FILES, "tar.gz")
-    names = [m.member.name for m in StreamingExtractor().iter_members(archive, ["*.json"])]
+    names = [m.member.name for m in open_members(StreamingExtractor(), archive, ["*.json"])]
     assert names == ["model/config.json", "model/tokenizer.json"]
 
 
@@ -224,14 +232,14 @@ def test_gzip_bomb_is_stopped_by_the_ratio_limit(tmp_path: Path) -> None:
         tar.addfile(info, Zeros())  # type: ignore[arg-type]
     assert bomb.stat().st_size < 1 << 20
     with pytest.raises(ExtractionError, match="compression ratio") as caught:
-        for opened in StreamingExtractor().iter_members(bomb):
+        for opened in open_members(StreamingExtractor(), bomb):
             while opened.stream.read(1 << 20):
                 pass
     assert caught.value.member == "zeros.bin"
     # A user who trusts the archive raises the limit.
     trusting = StreamingExtractor(limits=Limits(max_ratio=10_000))
     total = 0
-    for opened in trusting.iter_members(bomb):
+    for opened in open_members(trusting, bomb):
         while chunk := opened.stream.read(1 << 20):
             total += len(chunk)
     assert total == 256 << 20
@@ -288,7 +296,7 @@ def test_truncated_archives_fail_with_extraction_error(tmp_path: Path, kind: Arc
     cut = tmp_path / "cut"
     cut.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     with pytest.raises(ExtractionError, match="truncated or corrupt"):
-        for opened in StreamingExtractor().iter_members(cut):
+        for opened in open_members(StreamingExtractor(), cut):
             while opened.stream.read(1 << 16):
                 pass
 
@@ -300,7 +308,7 @@ def test_zip_with_a_bad_crc_fails_naming_the_member(tmp_path: Path) -> None:
     data = archive.read_bytes().replace(b"A" * 10, b"B" * 10, 1)
     archive.write_bytes(data)
     with pytest.raises(ExtractionError, match=r"data\.bin") as caught:
-        for opened in StreamingExtractor().iter_members(archive):
+        for opened in open_members(StreamingExtractor(), archive):
             opened.stream.read()
     assert "CRC" in str(caught.value)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from handler import packaging
-from handler.archive.reader import StreamingExtractor
+from handler.archive import StreamingExtractor
 from handler.cli.main import main
 from handler.errors import RemoteServiceError, ResourceExhaustedError, TmpwardenError
 from handler.events import StrategyChoice, Target

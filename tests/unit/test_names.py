@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from handler.archive import StreamingExtractor
 from handler.archive.names import check_name_encoding
-from handler.archive.reader import StreamingExtractor
 from handler.cli.main import main
 from handler.errors import ExtractionError, InputError
 from handler.events import EventValidationError, StrategyChoice, parse_event

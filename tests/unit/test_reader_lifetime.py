@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from handler.archive.reader import ArchiveReader, StreamingExtractor
+from handler.archive import ArchiveReader, StreamingExtractor
 from handler.cli.sample import build_sample_artifact
 from handler.errors import TmpwardenError
 from handler.events import StrategyChoice, Target

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError
 
-from handler.archive.reader import StreamingExtractor
+from handler.archive import StreamingExtractor
 from handler.errors import (
     AccessDeniedError,
     CompressionError,

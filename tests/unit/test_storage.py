@@ -78,6 +78,17 @@ def test_cleanup_directory_empties_it_and_reports_bytes(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cleanup_directory_can_remove_the_directory_itself(tmp_path: Path) -> None:
+    # The extract strategy's scratch removal: remove_root=True once raised
+    # FileNotFoundError listing what remained of a directory that was gone.
+    scratch = tmp_path / "scratch"
+    (scratch / "d").mkdir(parents=True)
+    (scratch / "d/f").write_bytes(b"x" * 10_000)
+    freed = StorageManager(tmp_path).cleanup_directory(scratch, remove_root=True)
+    assert freed >= 10_000
+    assert not scratch.exists()
+
+
 def test_cleanup_context_cleans_on_success_and_on_error(tmp_path: Path) -> None:
     with CleanupContext() as cleanup:
         scratch = cleanup.register_cleanup(tmp_path / "ok")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from handler.archive.reader import StreamingExtractor
+from handler.archive import StreamingExtractor
 from handler.archive.safety import Limits
 from handler.cli.main import main
 from handler.errors import ExtractionError

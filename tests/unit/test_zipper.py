@@ -21,6 +21,7 @@ from handler.zipwriter.records import (
     METHOD_STORED,
     ZIP32_LIMIT,
 )
+from handler.zipwriter.tree import create_zip_streaming
 from handler.zipwriter.zipper import BUFFER_LIMIT, IncrementalZipper
 from tests.helpers import read_zip, unzip_test, write_tree
 from tests.streaming_readers import (
@@ -256,9 +257,7 @@ def test_directories_and_symlinks_are_kept(tmp_path: Path) -> None:
 def test_progress_reports_bytes_done_and_total(tmp_path: Path) -> None:
     source = write_tree(tmp_path / "tree", {"a.bin": b"a" * 3_000_000, "b/c.bin": b"c" * 5})
     seen: list[tuple[int, int]] = []
-    IncrementalZipper.create_zip_streaming(
-        source, tmp_path / "t.zip", lambda d, t: seen.append((d, t))
-    )
+    create_zip_streaming(source, tmp_path / "t.zip", lambda d, t: seen.append((d, t)))
     assert seen[-1] == (3_000_005, 3_000_005)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert read_zip(tmp_path / "t.zip") == {"a.bin": b"a" * 3_000_000, "b/c.bin": b"c" * 5}
