@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from handler.errors import TmpwardenError
+from handler.errors import ConfigurationError, TmpwardenError
 
 CONNECT_TIMEOUT_S = 2.0
 """Seconds to open a connection: the AWS SDK for Java's default connection timeout (an S3
@@ -199,3 +200,22 @@ def install(client: Any) -> None:
 def sleep_within(seconds: float, sleep: Callable[[float], None] = time.sleep) -> None:
     """Sleep ``seconds``, but never past the current deadline."""
     sleep(max(0.0, min(seconds, seconds_left())))
+
+
+STALL_TIMEOUT_ENV = "TMPWARDEN_STALL_TIMEOUT_S"
+DEFAULT_STALL_TIMEOUT_S = 10.0
+
+
+def stall_timeout_from_env(environ: Mapping[str, str] | None = None) -> float:
+    """``TMPWARDEN_STALL_TIMEOUT_S`` (default 10 s): seconds from 1 to 120."""
+    env = os.environ if environ is None else environ
+    text = env.get(STALL_TIMEOUT_ENV, "").strip() or f"{DEFAULT_STALL_TIMEOUT_S:g}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"{STALL_TIMEOUT_ENV}={text!r} must be a number of seconds, e.g. 10"
+        ) from None
+    if not 1 <= value <= 120:
+        raise ConfigurationError(f"{STALL_TIMEOUT_ENV}={value:g} must be from 1 to 120 seconds")
+    return value

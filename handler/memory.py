@@ -43,7 +43,6 @@ __all__ = [
     "check_memory",
     "explain",
     "function_memory_limit",
-    "plan_memory",
 ]
 
 BASELINE_BYTES = 90 * MiB
@@ -87,39 +86,6 @@ class MemoryPlan:
             f"{format_size(self.baseline)} baseline + {held} + "
             f"{format_size(self.read_buffers)} of read buffers{extracting}"
         )
-
-
-def _part_size_for(output_bytes: int) -> int:
-    from handler.locations.multipart import MAX_PARTS, part_size  # noqa: PLC0415 - boto3 only for S3
-
-    written, number = 0, 1
-    while number < MAX_PARTS and written + part_size(number) < output_bytes:
-        written += part_size(number)
-        number += 1
-    return part_size(number)
-
-
-def plan_memory(
-    source: str, destination: str, source_size: int, *, extract: bool = False
-) -> MemoryPlan:
-    """The memory packaging ``source`` (``source_size`` bytes) into ``destination`` needs,
-    with the stream strategy or (``extract``) the extract strategy; see the module's note
-    for each figure."""
-    from handler.locations.local import READ_BUFFER, WRITE_BUFFER, is_s3  # noqa: PLC0415
-
-    read_buffers = READ_CHUNKS * READ_BUFFER
-    extracting = EXTRACT_EXTRA_BYTES if extract else 0
-    if is_s3(source) and source.lower().endswith(".zip"):
-        from handler.locations.s3 import READAHEAD  # noqa: PLC0415
-
-        read_buffers += READAHEAD
-    if is_s3(destination):
-        from handler.locations.multipart import MAX_IN_FLIGHT  # noqa: PLC0415
-
-        parts = MAX_IN_FLIGHT + 3  # uploading, filling, being cut, held for its header
-        size = _part_size_for(source_size)
-        return MemoryPlan(BASELINE_BYTES, parts, size, read_buffers, extracting)
-    return MemoryPlan(BASELINE_BYTES, 1, WRITE_BUFFER, read_buffers, extracting)
 
 
 def function_memory_limit(environ: Mapping[str, str] | None = None) -> int | None:

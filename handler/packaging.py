@@ -23,10 +23,11 @@ from handler.archive.formats import SNIFF_SIZE, detect_format
 from handler.deadline import OutOfTimeError, bounded
 from handler.errors import CommitUnverifiedError, InsufficientStorageError
 from handler.events import SUCCEEDED, UNVERIFIED, StrategyChoice, Target, TargetResult, error_dict
+from handler.locations.buffers import plan_memory
 from handler.locations.local import Destination, IfExists, Source, open_destination, open_source
 from handler.logs import log_context
 from handler.members import ArchiveFormat
-from handler.memory import MemoryPlan, check_memory, explain, function_memory_limit, plan_memory
+from handler.memory import MemoryPlan, check_memory, explain, function_memory_limit
 from handler.retry import RetryPolicy, Step, Verdict
 from handler.settings import HandlerSettings
 from handler.storage import SpaceEstimate, StorageManager, Strategy

@@ -8,7 +8,12 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from handler.deadline import margin_needed
+from handler.deadline import (
+    DEFAULT_STALL_TIMEOUT_S,
+    STALL_TIMEOUT_ENV,
+    margin_needed,
+    stall_timeout_from_env,
+)
 from handler.events import StrategyChoice
 from monitor.config import MonitorConfig
 from monitor.errors import ConfigurationError
@@ -16,8 +21,6 @@ from monitor.errors import ConfigurationError
 STRATEGY_ENV = "TMPWARDEN_STRATEGY"
 MAX_ATTEMPTS_ENV = "TMPWARDEN_MAX_ATTEMPTS"
 TIME_MARGIN_ENV = "TMPWARDEN_TIME_MARGIN_S"
-STALL_TIMEOUT_ENV = "TMPWARDEN_STALL_TIMEOUT_S"
-DEFAULT_STALL_TIMEOUT_S = 10.0
 LOG_LEVEL_ENV = "TMPWARDEN_LOG_LEVEL"
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -82,18 +85,3 @@ class HandlerSettings:
             log_level=level,
             endpoint_url=env.get(ENDPOINT_ENV) or None,
         )
-
-
-def stall_timeout_from_env(environ: Mapping[str, str] | None = None) -> float:
-    """``TMPWARDEN_STALL_TIMEOUT_S`` (default 10 s): seconds from 1 to 120."""
-    env = os.environ if environ is None else environ
-    text = env.get(STALL_TIMEOUT_ENV, "").strip() or f"{DEFAULT_STALL_TIMEOUT_S:g}"
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigurationError(
-            f"{STALL_TIMEOUT_ENV}={text!r} must be a number of seconds, e.g. 10"
-        ) from None
-    if not 1 <= value <= 120:
-        raise ConfigurationError(f"{STALL_TIMEOUT_ENV}={value:g} must be from 1 to 120 seconds")
-    return value

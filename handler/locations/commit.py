@@ -26,7 +26,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -38,8 +38,10 @@ from handler.errors import (
     RemoteServiceError,
     TmpwardenError,
 )
-from handler.locations.local import IfExists
 from handler.locations.s3 import NOT_FOUND_CODES, S3Client, S3Url, error_code, translate
+
+if TYPE_CHECKING:
+    from handler.locations.local import IfExists
 
 log = logging.getLogger("tmpwarden.handler")
 

@@ -18,13 +18,12 @@ import hashlib
 import logging
 import threading
 from collections.abc import Sequence
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from botocore.exceptions import ClientError
 
 from handler.errors import CompressionError, DestinationExistsError
 from handler.locations.commit import Upload, abort_upload, complete, exists_message, same_etag
-from handler.locations.local import IfExists
 from handler.locations.parts import Part, PartCutter
 from handler.locations.s3 import (
     DENIED_CODES,
@@ -38,6 +37,9 @@ from handler.locations.s3 import (
 from handler.memory import explain
 from handler.zipwriter.records import ZipEntry
 from monitor.units import GiB, MiB, TiB
+
+if TYPE_CHECKING:
+    from handler.locations.local import IfExists
 
 log = logging.getLogger("tmpwarden.handler")
 

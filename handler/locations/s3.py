@@ -24,7 +24,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from handler.deadline import CONNECT_TIMEOUT_S
+from handler.deadline import CONNECT_TIMEOUT_S, stall_timeout_from_env
 from handler.deadline import check as check_deadline
 from handler.deadline import install as install_deadline
 from handler.errors import (
@@ -112,8 +112,6 @@ def make_client(endpoint_url: str | None = None, *, stall_timeout: float | None 
     Every wait is bounded: a connect by :data:`handler.deadline.CONNECT_TIMEOUT_S`, a read
     that stalls by ``stall_timeout`` seconds (default ``TMPWARDEN_STALL_TIMEOUT_S``, 10),
     and no request or retry starts past the invocation's deadline (handler.deadline)."""
-    from handler.settings import stall_timeout_from_env  # noqa: PLC0415 - settings import us
-
     endpoint = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
     if endpoint is not None and not endpoint.startswith(("http://", "https://")):
         raise InputError(

@@ -14,6 +14,7 @@ from handler.archive import StreamingExtractor
 from handler.cli.main import main
 from handler.errors import RemoteServiceError, ResourceExhaustedError, TmpwardenError
 from handler.events import StrategyChoice, Target
+from handler.locations.buffers import plan_memory
 from handler.locations.multipart import S3MultipartWriter
 from handler.locations.s3 import translate
 from handler.memory import (
@@ -21,7 +22,6 @@ from handler.memory import (
     check_memory,
     explain,
     function_memory_limit,
-    plan_memory,
 )
 from handler.settings import HandlerSettings
 from monitor.units import MiB
