@@ -2,7 +2,53 @@
 
 Each subclass also inherits the built-in exception it refines, so callers that
 already catch ``OSError`` or ``ValueError`` keep working. Messages name the input,
-what was wrong and what to do.
+what was wrong and what to do. The whole tree, handler's and monitor's (the same as
+README.md's "Errors"; tests/unit/test_structure.py holds both to the code)::
+
+    TmpwardenError(Exception)
+    │   The root (monitor/errors.py): catch it to catch every error of ours
+    ├── ConfigurationError(ValueError)
+    │       When a setting (an argument or a TMPWARDEN_* variable) is invalid (monitor/errors.py)
+    ├── ReportError(ValueError)
+    │       When the report's log is unreadable or holds no records (monitor/report.py)
+    ├── InputError(ValueError)
+    │   │   When an input (a path, an option, a pattern) is unusable as given
+    │   ├── SourceNotFoundError(FileNotFoundError)
+    │   │       When the source archive does not exist
+    │   ├── UnsupportedArchiveError
+    │   │       When the source is no archive in a supported format
+    │   └── EventValidationError
+    │           When the event is malformed; lists every bad field (handler/events.py)
+    ├── ExtractionError(ValueError)
+    │       When an archive is corrupt, truncated or hostile; names the member
+    ├── SourceReadError(OSError)
+    │       When reading the source fails midway (I/O, network); often transient
+    ├── RemoteServiceError(OSError)
+    │       When S3 fails a request; .transient says whether a retry may help
+    ├── AccessDeniedError(PermissionError)
+    │       When the role may not read the source or write the destination
+    ├── DestinationError(OSError)
+    │   │   When the destination cannot be written
+    │   ├── DestinationExistsError
+    │   │       When if_exists is "fail" and the destination exists (left as it is)
+    │   └── DestinationReplacedError
+    │           When another writer replaced the object right after this commit
+    ├── CommitUnverifiedError
+    │       When the upload may have been committed but could not be verified
+    ├── CompressionError
+    │       When the ZIP cannot be written as asked (a member too large, a bad level)
+    ├── InsufficientStorageError(OSError)
+    │       When a filesystem has (or would have) too little space for the work
+    ├── CleanupFailedError(OSError)
+    │       When cleanup could not remove everything; lists what remains
+    ├── ResourceExhaustedError(MemoryError)
+    │       When the process runs short of memory or threads; says what to raise
+    ├── OutOfTimeError(TimeoutError)
+    │       When too little of the invocation is left to start (handler/deadline.py)
+    └── SandboxError(RuntimeError)
+            When the local sandbox cannot be set up (handler/cli/sandbox.py)
+
+Defined here unless the line names another module.
 """
 
 from __future__ import annotations

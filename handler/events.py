@@ -30,6 +30,7 @@ from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression
 from handler.errors import InputError
 from handler.locations.local import IF_EXISTS, IfExists, check_location
 from handler.validation import location_problems, same_location, shown, shown_repr, text_problem
+from monitor.units import KiB
 
 MAX_TARGETS = 1000
 TARGET_KEYS = frozenset(
@@ -42,7 +43,7 @@ UNVERIFIED = "unverified"
 EVENT_KEYS = frozenset({"targets", "strategy"})
 PROBLEMS_SHOWN = 5
 """Problems an EventValidationError's message lists; ``problems`` holds them all."""
-MESSAGE_LIMIT = 8 * 1024
+MESSAGE_LIMIT = 8 * KiB
 """Characters of an error message a result shows (each user value in it: 1 KiB at most)."""
 T = TypeVar("T")
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from handler.validation import shown
+from monitor.units import KiB
 
 LOGGER_NAME = "tmpwarden"
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
@@ -24,7 +25,7 @@ _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
     default={},  # noqa: B039 - never mutated, always replaced
 )
 _RESERVED = frozenset(vars(logging.makeLogRecord({})))
-TRACEBACK_LIMIT = 16 * 1024
+TRACEBACK_LIMIT = 16 * KiB
 """Characters of a traceback a line keeps; every other string field keeps DISPLAY_LIMIT."""
 
 

@@ -21,7 +21,7 @@ from handler.zipwriter.records import CENTRAL_HEADER, LOCAL_HEADER, ZIP64_END, Z
 from monitor.sampler import disk_space
 from monitor.units import KiB
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tmpwarden.handler")
 
 BLOCK_SIZE = 4 * KiB
 """Files occupy whole blocks: tmpfs and ext4 round every file up to 4 KiB."""

@@ -6,7 +6,11 @@ import io
 from collections.abc import Callable
 from typing import Protocol
 
-READALL_CHUNK = 1 << 20
+from monitor.units import MiB
+
+CHUNK_SIZE = 1 * MiB
+"""Bytes per read of a stream: a member's data, the tar reader's and the gzip decoder's
+blocks, the zipper's reads (see :mod:`handler.memory` for what they add up to)."""
 
 
 class Readable(Protocol):
@@ -31,7 +35,7 @@ class ReadOnlyStream(io.RawIOBase):
 
     def readall(self) -> bytes:
         chunks = []
-        while chunk := self.read(READALL_CHUNK):
+        while chunk := self.read(CHUNK_SIZE):
             chunks.append(chunk)
         return b"".join(chunks)
 

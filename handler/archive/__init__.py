@@ -7,9 +7,10 @@ reading members with :mod:`~handler.archive.tar_members` or
 """
 
 from handler.archive.extractor import ArchiveLike, StreamingExtractor
-from handler.archive.reader import CHUNK_SIZE, ArchiveReader, matches
+from handler.archive.reader import ArchiveReader, matches
 from handler.archive.safety import Limits, MemberGuard
 from handler.archive.to_disk import CleanupCallback, ExtractionSummary
+from handler.streams import CHUNK_SIZE
 
 __all__ = [
     "CHUNK_SIZE",

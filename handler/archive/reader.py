@@ -28,11 +28,7 @@ from handler.archive.zip_members import zip_members
 from handler.errors import ExtractionError
 from handler.locations.local import Source
 from handler.members import ArchiveFormat, Member, MemberKind, OpenMember
-from handler.streams import CountingReader, GuardedReader, read_head
-from monitor.units import MiB
-
-CHUNK_SIZE = 1 * MiB
-"""Bytes per read of a member's data, and the tar reader's and gzip decoder's buffers."""
+from handler.streams import CHUNK_SIZE, CountingReader, GuardedReader, read_head
 
 
 def matches(name: str, patterns: Sequence[str]) -> bool:

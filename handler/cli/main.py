@@ -29,7 +29,7 @@ from handler.packaging import PackageOptions, PackageResult, package
 from handler.storage import StorageManager, Strategy
 from handler.validation import check_arguments
 from monitor.errors import EXIT_ERROR, run_reporting_errors
-from monitor.units import format_size, parse_size
+from monitor.units import MiB, format_size, parse_size
 
 MEMBERS_SHOWN = 40
 EXIT_UNVERIFIED = 3
@@ -324,7 +324,7 @@ def _run_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     err.write(
         "sandbox: /tmp {tmp} MiB, memory {mem} MB, timeout {timeout:g} s; took {took:.1f} s; "
         "/tmp used before {before}, after {after}; {emf} EMF lines in {log}\n".format(
-            tmp=limits.tmp_size // (1 << 20),
+            tmp=limits.tmp_size // MiB,
             mem=limits.memory_mb,
             timeout=limits.timeout,
             took=outcome.duration_s,

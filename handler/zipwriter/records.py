@@ -7,6 +7,8 @@ import struct
 import time
 from dataclasses import dataclass
 
+from monitor.units import MiB
+
 LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 DATA_DESCRIPTOR_32 = struct.Struct("<IIII")
 DATA_DESCRIPTOR_64 = struct.Struct("<IIQQ")
@@ -40,7 +42,7 @@ ZIP32_MAX_ENTRIES = 0xFFFF
 # Deflate can grow incompressible input slightly; a member whose size plus this margin
 # reaches the classic limit gets ZIP64 fields from the start.
 ZIP64_MARGIN_FACTOR = 1.01
-ZIP64_MARGIN_BYTES = 1 << 20
+ZIP64_MARGIN_BYTES = 1 * MiB
 
 
 DOS_EPOCH = 315_532_800  # 1980-01-01

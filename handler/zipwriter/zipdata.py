@@ -9,9 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, Protocol
 
 from handler.codec import Compressor, crc32
-from monitor.units import MiB
-
-CHUNK_SIZE = 1 * MiB
+from handler.streams import CHUNK_SIZE
 
 
 class PrecompressedMember(Protocol):

@@ -9,9 +9,9 @@ from pathlib import Path
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from handler.archive.reader import CHUNK_SIZE
 from handler.locations.local import LocalDestination
 from handler.packaging import PackageOptions, package
+from handler.streams import CHUNK_SIZE
 from handler.zipwriter.records import ZipEntry
 from monitor.units import KiB, MiB
 from tests.lazy_archive import LazyMember, LazyTar

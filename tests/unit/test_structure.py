@@ -223,3 +223,56 @@ def test_no_monitor_module_is_over_450_lines() -> None:
             f"this branch yet; still over {MAX_LINES} lines: {sorted(too_long.items())}"
         )
     assert too_long == {}
+
+
+def _error_classes() -> dict[str, tuple[str, ...]]:
+    """Every class under handler/ and monitor/ that derives from TmpwardenError: name ->
+    its bases as written (the parent first, then the built-in it refines)."""
+    classes: dict[str, tuple[str, ...]] = {}
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                classes[node.name] = tuple(ast.unparse(base) for base in node.bases)
+    errors: dict[str, tuple[str, ...]] = {}
+    changed = True
+    while changed:
+        changed = False
+        for name, bases in classes.items():
+            if name not in errors and bases and bases[0] in {"TmpwardenError", *errors}:
+                errors[name] = bases
+                changed = True
+    return errors
+
+
+def _documented_tree(text: str) -> dict[str, tuple[str, ...]]:
+    """name -> (parent, built-ins...) from the drawn tree (indentation gives the parent)."""
+    tree: dict[str, tuple[str, ...]] = {}
+    parents: list[tuple[int, str]] = []
+    for line in text.splitlines():
+        stripped = line.lstrip(" │├└─")
+        if not stripped or stripped.startswith(("The root", "When")):
+            continue
+        depth = len(line) - len(stripped)
+        name, _, rest = stripped.partition("(")
+        builtins = tuple(b.strip() for b in rest.rstrip(")").split(",") if b.strip())
+        while parents and parents[-1][0] >= depth:
+            parents.pop()
+        if parents:
+            tree[name] = (parents[-1][1], *builtins)
+        parents.append((depth, name))
+    return tree
+
+
+def _errors_docstring_tree() -> str:
+    doc = ast.get_docstring(ast.parse((ROOT / "handler/errors.py").read_text(encoding="utf-8")))
+    assert doc is not None
+    block = doc.split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    return "\n".join(line.removeprefix("    ") for line in block.splitlines())
+
+
+def test_the_exception_tree_on_one_page_is_the_code_s() -> None:
+    drawn = _errors_docstring_tree()
+    assert _documented_tree(drawn) == _error_classes()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Errors\n", 1)[1].split("\n## ", 1)[0]
+    assert f"```\n{drawn}\n```" in section  # README.md's "Errors" shows the same tree
