@@ -18,6 +18,7 @@ from tests.helpers import (
     ALL_FORMATS,
     ArchiveKind,
     build_archive,
+    python_env,
     read_zip,
     tar_info,
     tar_with,
@@ -253,3 +254,39 @@ def test_the_same_s3_key_as_source_and_dest_is_refused_before_any_request() -> N
     )
     assert (code, out) == (1, "")
     assert err.startswith("error: dest: is the source ('s3://models/m.tar.gz')")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sample", "/nonexistent-dir/x.tar.gz", "--size", "1M"], "does not exist"),
+        (["package", "{archive}", "s3://bucket-only"], "must name an object"),
+        (["package", "{archive}", "s3://b/k.zip", "--endpoint-url", "notaurl"], "http://"),
+        (
+            ["invoke", "{event}", "--emf-log", "/nonexistent-dir/run.log", "--tmp-size", "16M"],
+            "cannot write the EMF log",
+        ),
+    ],
+)
+def test_cli_input_errors_are_one_line(tmp_path: Path, argv: list[str], message: str) -> None:
+    archive = tar_with(tmp_path / "a.tar", [(tar_info("a"), b"a")])
+    event = tmp_path.parent / f"{tmp_path.name}-event.json"
+    event.write_text('{"targets": [{"source": "s3://b/k.tar", "destination": "s3://b/o.zip"}]}')
+    args = [a.format(archive=archive, event=event) for a in argv]
+    result = subprocess.run(
+        [sys.executable, "-m", "handler", *args],
+        capture_output=True,
+        text=True,
+        env=python_env()
+        | {
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+        check=False,
+        timeout=60,
+    )
+    event.unlink()
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]

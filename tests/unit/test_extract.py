@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import stat
 import tarfile
 import zipfile
 from pathlib import Path
@@ -330,3 +331,41 @@ def test_member_kinds_and_safe_names(tmp_path: Path) -> None:
         ("model/a.bin", MemberKind.FILE),
         ("model/l", MemberKind.SYMLINK),
     ]
+
+
+def test_a_link_through_a_later_link_cannot_escape(tmp_path: Path) -> None:
+    # 'esc' looks harmless (d/up/.. is d), until 'd/up' turns out to be a link to '..'
+    archive = tar_with(
+        tmp_path / "chain.tar",
+        [
+            tar_info("d", tarfile.DIRTYPE),
+            tar_info("esc", tarfile.SYMTYPE, "d/up/.."),
+            tar_info("d/up", tarfile.SYMTYPE, ".."),
+        ],
+    )
+    with pytest.raises(ExtractionError, match="an earlier symbolic link's target goes through"):
+        StreamingExtractor().get_archive_info(archive)
+    archive = tar_with(
+        tmp_path / "chain2.tar",
+        [
+            tar_info("d", tarfile.DIRTYPE),
+            tar_info("d/up", tarfile.SYMTYPE, ".."),
+            tar_info("esc", tarfile.SYMTYPE, "d/up/.."),
+        ],
+    )
+    with pytest.raises(ExtractionError, match="goes through the symbolic link 'd/up'"):
+        StreamingExtractor().get_archive_info(archive)
+
+
+def test_a_file_reusing_an_implied_directory_name_is_refused(tmp_path: Path) -> None:
+    archive = tar_with(tmp_path / "c.tar", [(tar_info("a/b"), b"1"), (tar_info("a"), b"2")])
+    with pytest.raises(ExtractionError, match="uses the name as a directory"):
+        StreamingExtractor().get_archive_info(archive)
+
+
+def test_extracted_files_stay_owner_readable(tmp_path: Path) -> None:
+    info = tar_info("secret.bin")
+    info.mode = 0o200
+    archive = tar_with(tmp_path / "m.tar", [(info, b"x")])
+    StreamingExtractor().extract_streaming(archive, tmp_path / "out")
+    assert stat.S_IMODE((tmp_path / "out" / "secret.bin").stat().st_mode) & stat.S_IRUSR

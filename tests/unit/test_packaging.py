@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import io
+import stat
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from handler.archive import StreamingExtractor
+from handler.errors import (
+    CompressionError,
+    ExtractionError,
+)
 from handler.events import StrategyChoice, Target
+from handler.locations.local import LocalDestination, LocalSource
 from handler.packaging import package_target
 from handler.settings import HandlerSettings
+from handler.storage import StorageManager
+from handler.strategies import PackageOptions, run_extract, run_stream
 from tests.fakes import FakeSystem
-from tests.helpers import build_archive, read_zip
+from tests.helpers import build_archive, read_zip, tar_info, tar_with
 
 FILES = {f"model/shard-{i}.bin": bytes([i]) * 1000 for i in range(5)}
 
@@ -33,3 +45,99 @@ def test_the_processing_state_counts_the_files_packaged(
     assert monitor.state.files_processed == len(FILES) == result.files
     assert read_zip(tmp_path / "m.zip") == FILES
     monitor.stop()
+
+
+def test_a_selected_hard_link_whose_target_is_left_out_is_an_error(tmp_path: Path) -> None:
+    archive = tar_with(
+        tmp_path / "hl.tar",
+        [
+            (tar_info("weights.dat"), b"w" * 100),
+            tar_info("model.bin", tarfile.LNKTYPE, "weights.dat"),
+        ],
+    )
+    dest = LocalDestination(tmp_path / "out.zip")
+    with pytest.raises(ExtractionError, match="include patterns leave out"):
+        run_stream(LocalSource(archive), dest, PackageOptions(include=("*.bin",)))
+    assert not (tmp_path / "out.zip").exists()
+    run_stream(LocalSource(archive), dest, PackageOptions(include=("*.bin", "*.dat")))
+    assert read_zip(tmp_path / "out.zip")["weights.dat"] == b"w" * 100
+
+
+def test_both_strategies_store_hard_links_as_symbolic_links(tmp_path: Path) -> None:
+    archive = tar_with(
+        tmp_path / "hl.tar",
+        [
+            (tar_info("data/w.bin"), b"w" * 5000),
+            tar_info("alias.bin", tarfile.LNKTYPE, "data/w.bin"),
+        ],
+    )
+    kinds = {}
+    for name, runner in (("stream", run_stream), ("extract", None)):
+        out = tmp_path / f"{name}.zip"
+        if runner is not None:
+            runner(LocalSource(archive), LocalDestination(out), PackageOptions())
+        else:
+            scratch = tmp_path / "scratch"
+            scratch.mkdir()
+            run_extract(
+                LocalSource(archive),
+                LocalDestination(out),
+                PackageOptions(),
+                scratch_root=scratch,
+                storage=StorageManager(scratch),
+                critical=0.99,
+            )
+        with zipfile.ZipFile(out) as z:
+            kinds[name] = sorted(
+                (i.filename, stat.S_ISLNK(i.external_attr >> 16))
+                for i in z.infolist()
+                if not i.is_dir()
+            )
+    assert kinds["stream"] == [("alias.bin", True), ("data/w.bin", False)]
+    assert len(kinds["extract"]) == 2 and sum(link for _, link in kinds["extract"]) == 1
+
+
+def test_extract_never_zips_a_scratch_directory_that_lost_files(tmp_path: Path) -> None:
+    archive = tar_with(tmp_path / "a.tar", [(tar_info("a.bin"), b"a"), (tar_info("b.bin"), b"b")])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+
+    class Vandal:
+        """Removes an extracted file when compression starts (as a cleanup once did)."""
+
+        def phase(self, name: str) -> object:
+            import contextlib
+
+            if name == "compress":
+                for path in scratch.rglob("a.bin"):
+                    path.unlink()
+            return contextlib.nullcontext()
+
+        def file_done(self) -> None:
+            pass
+
+    with pytest.raises(CompressionError, match="1 files and 0 links were zipped but 2"):
+        run_extract(
+            LocalSource(archive),
+            LocalDestination(tmp_path / "out.zip"),
+            PackageOptions(),
+            scratch_root=scratch,
+            storage=StorageManager(scratch),
+            critical=0.99,
+            phases=Vandal(),  # type: ignore[arg-type]
+        )
+    assert not (tmp_path / "out.zip").exists() and list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("mtime", [1e18, -1e18])
+def test_a_member_with_an_absurd_mtime_still_packages(tmp_path: Path, mtime: float) -> None:
+    info = tar_info("odd.bin")
+    info.mtime = mtime
+    info.size = 1
+    archive = tmp_path / "odd.tar"
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(b"x"))  # PAX stores the out-of-range mtime as text
+    run_stream(LocalSource(archive), LocalDestination(tmp_path / "o.zip"), PackageOptions())
+    assert read_zip(tmp_path / "o.zip") == {"odd.bin": b"x"}
+    StreamingExtractor().extract_streaming(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "odd.bin").read_bytes() == b"x"

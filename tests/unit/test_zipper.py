@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import random
 import stat
 import subprocess
@@ -14,12 +15,15 @@ from pathlib import Path
 import pytest
 
 from handler.codec import Compressor, crc32, fastest_deflate, zlib_deflate
-from handler.errors import CompressionError
+from handler.errors import (
+    CompressionError,
+)
 from handler.zipwriter.records import (
     FLAG_DATA_DESCRIPTOR,
     METHOD_DEFLATED,
     METHOD_STORED,
     ZIP32_LIMIT,
+    dos_datetime,
 )
 from handler.zipwriter.tree import create_zip_streaming
 from handler.zipwriter.zipper import BUFFER_LIMIT, IncrementalZipper
@@ -373,3 +377,9 @@ def test_zip64_offsets_past_4_gib(tmp_path: Path) -> None:
         assert info.header_offset == ZIP32_LIMIT + 4096
         assert archive.read(info) == b"far away"
     unzip_test(out)
+
+
+@pytest.mark.parametrize("mtime", [1e18, -1e18, math.nan, math.inf])
+def test_unrepresentable_mtimes_clamp_to_the_dos_range(mtime: float) -> None:
+    _, date = dos_datetime(mtime)
+    assert 1980 <= (date >> 9) + 1980 <= 2107
