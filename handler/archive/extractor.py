@@ -14,11 +14,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from handler.archive.reader import CHUNK_SIZE, ArchiveReader
+from handler.archive.reader import ArchiveReader
 from handler.archive.safety import Limits
 from handler.archive.to_disk import CleanupCallback, ExtractionSummary, write_members
 from handler.locations.local import Source, open_source
 from handler.members import ArchiveInfo
+from handler.streams import CHUNK_SIZE
 
 ArchiveLike = Source | str | os.PathLike[str]
 

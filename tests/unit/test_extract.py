@@ -49,7 +49,7 @@ def test_format_is_detected_by_content_not_by_name(tmp_path: Path, kind: Archive
 
 
 @pytest.mark.parametrize("kind", ALL_FORMATS)
-def test_iter_members_streams_each_member(tmp_path: Path, kind: ArchiveKind) -> None:
+def test_reader_members_stream_each_member(tmp_path: Path, kind: ArchiveKind) -> None:
     archive = build_archive(tmp_path / "a", FILES, kind)
     seen: dict[str, bytes] = {}
     for opened in open_members(StreamingExtractor(), archive):
@@ -86,7 +86,7 @@ def test_patterns_match_base_names_or_whole_paths() -> None:
     assert not matches("model/weights/x.bin", ["*.json"])
 
 
-def test_iter_members_with_patterns(tmp_path: Path) -> None:
+def test_reader_members_with_patterns(tmp_path: Path) -> None:
     archive = build_archive(tmp_path / "a.tgz", FILES, "tar.gz")
     names = [m.member.name for m in open_members(StreamingExtractor(), archive, ["*.json"])]
     assert names == ["model/config.json", "model/tokenizer.json"]
