@@ -9,10 +9,13 @@ only, never run). A relative import is resolved against its package.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+
+from handler.logs import LOGGER_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("handler", "monitor")
@@ -276,3 +279,45 @@ def test_the_exception_tree_on_one_page_is_the_code_s() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Errors\n", 1)[1].split("\n## ", 1)[0]
     assert f"```\n{drawn}\n```" in section  # README.md's "Errors" shows the same tree
+
+
+def _logger_names(path: Path) -> Iterator[str]:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func) == "logging.getLogger"
+            and node.args
+        ):
+            yield ast.unparse(node.args[0])
+
+
+def test_every_logger_is_under_the_tmpwarden_tree() -> None:
+    """handler/logs.py sends "tmpwarden" and its children to stdout as JSON; a logger
+    named after its module ("handler.storage") would escape that format."""
+    assert LOGGER_NAME == "tmpwarden"
+    outside = []
+    for module, path in MODULES.items():
+        package = module.split(".")[0]
+        for name in _logger_names(path):
+            if name == "LOGGER_NAME" and module == "handler.logs":
+                continue
+            if not name.strip("'\"").startswith(f"tmpwarden.{package}"):
+                outside.append(f"{module}: getLogger({name})")
+    assert outside == []
+
+
+RAW_SIZES = re.compile(
+    r"\b1024\s*\*\s*1024\b|\b1\s*<<\s*[1-4]0\b|\b(?:1048576|8388608|1073741824)\b"
+)
+
+
+def test_handler_spells_sizes_in_units() -> None:
+    """Sizes are ``n * MiB`` (monitor/units.py), never ``1 << 20`` or ``1024 * 1024``."""
+    raw = [
+        f"{module}:{number}: {line.strip()}"
+        for module, path in MODULES.items()
+        if module.split(".")[0] == "handler"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if RAW_SIZES.search(line)
+    ]
+    assert raw == []
