@@ -44,6 +44,7 @@ import zlib
 from typing import NamedTuple
 
 from handler.errors import ExtractionError, InputError, shown_name
+from monitor.errors import shown_repr
 
 UNICODE_PATH_EXTRA_ID = 0x7075
 """Info-ZIP Unicode Path extra field (APPNOTE 4.6.9)."""
@@ -83,8 +84,8 @@ def check_name_encoding(encoding: str | None) -> str | None:
         info = None
     if info is None or not getattr(info, "_is_text_encoding", True):
         raise InputError(
-            f"{encoding!r} is not a text encoding Python knows; give a codec name such as "
-            "latin-1, cp1252, cp437, shift_jis or gbk"
+            f"{shown_repr(encoding)} is not a text encoding Python knows; give a codec name "
+            "such as latin-1, cp1252, cp437, shift_jis or gbk"
         )
     return encoding
 

@@ -28,6 +28,7 @@ from handler.names import check_name_encoding
 from handler.safety import Limits
 from handler.storage import CleanupContext, StorageManager
 from handler.zipper import IncrementalZipper, ZipCounts, iter_chunks
+from monitor.errors import shown, shown_repr
 from monitor.sampler import peak_rss_bytes
 
 SCRATCH_PREFIX = "tmpwarden-extract-"
@@ -140,9 +141,9 @@ def transcode(
 
 
 def no_match_message(source: str, patterns: Iterable[str]) -> str:
-    shown = ", ".join(repr(p) for p in patterns)
+    listed = shown(", ".join(shown_repr(p) for p in patterns))
     return (
-        f"{source}: no file member matches --include {shown}; a pattern without '/' "
+        f"{shown(source)}: no file member matches --include {listed}; a pattern without '/' "
         "matches base names (*.safetensors), one with '/' matches whole paths; "
         "run 'python -m handler inspect' to list the members"
     )
