@@ -169,6 +169,7 @@ def _error_line(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     """The command's one error line (argparse's usage line before it, if any, aside)."""
     from handler.cli import main
 
+    code: object
     try:
         code = main(args)
     except SystemExit as exit_:  # argparse refused an argument
