@@ -239,10 +239,10 @@ def run_extract(
         LockedScratch(scratch_root, SCRATCH_PREFIX) as locked,
         CleanupContext() as cleanup,
     ):
-        remove_stale_scratch(scratch_root, SCRATCH_PREFIX)  # what killed runs left behind
         # Not registered with the monitor's critical cleanup: removing it while it is
         # being zipped would lose members; it goes when this block ends, whatever happens.
         cleanup.register_cleanup(locked.path)
+        remove_stale_scratch(scratch_root, SCRATCH_PREFIX)  # what killed runs left behind
         scratch = locked.tree  # beside the marker that shows tmpwarden made the directory
 
         hardlinks: dict[str, str] = {}  # the archive says which name is the link

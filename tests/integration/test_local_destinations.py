@@ -234,3 +234,39 @@ def test_if_exists_fail_where_nothing_can_publish_without_replacing_is_a_clear_e
     assert "if_exists 'overwrite'" in err and "filesystem" in err, err
     assert not destination.exists()
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("if_exists", "patched", "code"),
+    [
+        ("fail", "link", errno.EIO),
+        ("fail", "link", errno.EACCES),
+        ("overwrite", "replace", errno.EBUSY),
+        ("overwrite", "replace", errno.EACCES),
+    ],
+)
+def test_any_failure_to_publish_is_one_error_line_never_exit_70(
+    tmp_path: Path,
+    source: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    if_exists: str,
+    patched: str,
+    code: int,
+) -> None:
+    """The whole kind of item 3: whatever the rename or link says, exit 1 with an
+    ``error:`` naming the destination, and no partial left."""
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    if patched == "link":
+        monkeypatch.setattr(os, "link", refuse)
+    else:
+        monkeypatch.setattr(Path, "replace", refuse)
+    destination = tmp_path / "m.zip"
+    code_, err = run("package", "--if-exists", if_exists, str(source), str(destination))
+    assert code_ == 1, err
+    assert err.startswith(f"error: {destination}") and os.strerror(code) in err, err
+    assert err.count("\n") == 1
+    assert not destination.exists()
+    assert leftovers(tmp_path) == []
