@@ -12,6 +12,7 @@ with SIGKILL or lets it finish.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import random
 import signal
@@ -195,7 +196,23 @@ HOLD_SCRATCH = (
 )
 
 
-def test_extract_removes_scratch_left_by_a_killed_run_never_a_live_one(tmp_path: Path) -> None:
+def watch_removals(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # handler.logs.configure stops propagation to the root logger, where caplog listens
+    monkeypatch.setattr(logging.getLogger("tmpwarden"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="tmpwarden.handler")
+
+
+def removals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        str(getattr(r, "path", ""))
+        for r in caplog.records
+        if getattr(r, "event", None) == "stale_scratch_removed"
+    ]
+
+
+def test_extract_removes_scratch_left_by_a_killed_run_never_a_live_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The same kind for the extract strategy's scratch directory in /tmp."""
     root = tmp_path / "scratch"
     root.mkdir()
@@ -211,6 +228,7 @@ def test_extract_removes_scratch_left_by_a_killed_run_never_a_live_one(tmp_path:
     dead, live = runs
     try:
         dead_path, live_path = (Path(run.stdout.readline().strip()) for run in runs)  # type: ignore[union-attr]
+        watch_removals(caplog, monkeypatch)
         os.kill(dead.pid, signal.SIGKILL)
         dead.wait(timeout=30)
         source = tmp_path / "m.tar"
@@ -224,6 +242,7 @@ def test_extract_removes_scratch_left_by_a_killed_run_never_a_live_one(tmp_path:
         assert not dead_path.exists(), "the killed run's scratch directory was left"
         assert (live_path / "member.bin").exists(), "a live run's scratch directory was removed"
         assert list(root.iterdir()) == [live_path]
+        assert removals(caplog) == [str(dead_path)]
     finally:
         live.kill()
         live.wait(timeout=30)
@@ -238,7 +257,10 @@ def test_extract_removes_scratch_left_by_a_killed_run_never_a_live_one(tmp_path:
 # `.out.zip.0123abcd.tmpwarden-partial` was deleted by `package` of it into out.zip.
 
 
-def test_a_users_directory_named_like_scratch_is_never_removed(tmp_path: Path) -> None:
+def test_a_users_directory_named_like_scratch_is_never_removed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watch_removals(caplog, monkeypatch)
     root = tmp_path / "tmp"
     mine = root / f"{SCRATCH_PREFIX}mine"
     mine.mkdir(parents=True)
@@ -257,6 +279,7 @@ def test_a_users_directory_named_like_scratch_is_never_removed(tmp_path: Path) -
     assert forged.exists()
     assert read_zip(tmp_path / "m.zip") == FILES
     assert set(root.iterdir()) == {mine, forged}, "the scratch directory was left"
+    assert removals(caplog) == []
 
 
 def test_a_scratch_name_without_its_marker_is_not_removed(tmp_path: Path) -> None:
