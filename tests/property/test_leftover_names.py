@@ -21,7 +21,7 @@ from handler.leftovers import (
 from handler.strategies import SCRATCH_PREFIX
 
 file_names = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="/\0"), min_size=1
+    st.characters(exclude_categories=["Cs"], exclude_characters="/\0"), min_size=1
 ).filter(lambda name: name not in (".", ".."))
 hex_token = st.text("0123456789abcdef", min_size=8, max_size=8)
 
