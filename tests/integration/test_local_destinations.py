@@ -26,8 +26,11 @@ import pytest
 
 from handler.cli import main
 from handler.errors import DestinationError
+from handler.events import StrategyChoice, Target
 from handler.leftovers import PARTIAL_SUFFIX
 from handler.locations import LocalDestination
+from handler.packaging import package_target
+from handler.settings import HandlerSettings
 from handler.zipper import IncrementalZipper
 from tests.helpers import build_archive, read_zip
 
@@ -270,3 +273,25 @@ def test_any_failure_to_publish_is_one_error_line_never_exit_70(
     assert err.count("\n") == 1
     assert not destination.exists()
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("choice", [StrategyChoice.STREAM, StrategyChoice.EXTRACT])
+def test_the_lambda_reports_a_fifo_destination_failed_once_and_leaves_it(
+    tmp_path: Path, source: Path, choice: StrategyChoice
+) -> None:
+    """The same rule for a target of an event: one attempt (not retried), the FIFO left as
+    it is, no scratch directory or partial left."""
+    destination = tmp_path / "out.zip"
+    os.mkfifo(destination)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = package_target(
+        Target(str(source), str(destination)),
+        HandlerSettings(scratch_dir=str(scratch)),
+        choice=choice,
+    )
+    assert (result.status, result.attempts) == ("failed", 1), result
+    assert result.error is not None and result.error["type"] == "DestinationError"
+    assert "is a FIFO" in result.error["message"]
+    assert stat.S_ISFIFO(destination.lstat().st_mode)
+    assert list(scratch.iterdir()) == [] and leftovers(tmp_path) == []
