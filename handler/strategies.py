@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from handler.codec import DEFAULT_LEVEL, Compression, check_compression, check_level
 from handler.errors import CompressionError, InputError
 from handler.extract import StreamingExtractor
-from handler.leftovers import LockedScratch, remove_stale_scratch
+from handler.leftovers import LockedScratch, remove_stale_scratch, sources_in_use
 from handler.locations import Destination, Source
 from handler.members import Member, MemberKind, OpenMember
 from handler.names import check_name_encoding
@@ -193,7 +193,7 @@ def run_stream(
     reporter = phases or NoPhases()
     started = clock()
     source_size = src.size()
-    with opts.extractor().open(src) as reader:
+    with sources_in_use(src.name), opts.extractor().open(src) as reader:
         report = None
         if progress is not None:
             callback = progress
@@ -235,11 +235,16 @@ def run_extract(
     dest.check_writable()
     source_size = src.size()
     extractor = opts.extractor()
-    remove_stale_scratch(scratch_root, SCRATCH_PREFIX)  # what killed runs left behind
-    with LockedScratch(scratch_root, SCRATCH_PREFIX) as locked, CleanupContext() as cleanup:
+    with (
+        sources_in_use(src.name),
+        LockedScratch(scratch_root, SCRATCH_PREFIX) as locked,
+        CleanupContext() as cleanup,
+    ):
         # Not registered with the monitor's critical cleanup: removing it while it is
         # being zipped would lose members; it goes when this block ends, whatever happens.
-        scratch = cleanup.register_cleanup(locked.path)
+        cleanup.register_cleanup(locked.path)
+        remove_stale_scratch(scratch_root, SCRATCH_PREFIX)  # what killed runs left behind
+        scratch = locked.tree  # beside the marker that shows tmpwarden made the directory
 
         hardlinks: dict[str, str] = {}  # the archive says which name is the link
 
