@@ -229,7 +229,7 @@ class MemberNames:
                 raise ExtractionError(
                     self._source,
                     name.given,
-                    f"{ascii(prefix)} differs from the earlier {ascii(earlier)} only by "
+                    f"{prefix!a} differs from the earlier {earlier!a} only by "
                     "Unicode normalization (the same letters, encoded differently; shown "
                     "with code points escaped)",
                     NORMALIZATION_ADVICE,
