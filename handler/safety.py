@@ -268,7 +268,12 @@ class MemberGuard:
         return member
 
     def _hardlink_file(self, name: str, target: str) -> str:
-        """The file a hard link's ``target`` (an earlier file or hard link) ends at."""
+        """The file a hard link's ``target`` (an earlier file or hard link) ends at.
+
+        A chain (``c -> b -> a``) is one inode, so every link in it is stored as a link to
+        the file ``a``. A hard link to a symbolic link (GNU tar writes one for a
+        hard-linked symlink) stays refused: a ZIP link to a link is a link through a link,
+        which :data:`LINK_ADVICE` rules out."""
         node = self._find(target.split("/")) if target else None
         kind = self._kinds[node] if node is not None else None
         if node is not None and kind is MemberKind.HARDLINK:
