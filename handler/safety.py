@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, replace
+from typing import cast
 
 from handler.errors import ExtractionError, shown_name
 from handler.members import Member, MemberKind
@@ -162,49 +163,56 @@ def check_link_target(source: str, member_name: str, target: str) -> str:
 class MemberGuard:
     """Checks one archive's members as they arrive: names, kinds, links, duplicates, limits.
 
-    Names are kept as a tree of path components (a trie: one node per distinct directory
-    or member, keyed by its parent's node and its own component's number), so memory
-    grows with the number of distinct components (about 100 bytes each), never with the
-    square of a name's depth, and a name's parents are found by walking it once.
+    Names are kept as a tree of path components (a trie): each directory has a number,
+    and a component is found under its directory by the key ``"{number:x}/{component}"``,
+    whose value is a directory's number, or the kind of a file or link. Memory grows with
+    the distinct components (about 120 bytes each: a realistic member costs what its
+    name did before), never with the square of a name's depth, and a name's parents are
+    found by walking it once.
     """
 
     def __init__(self, source: str, limits: Limits) -> None:
         self._source = source
         self._limits = limits
-        self._components: dict[str, int] = {}
-        """Each distinct component (``model``, ``config.json``) -> its number."""
-        self._nodes: dict[int, int] = {}
-        """``parent node << 32 | component number`` -> node; node 0 is the archive's root."""
-        self._kinds: list[MemberKind | None] = [MemberKind.DIRECTORY]
-        """Per node: the kind of the member (or implied directory) there, None if none."""
-        self._traversed: set[int] = set()
-        """Nodes that the targets of admitted symbolic links walk through."""
-        self._hardlinks: dict[int, str] = {}
-        """Hard link node -> the file it ends at (a hard link to a hard link is resolved)."""
+        self._nodes: dict[str, int | MemberKind] = {}
+        """``"{parent:x}/{component}"`` -> a directory's number (the root is 0), or the
+        kind of the file or link there."""
+        self._walked: set[int] = set()
+        """Numbers of paths only the targets of admitted symbolic links walk through
+        (no member is there yet): a later link may not sit on one."""
+        self._hardlinks: dict[str, str] = {}
+        """Hard link -> the file it ends at (a hard link to a hard link is resolved)."""
+        self._next = 1
         self._count = 0
         self._declared_total = 0
 
-    def _key(self, node: int, part: str) -> int | None:
-        """The key of ``part`` under ``node``; None when no name has that component."""
-        component = self._components.get(part)
-        return None if component is None else node << 32 | component
-
-    def _find(self, parts: list[str], node: int | None = 0) -> int | None:
-        """The node at ``parts`` below ``node``; None when nothing was recorded there."""
-        for part in parts:
-            key = self._key(node, part) if node is not None else None
-            node = self._nodes.get(key) if key is not None else None
-        return node
-
-    def _child(self, node: int, part: str) -> int:
-        """The node at ``part`` below ``node``, made (with no kind) if there is none."""
-        component = self._components.setdefault(part, len(self._components))
-        key = node << 32 | component
+    def _directory(self, node: int, part: str, *, walked: bool = False) -> int:
+        """The number of directory ``part`` under ``node``, made if there is none (as a
+        walked-through path when ``walked``, else as an implied directory)."""
+        key = f"{node:x}/{part}"
         found = self._nodes.get(key)
-        if found is None:
-            found = self._nodes[key] = len(self._kinds)
-            self._kinds.append(None)
+        if isinstance(found, int):
+            if not walked:
+                self._walked.discard(found)
+            return found
+        found = self._nodes[key] = self._next
+        self._next += 1
+        if walked:
+            self._walked.add(found)
         return found
+
+    def _lookup(self, parts: list[str]) -> tuple[int | MemberKind | None, str]:
+        """What is at ``parts`` (a directory's number, a kind, or None) and, when a file
+        or link sits on the way there, its path (else "")."""
+        node = 0
+        for depth, part in enumerate(parts, start=1):
+            found = self._nodes.get(f"{node:x}/{part}")
+            if found is None or depth == len(parts):
+                return found, ""
+            if isinstance(found, MemberKind):
+                return found, "/".join(parts[:depth])
+            node = found
+        return 0, ""
 
     def admit(self, member: Member) -> Member:
         """Return ``member`` when it is safe to unpack next, else raise ExtractionError.
@@ -212,29 +220,27 @@ class MemberGuard:
         name = member.name
         self.count(name)
         parts = name.split("/") if name else []
-        reached: int | None = 0
-        for depth, part in enumerate(parts[:-1], start=1):
-            reached = self._find([part], reached)
-            if reached is None:
-                break  # nothing recorded there, so nothing below it either
-            kind = self._kinds[reached]
-            parent = "/".join(parts[:depth])
-            if kind is MemberKind.SYMLINK:
+        found, blocker = self._lookup(parts)
+        if blocker:
+            if found is MemberKind.SYMLINK:
                 raise ExtractionError(
                     self._source,
                     name,
-                    f"the path goes through the symbolic link {shown_name(parent)}",
+                    f"the path goes through the symbolic link {shown_name(blocker)}",
                     LINK_ADVICE,
                 )
-            if kind is not None and kind is not MemberKind.DIRECTORY:
-                raise ExtractionError(
-                    self._source,
-                    name,
-                    f"its parent {shown_name(parent)} is a file, not a directory",
-                    "rebuild the archive without the conflicting names",
-                )
-        own = self._find(parts[-1:], reached) if parts else 0
-        previous = self._kinds[own] if own is not None else None
+            raise ExtractionError(
+                self._source,
+                name,
+                f"its parent {shown_name(blocker)} is a file, not a directory",
+                "rebuild the archive without the conflicting names",
+            )
+        walked_here = isinstance(found, int) and found in self._walked
+        previous = (
+            found
+            if isinstance(found, MemberKind)
+            else (MemberKind.DIRECTORY if found is not None and not walked_here else None)
+        )
         if previous is not None:
             if previous is MemberKind.DIRECTORY and member.kind is MemberKind.DIRECTORY:
                 return member
@@ -248,23 +254,30 @@ class MemberGuard:
                 self._source, name, reason, "rebuild the archive so each name appears once"
             )
         if member.kind is MemberKind.SYMLINK:
-            self._check_symlink(name, parts, own, member.link_target or "")
-        file = ""
+            if walked_here:
+                raise ExtractionError(
+                    self._source,
+                    name,
+                    "an earlier symbolic link's target goes through this link",
+                    LINK_ADVICE,
+                )
+            self._check_symlink(name, parts, member.link_target or "")
         if member.kind is MemberKind.HARDLINK:
             file = self._hardlink_file(name, member.link_target or "")
+            self._hardlinks[name] = file
             if file != member.link_target:
                 member = replace(member, link_target=file)
         if member.kind is MemberKind.FILE:
             self._declared_total += member.size
             self.check_total(self._declared_total, name)
         node = 0
-        for part in parts:  # implied directories count as names
-            node = self._child(node, part)
-            if self._kinds[node] is None:
-                self._kinds[node] = MemberKind.DIRECTORY
-        self._kinds[node] = member.kind
-        if file:
-            self._hardlinks[node] = file
+        for part in parts[:-1]:  # implied directories count as names
+            node = self._directory(node, part)
+        if member.kind is MemberKind.DIRECTORY:
+            if parts:
+                self._directory(node, parts[-1])
+        else:
+            self._nodes[f"{node:x}/{parts[-1]}"] = member.kind
         return member
 
     def _hardlink_file(self, name: str, target: str) -> str:
@@ -274,11 +287,10 @@ class MemberGuard:
         the file ``a``. A hard link to a symbolic link (GNU tar writes one for a
         hard-linked symlink) stays refused: a ZIP link to a link is a link through a link,
         which :data:`LINK_ADVICE` rules out."""
-        node = self._find(target.split("/")) if target else None
-        kind = self._kinds[node] if node is not None else None
-        if node is not None and kind is MemberKind.HARDLINK:
-            return self._hardlinks[node]
-        if kind is not MemberKind.FILE:
+        kind, blocker = self._lookup(target.split("/")) if target else (None, "")
+        if kind is MemberKind.HARDLINK and not blocker:
+            return self._hardlinks[target]
+        if kind is not MemberKind.FILE or blocker:
             raise ExtractionError(
                 self._source,
                 name,
@@ -299,21 +311,14 @@ class MemberGuard:
                 "raise the member limit (--max-members) if this archive is trusted",
             )
 
-    def _check_symlink(self, name: str, parts: list[str], own: int | None, target: str) -> None:
+    def _check_symlink(self, name: str, parts: list[str], target: str) -> None:
         """Refuse a link whose target leaves the root, or walks through another link (in
         either order: a later link may not sit on an earlier link's path)."""
         check_link_target(self._source, name, target)
-        if own is not None and own in self._traversed:
-            raise ExtractionError(
-                self._source,
-                name,
-                "an earlier symbolic link's target goes through this link",
-                LINK_ADVICE,
-            )
         walked = parts[:-1]
-        nodes = [0]
+        nodes: list[int | None] = [0]
         for part in walked:
-            nodes.append(self._child(nodes[-1], part))
+            nodes.append(self._directory(cast(int, nodes[-1]), part, walked=True))
         for component in target.split("/"):
             if component in ("", "."):
                 continue
@@ -323,8 +328,9 @@ class MemberGuard:
                     nodes.pop()
                 continue
             walked.append(component)
-            nodes.append(self._child(nodes[-1], component))
-            if self._kinds[nodes[-1]] is MemberKind.SYMLINK:
+            node = nodes[-1]
+            found = self._nodes.get(f"{node:x}/{component}") if node is not None else None
+            if found is MemberKind.SYMLINK:
                 raise ExtractionError(
                     self._source,
                     name,
@@ -332,7 +338,10 @@ class MemberGuard:
                     f"{shown_name('/'.join(walked))}",
                     LINK_ADVICE,
                 )
-            self._traversed.add(nodes[-1])
+            if node is None or isinstance(found, MemberKind):
+                nodes.append(None)  # a file: no member can sit below it
+            else:
+                nodes.append(self._directory(node, component, walked=True))
 
     def check_total(self, total: int, member: str | None) -> None:
         """Refuse once the uncompressed total passes the size limit."""
