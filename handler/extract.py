@@ -45,14 +45,19 @@ from handler.readchecks import (
     RatioCheck,
     SourceReadErrors,
 )
-from handler.safety import Limits, MemberGuard, safe_name
+from handler.safety import (
+    LONG_TARGET_ADVICE,
+    MAX_SYMLINK_TARGET,
+    Limits,
+    MemberGuard,
+    safe_name,
+)
 from handler.storage import available_bytes
 from handler.streams import CountingReader, GuardedReader, PrefixedReader, read_head
 from handler.unpackable import Refusal, tar_refusal, zip_refusal
-from monitor.units import KiB, MiB
+from monitor.units import MiB
 
 CHUNK_SIZE = 1 * MiB
-MAX_SYMLINK_TARGET = 4 * KiB
 CleanupCallback = Callable[[Path, Member], None]
 """Called after each member is written to disk, so the caller can consume and delete it."""
 
@@ -201,7 +206,7 @@ class ArchiveReader:
             if info is None:
                 return
             name = self._names.tar_name(info.name)
-            if self._passed_over(name, tar_refusal(info), patterns):
+            if self._passed_over(name, info.isdir(), tar_refusal(info), patterns):
                 continue
             member = self._admit(self._tar_member(info, name), patterns)
             if member is None:
@@ -272,7 +277,8 @@ class ArchiveReader:
         self._guard.check_ratio(declared, sum(i.compress_size for i in infos), None)
         for info in infos:
             name = self._names.zip_name(info)
-            if self._passed_over(name, zip_refusal(info), patterns):
+            is_dir = name.path.endswith("/") or stat.S_ISDIR(info.external_attr >> 16)
+            if self._passed_over(name, is_dir, zip_refusal(info), patterns):
                 continue
             member = self._admit(self._zip_member(archive, info, name), patterns)
             if member is None:
@@ -301,8 +307,9 @@ class ArchiveReader:
                 raise ExtractionError(
                     source,
                     name.given,
-                    f"it is a symbolic link with a {info.file_size}-byte target",
-                    "rebuild the archive with link targets under 4 KiB",
+                    f"it is a symbolic link with a {info.file_size:,}-byte target, over the "
+                    f"{MAX_SYMLINK_TARGET:,} bytes Linux allows (PATH_MAX)",
+                    LONG_TARGET_ADVICE,
                 )
             try:
                 data = archive.read(info)
@@ -329,10 +336,13 @@ class ArchiveReader:
     # -- shared -----------------------------------------------------------------------
 
     def _admit(self, member: Member, patterns: Sequence[str] | None) -> Member | None:
-        """Check ``member`` (every member is checked); None when it is not to be yielded."""
+        """Check a selected ``member`` against every member written before it; None when
+        it is not to be yielded (the root, or a directory listed twice)."""
+        if patterns:
+            self._check_link_selected(member)
         member = self._guard.admit(member)
         self._position.member = member.name
-        if not member.name or (patterns and not self._select(member, patterns)):
+        if not member.name:
             return None
         if member.kind is MemberKind.DIRECTORY:
             if member.name in self._directories:
@@ -341,35 +351,37 @@ class ArchiveReader:
         return member
 
     def _passed_over(
-        self, name: Name, refusal: Refusal | None, patterns: Sequence[str] | None
+        self, name: Name, is_dir: bool, refusal: Refusal | None, patterns: Sequence[str] | None
     ) -> bool:
-        """Whether a member that cannot be unpacked (``refusal`` says why) is left out by
-        ``patterns``; refuses it when selected. See :mod:`handler.unpackable` for the
-        checks an unselected one still gets."""
+        """Whether ``patterns`` leave the member out (a directory is never selected: the
+        ones a selected member needs are implied). An unselected member gets only the
+        whole-archive checks of :mod:`handler.unpackable`; a selected one that cannot be
+        unpacked (``refusal`` says why) is refused."""
+        if refusal is None and not patterns:
+            return False
+        path = safe_name(self.source.name, name.path, is_dir=is_dir, given=name.given)
+        self._position.member = path
+        if patterns and (is_dir or not matches(path, patterns)):
+            self._guard.count(path)
+            return True
         if refusal is None:
             return False
-        path = safe_name(self.source.name, name.path, given=name.given)
         self._guard.count(path)
-        self._position.member = path
-        if patterns and not matches(path, patterns):
-            return True
         reason, advice = refusal
         raise ExtractionError(self.source.name, name.given, reason, advice)
 
-    def _select(self, member: Member, patterns: Sequence[str]) -> bool:
-        """Whether the patterns select ``member``; a selected hard link needs its target."""
-        if member.kind is MemberKind.DIRECTORY or not matches(member.name, patterns):
-            return False
+    def _check_link_selected(self, member: Member) -> None:
+        """A selected hard link needs its target selected too (it is written as a link)."""
         target = member.link_target or ""
         if member.kind is MemberKind.HARDLINK and target not in self._selected:
             raise ExtractionError(
                 self.source.name,
                 member.name,
-                f"it is a hard link to {target!r}, which the include patterns leave out",
-                f"add a pattern that matches {target!r} as well",
+                f"it is a hard link to {shown_name(target)}, which the include patterns leave out",
+                f"add a pattern that matches {shown_name(target)} as well",
             )
-        self._selected.add(member.name)
-        return True
+        if member.kind is not MemberKind.DIRECTORY:
+            self._selected.add(member.name)
 
 
 class StreamingExtractor:
@@ -443,21 +455,22 @@ class StreamingExtractor:
         for opened in reader.members(patterns):
             member = opened.member
             path = root / member.name
-            if member.kind is MemberKind.DIRECTORY:
-                path.mkdir(parents=True, exist_ok=True)
-                path.chmod(member.mode | stat.S_IRWXU)
-                directories += 1
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if member.kind is MemberKind.FILE:
-                written += _write_file(path, opened, self.chunk_size)
-                files += 1
-            elif member.kind is MemberKind.SYMLINK:
-                path.symlink_to(member.link_target or "")
-                links += 1
-            else:
-                os.link(root / (member.link_target or ""), path)
-                links += 1
+            with _name_fits(reader.source.name, member, root):
+                if member.kind is MemberKind.DIRECTORY:
+                    path.mkdir(parents=True, exist_ok=True)
+                    path.chmod(member.mode | stat.S_IRWXU)
+                    directories += 1
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if member.kind is MemberKind.FILE:
+                    written += _write_file(path, opened, self.chunk_size)
+                    files += 1
+                elif member.kind is MemberKind.SYMLINK:
+                    path.symlink_to(member.link_target or "")
+                    links += 1
+                else:
+                    os.link(root / (member.link_target or ""), path)
+                    links += 1
             if cleanup_callback is not None:
                 cleanup_callback(path, member)
         return files, directories, links, written
@@ -483,6 +496,27 @@ def _as_source(source: ArchiveLike) -> Source:
     if isinstance(source, str | os.PathLike):
         return open_source(os.fspath(source))
     return source
+
+
+@contextlib.contextmanager
+def _name_fits(source: str, member: Member, root: Path) -> Iterator[None]:
+    """Turn the scratch file system's refusal of a name (ENAMETOOLONG: the scratch path
+    plus the name passes PATH_MAX, or the file system's NAME_MAX is below 255 bytes) into
+    an :class:`ExtractionError` naming the member."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise ExtractionError(
+            source,
+            member.name,
+            f"its name is too long for the scratch file system under {str(root)!r} "
+            f"(ENAMETOOLONG, {len(os.fsencode(root / member.name)):,} bytes with the "
+            "scratch directory)",
+            "use the stream strategy, which writes no scratch files, or rebuild the archive "
+            "with shorter paths",
+        ) from exc
 
 
 def _write_file(path: Path, opened: OpenMember, chunk_size: int) -> int:
