@@ -57,7 +57,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from monitor.errors import ConfigurationError, TmpwardenError
+from monitor.errors import ConfigurationError, TmpwardenError, shown
 from monitor.units import format_size
 
 __all__ = [
@@ -128,7 +128,7 @@ def shown_name(name: str) -> str:
     """``name`` quoted and escaped as Python's ``repr`` shows it (control characters as
     ``\\x01``), except that bytes which were not valid in the name's encoding (kept as
     PEP 383 surrogate escapes) show as the bytes they are: ``'caf\\xe9.txt'``."""
-    return _SURROGATE_ESCAPE.sub(r"\1\\x\2", repr(name))
+    return shown(_SURROGATE_ESCAPE.sub(r"\1\\x\2", repr(name)))
 
 
 class CompressionError(TmpwardenError):

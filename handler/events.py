@@ -30,7 +30,7 @@ from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression
 from handler.errors import InputError
 from handler.locations.local import IF_EXISTS, IfExists, check_location
 from handler.validation import location_problems, same_location, shown, shown_repr, text_problem
-from monitor.units import KiB
+from monitor.errors import one_line
 
 MAX_TARGETS = 1000
 TARGET_KEYS = frozenset(
@@ -43,8 +43,6 @@ UNVERIFIED = "unverified"
 EVENT_KEYS = frozenset({"targets", "strategy"})
 PROBLEMS_SHOWN = 5
 """Problems an EventValidationError's message lists; ``problems`` holds them all."""
-MESSAGE_LIMIT = 8 * KiB
-"""Characters of an error message a result shows (each user value in it: 1 KiB at most)."""
 T = TypeVar("T")
 
 
@@ -145,6 +143,10 @@ def _include(value: Any, path: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
         raise EventValidationError(path, "must be a list of glob strings, e.g. ['*.safetensors']")
+    if not value:  # likely a caller's empty selection, not a wish for everything
+        raise EventValidationError(
+            path, "is an empty list, which selects nothing; omit it to package every member"
+        )
     problems: list[tuple[str, str]] = []
     for index, pattern in enumerate(value):
         problem = "must not be empty" if not pattern.strip() else text_problem(pattern)
@@ -369,4 +371,4 @@ class InvocationResult:
 def error_dict(exc: BaseException) -> dict[str, str]:
     """``{"type": ..., "message": ...}`` for a result; the message on one line, at most
     about MESSAGE_LIMIT characters."""
-    return {"type": type(exc).__name__, "message": shown(" ".join(str(exc).split()), MESSAGE_LIMIT)}
+    return {"type": type(exc).__name__, "message": one_line(str(exc))}

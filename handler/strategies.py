@@ -23,12 +23,13 @@ from handler.archive.names import check_name_encoding
 from handler.archive.safety import Limits
 from handler.codec import DEFAULT_LEVEL, Compression, check_compression, check_level
 from handler.errors import CompressionError, InputError
-from handler.locations.leftovers import LockedScratch, remove_stale_scratch
+from handler.locations.leftovers import LockedScratch, remove_stale_scratch, sources_in_use
 from handler.locations.local import Destination, Source
 from handler.members import Member, MemberKind, OpenMember
 from handler.storage import CleanupContext, StorageManager
 from handler.zipwriter.tree import add_tree
 from handler.zipwriter.zipper import IncrementalZipper, ZipCounts, iter_chunks
+from monitor.errors import shown, shown_repr
 from monitor.sampler import peak_rss_bytes
 
 SCRATCH_PREFIX = "tmpwarden-extract-"
@@ -142,9 +143,9 @@ def transcode(
 
 
 def no_match_message(source: str, patterns: Iterable[str]) -> str:
-    shown = ", ".join(repr(p) for p in patterns)
+    listed = shown(", ".join(shown_repr(p) for p in patterns))
     return (
-        f"{source}: no file member matches --include {shown}; a pattern without '/' "
+        f"{shown(source)}: no file member matches --include {listed}; a pattern without '/' "
         "matches base names (*.safetensors), one with '/' matches whole paths; "
         "run 'python -m handler inspect' to list the members"
     )
@@ -194,7 +195,7 @@ def run_stream(
     reporter = phases or NoPhases()
     started = clock()
     source_size = src.size()
-    with opts.extractor().open(src) as reader:
+    with sources_in_use(src.name), opts.extractor().open(src) as reader:
         report = None
         if progress is not None:
             callback = progress
@@ -236,11 +237,16 @@ def run_extract(
     dest.check_writable()
     source_size = src.size()
     extractor = opts.extractor()
-    remove_stale_scratch(scratch_root, SCRATCH_PREFIX)  # what killed runs left behind
-    with LockedScratch(scratch_root, SCRATCH_PREFIX) as locked, CleanupContext() as cleanup:
+    with (
+        sources_in_use(src.name),
+        LockedScratch(scratch_root, SCRATCH_PREFIX) as locked,
+        CleanupContext() as cleanup,
+    ):
         # Not registered with the monitor's critical cleanup: removing it while it is
         # being zipped would lose members; it goes when this block ends, whatever happens.
-        scratch = cleanup.register_cleanup(locked.path)
+        cleanup.register_cleanup(locked.path)
+        remove_stale_scratch(scratch_root, SCRATCH_PREFIX)  # what killed runs left behind
+        scratch = locked.tree  # beside the marker that shows tmpwarden made the directory
 
         hardlinks: dict[str, str] = {}  # the archive says which name is the link
 

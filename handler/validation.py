@@ -29,6 +29,8 @@ import os
 import re
 from pathlib import Path
 
+from monitor.errors import DISPLAY_LIMIT, shown, shown_repr
+
 __all__ = [
     "DISPLAY_LIMIT",
     "S3_MAX_KEY_BYTES",
@@ -39,9 +41,6 @@ __all__ = [
     "text_problem",
 ]
 
-DISPLAY_LIMIT = 1024
-"""Characters of one user value that a message, result or log line shows."""
-DISPLAY_TAIL = 256
 S3_MAX_KEY_BYTES = 1024
 S3_MIN_BUCKET = 3
 S3_MAX_BUCKET = 63
@@ -54,22 +53,6 @@ _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 _LEGACY_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]$")
 _IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
-
-
-def shown(value: object, limit: int = DISPLAY_LIMIT) -> str:
-    """``str(value)``, at most about ``limit`` characters: its head and tail around a
-    marker that says how much was left out."""
-    text = value if isinstance(value, str) else str(value)
-    if len(text) <= limit:
-        return text
-    tail = min(DISPLAY_TAIL, limit // 4)
-    head = limit - tail
-    return f"{text[:head]}...[{len(text) - head - tail} characters left out]...{text[-tail:]}"
-
-
-def shown_repr(value: object, limit: int = DISPLAY_LIMIT) -> str:
-    """``repr(value)`` shortened like :func:`shown` (quotes and escapes kept visible)."""
-    return shown(repr(value), limit)
 
 
 def text_problem(value: str, *, escaped_bytes: bool = False) -> str | None:

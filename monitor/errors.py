@@ -15,6 +15,11 @@ EXIT_ERROR = 1
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 DEBUG_ENV = "TMPWARDEN_DEBUG"
+DISPLAY_LIMIT = 1024
+"""Characters of one user value that a message, result or log line shows."""
+DISPLAY_TAIL = 256
+MESSAGE_LIMIT = 8 * 1024
+"""Characters of one error message a command line, result or log line shows."""
 
 
 class TmpwardenError(Exception):
@@ -28,9 +33,26 @@ class ConfigurationError(TmpwardenError, ValueError):
     """When a setting (argument or ``TMPWARDEN_*`` variable) has an invalid value."""
 
 
+def shown(value: object, limit: int = DISPLAY_LIMIT) -> str:
+    """``str(value)``, at most about ``limit`` characters: its head and tail around a
+    marker that says how much was left out (the one way a user value is shown back)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    tail = min(DISPLAY_TAIL, limit // 4)
+    head = limit - tail
+    return f"{text[:head]}...[{len(text) - head - tail} characters left out]...{text[-tail:]}"
+
+
+def shown_repr(value: object, limit: int = DISPLAY_LIMIT) -> str:
+    """``repr(value)`` shortened like :func:`shown` (quotes and escapes kept visible)."""
+    return shown(repr(value), limit)
+
+
 def one_line(text: str) -> str:
-    """``text`` with its whitespace folded onto one line."""
-    return " ".join(text.split())
+    """``text`` with its whitespace folded onto one line, at most about MESSAGE_LIMIT
+    characters (each user value in it is already at most DISPLAY_LIMIT)."""
+    return shown(" ".join(text.split()), MESSAGE_LIMIT)
 
 
 def run_reporting_errors(command: Callable[[], int], stderr: TextIO) -> int:

@@ -43,7 +43,9 @@ import zipfile
 import zlib
 from typing import NamedTuple
 
+from handler.archive.safety import MAX_PATH_BYTES
 from handler.errors import ExtractionError, InputError, shown_name
+from monitor.errors import shown_repr
 
 UNICODE_PATH_EXTRA_ID = 0x7075
 """Info-ZIP Unicode Path extra field (APPNOTE 4.6.9)."""
@@ -83,8 +85,8 @@ def check_name_encoding(encoding: str | None) -> str | None:
         info = None
     if info is None or not getattr(info, "_is_text_encoding", True):
         raise InputError(
-            f"{encoding!r} is not a text encoding Python knows; give a codec name such as "
-            "latin-1, cp1252, cp437, shift_jis or gbk"
+            f"{shown_repr(encoding)} is not a text encoding Python knows; give a codec name "
+            "such as latin-1, cp1252, cp437, shift_jis or gbk"
         )
     return encoding
 
@@ -135,8 +137,9 @@ class MemberNames:
     def __init__(self, source: str, name_encoding: str | None = None) -> None:
         self._source = source
         self._encoding = check_name_encoding(name_encoding)
-        self._forms: dict[str, str] = {}
-        """NFC form -> the path first seen with it (non-ASCII paths and their parents)."""
+        self._forms: dict[tuple[int, str], tuple[int, str]] = {}
+        """(parent node, NFC form of a component) -> (node, the component as first spelled),
+        for the components of non-ASCII paths; node 0 is the root."""
 
     def zip_name(self, info: zipfile.ZipInfo) -> Name:
         """The name of a ZIP member, by the rules in this module's docstring."""
@@ -207,22 +210,30 @@ class MemberNames:
             ) from None
 
     def _unique(self, name: Name) -> Name:
-        """Refuse a path whose NFC form (or a parent's) was first seen spelled otherwise."""
-        if name.path.isascii():
-            return name
+        """Refuse a path whose NFC form (or a parent's) was first seen spelled otherwise.
+
+        The paths seen are kept as a tree of components (NFC never joins across ``/``), so
+        memory and time grow with a name's length, not with the square of its depth."""
+        if name.path.isascii() or len(name.path) > MAX_PATH_BYTES:
+            return name  # the second: safe_name refuses it as too long
         parts = name.path.split("/")
-        for end in range(len(parts), 0, -1):
-            prefix = "/".join(parts[:end])
-            if prefix.isascii():
-                break
-            form = unicodedata.normalize("NFC", prefix)
-            seen = self._forms.setdefault(form, prefix)
-            if seen != prefix:
+        node = 0
+        for depth, part in enumerate(parts, start=1):
+            form = part if part.isascii() else unicodedata.normalize("NFC", part)
+            key = (node, form)
+            seen = self._forms.get(key)
+            if seen is None:
+                seen = self._forms[key] = (len(self._forms) + 1, part)
+            elif seen[1] != part:
+                prefix = "/".join(parts[:depth])
+                earlier = "/".join([*parts[: depth - 1], seen[1]])
                 raise ExtractionError(
                     self._source,
                     name.given,
-                    f"{prefix!r} differs from the earlier {seen!r} only by Unicode "
-                    "normalization (the same letters, encoded differently)",
+                    f"{prefix!a} differs from the earlier {earlier!a} only by "
+                    "Unicode normalization (the same letters, encoded differently; shown "
+                    "with code points escaped)",
                     NORMALIZATION_ADVICE,
                 )
+            node = seen[0]
         return name

@@ -25,7 +25,7 @@ from handler.archive.safety import Limits, MemberGuard, safe_name
 from handler.archive.tar_members import open_tar, tar_members
 from handler.archive.unpackable import Refusal
 from handler.archive.zip_members import zip_members
-from handler.errors import ExtractionError
+from handler.errors import ExtractionError, shown_name
 from handler.locations.local import Source
 from handler.members import ArchiveFormat, Member, MemberKind, OpenMember
 from handler.streams import CHUNK_SIZE, CountingReader, GuardedReader, read_head
@@ -116,10 +116,13 @@ class ArchiveReader:
             yield from tar_members(self, self._tar, patterns, with_data)
 
     def admit(self, member: Member, patterns: Sequence[str] | None) -> Member | None:
-        """Check ``member`` (every member is checked); None when it is not to be yielded."""
+        """Check a selected ``member`` against every member written before it; None when
+        it is not to be yielded (the root, or a directory listed twice)."""
+        if patterns:
+            self._check_link_selected(member)
         member = self.guard.admit(member)
         self.position.member = member.name
-        if not member.name or (patterns and not self._select(member, patterns)):
+        if not member.name:
             return None
         if member.kind is MemberKind.DIRECTORY:
             if member.name in self._directories:
@@ -128,32 +131,34 @@ class ArchiveReader:
         return member
 
     def passed_over(
-        self, name: Name, refusal: Refusal | None, patterns: Sequence[str] | None
+        self, name: Name, is_dir: bool, refusal: Refusal | None, patterns: Sequence[str] | None
     ) -> bool:
-        """Whether a member that cannot be unpacked (``refusal`` says why) is left out by
-        ``patterns``; refuses it when selected. See :mod:`handler.archive.unpackable` for
-        the checks an unselected one still gets."""
+        """Whether ``patterns`` leave the member out (a directory is never selected: the
+        ones a selected member needs are implied). An unselected member gets only the
+        whole-archive checks of :mod:`handler.archive.unpackable`; a selected one that
+        cannot be unpacked (``refusal`` says why) is refused."""
+        if refusal is None and not patterns:
+            return False
+        path = safe_name(self.source.name, name.path, is_dir=is_dir, given=name.given)
+        self.position.member = path
+        if patterns and (is_dir or not matches(path, patterns)):
+            self.guard.count(path)
+            return True
         if refusal is None:
             return False
-        path = safe_name(self.source.name, name.path, given=name.given)
         self.guard.count(path)
-        self.position.member = path
-        if patterns and not matches(path, patterns):
-            return True
         reason, advice = refusal
         raise ExtractionError(self.source.name, name.given, reason, advice)
 
-    def _select(self, member: Member, patterns: Sequence[str]) -> bool:
-        """Whether the patterns select ``member``; a selected hard link needs its target."""
-        if member.kind is MemberKind.DIRECTORY or not matches(member.name, patterns):
-            return False
+    def _check_link_selected(self, member: Member) -> None:
+        """A selected hard link needs its target selected too (it is written as a link)."""
         target = member.link_target or ""
         if member.kind is MemberKind.HARDLINK and target not in self._selected:
             raise ExtractionError(
                 self.source.name,
                 member.name,
-                f"it is a hard link to {target!r}, which the include patterns leave out",
-                f"add a pattern that matches {target!r} as well",
+                f"it is a hard link to {shown_name(target)}, which the include patterns leave out",
+                f"add a pattern that matches {shown_name(target)} as well",
             )
-        self._selected.add(member.name)
-        return True
+        if member.kind is not MemberKind.DIRECTORY:
+            self._selected.add(member.name)

@@ -8,7 +8,8 @@ capped (zip bombs), with defaults a user can raise through :class:`Limits`.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import cast
 
 from handler.errors import ExtractionError, shown_name
 from handler.members import Member, MemberKind
@@ -45,6 +46,22 @@ LINK_ADVICE = (
     "without going through other links"
 )
 HARDLINK_ADVICE = "rebuild the archive so each hard link comes after the file it points to"
+LONG_PATH_ADVICE = (
+    "rebuild the archive with shorter paths (fewer or shorter directory levels); no Linux "
+    "system can create this one"
+)
+LONG_COMPONENT_ADVICE = (
+    "rename the member (or the directory it is in) so each part of its path is at most "
+    "255 bytes; no common file system can create this one"
+)
+LONG_TARGET_ADVICE = "rebuild the archive with link targets of at most 4,096 bytes"
+MAX_PATH_BYTES = 4096
+"""A whole name's limit in UTF-8 bytes: Linux PATH_MAX (``<linux/limits.h>``), well
+under ZIP's 65,535-byte name field (APPNOTE 4.4.10)."""
+MAX_COMPONENT_BYTES = 255
+"""One path component's limit in UTF-8 bytes: NAME_MAX of Linux, ext4, XFS, NTFS, APFS."""
+MAX_SYMLINK_TARGET = MAX_PATH_BYTES
+"""A symbolic link's target limit in bytes, for every format (Linux PATH_MAX)."""
 CONTROL_CHARACTERS = frozenset(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))
 """C0 controls, DEL and C1 controls (Unicode general category Cc)."""
 
@@ -94,7 +111,26 @@ def safe_name(source: str, raw_name: str, *, is_dir: bool = False, given: str = 
     name = "/".join(parts)
     if not name and not is_dir:
         raise refuse("the name is empty", EMPTY_ADVICE)
+    size = utf8_size(name)
+    if size > MAX_PATH_BYTES:
+        raise refuse(
+            f"the name is {size:,} bytes long, over the {MAX_PATH_BYTES:,} bytes a path may "
+            "have on Linux (PATH_MAX)",
+            LONG_PATH_ADVICE,
+        )
+    longest = max(map(utf8_size, parts), default=0)
+    if longest > MAX_COMPONENT_BYTES:
+        raise refuse(
+            f"a part of the name is {longest:,} bytes long, over the {MAX_COMPONENT_BYTES} "
+            "bytes a file or directory name may have (NAME_MAX)",
+            LONG_COMPONENT_ADVICE,
+        )
     return name
+
+
+def utf8_size(text: str) -> int:
+    """``text``'s length in UTF-8 bytes (a lone surrogate counts as its 3 bytes)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def check_link_target(source: str, member_name: str, target: str) -> str:
@@ -105,6 +141,13 @@ def check_link_target(source: str, member_name: str, target: str) -> str:
 
     if not target:
         raise refuse("the link has an empty target")
+    size = utf8_size(target)
+    if size > MAX_SYMLINK_TARGET:
+        raise refuse(
+            f"it is a symbolic link with a {size:,}-byte target, over the "
+            f"{MAX_SYMLINK_TARGET:,} bytes Linux allows (PATH_MAX)",
+            LONG_TARGET_ADVICE,
+        )
     if target.startswith("/"):
         raise refuse(f"the link points to the absolute path {shown_name(target)}")
     if control_characters(target):
@@ -118,40 +161,86 @@ def check_link_target(source: str, member_name: str, target: str) -> str:
 
 
 class MemberGuard:
-    """Checks one archive's members as they arrive: names, kinds, links, duplicates, limits."""
+    """Checks one archive's members as they arrive: names, kinds, links, duplicates, limits.
+
+    Names are kept as a tree of path components (a trie): each directory has a number,
+    and a component is found under its directory by the key ``"{number:x}/{component}"``,
+    whose value is a directory's number, or the kind of a file or link. Memory grows with
+    the distinct components (about 120 bytes each: a realistic member costs what its
+    name did before), never with the square of a name's depth, and a name's parents are
+    found by walking it once.
+    """
 
     def __init__(self, source: str, limits: Limits) -> None:
         self._source = source
         self._limits = limits
-        self._kinds: dict[str, MemberKind] = {}
-        self._traversed: set[str] = set()
-        """Paths that the targets of admitted symbolic links walk through."""
+        self._nodes: dict[str, int | MemberKind] = {}
+        """``"{parent:x}/{component}"`` -> a directory's number (the root is 0), or the
+        kind of the file or link there."""
+        self._walked: set[int] = set()
+        """Numbers of paths only the targets of admitted symbolic links walk through
+        (no member is there yet): a later link may not sit on one."""
+        self._hardlinks: dict[str, str] = {}
+        """Hard link -> the file it ends at (a hard link to a hard link is resolved)."""
+        self._next = 1
         self._count = 0
         self._declared_total = 0
 
+    def _directory(self, node: int, part: str, *, walked: bool = False) -> int:
+        """The number of directory ``part`` under ``node``, made if there is none (as a
+        walked-through path when ``walked``, else as an implied directory)."""
+        key = f"{node:x}/{part}"
+        found = self._nodes.get(key)
+        if isinstance(found, int):
+            if not walked:
+                self._walked.discard(found)
+            return found
+        found = self._nodes[key] = self._next
+        self._next += 1
+        if walked:
+            self._walked.add(found)
+        return found
+
+    def _lookup(self, parts: list[str]) -> tuple[int | MemberKind | None, str]:
+        """What is at ``parts`` (a directory's number, a kind, or None) and, when a file
+        or link sits on the way there, its path (else "")."""
+        node = 0
+        for depth, part in enumerate(parts, start=1):
+            found = self._nodes.get(f"{node:x}/{part}")
+            if found is None or depth == len(parts):
+                return found, ""
+            if isinstance(found, MemberKind):
+                return found, "/".join(parts[:depth])
+            node = found
+        return 0, ""
+
     def admit(self, member: Member) -> Member:
-        """Return ``member`` when it is safe to unpack next, else raise ExtractionError."""
+        """Return ``member`` when it is safe to unpack next, else raise ExtractionError.
+        A hard link to a hard link comes back pointing at the file the chain ends at."""
         name = member.name
         self.count(name)
-        parent = posixpath.dirname(name)
-        while parent:
-            kind = self._kinds.get(parent)
-            if kind is MemberKind.SYMLINK:
+        parts = name.split("/") if name else []
+        found, blocker = self._lookup(parts)
+        if blocker:
+            if found is MemberKind.SYMLINK:
                 raise ExtractionError(
                     self._source,
                     name,
-                    f"the path goes through the symbolic link {parent!r}",
+                    f"the path goes through the symbolic link {shown_name(blocker)}",
                     LINK_ADVICE,
                 )
-            if kind is not None and kind is not MemberKind.DIRECTORY:
-                raise ExtractionError(
-                    self._source,
-                    name,
-                    f"its parent {parent!r} is a file, not a directory",
-                    "rebuild the archive without the conflicting names",
-                )
-            parent = posixpath.dirname(parent)
-        previous = self._kinds.get(name)
+            raise ExtractionError(
+                self._source,
+                name,
+                f"its parent {shown_name(blocker)} is a file, not a directory",
+                "rebuild the archive without the conflicting names",
+            )
+        walked_here = isinstance(found, int) and found in self._walked
+        previous = (
+            found
+            if isinstance(found, MemberKind)
+            else (MemberKind.DIRECTORY if found is not None and not walked_here else None)
+        )
         if previous is not None:
             if previous is MemberKind.DIRECTORY and member.kind is MemberKind.DIRECTORY:
                 return member
@@ -165,25 +254,51 @@ class MemberGuard:
                 self._source, name, reason, "rebuild the archive so each name appears once"
             )
         if member.kind is MemberKind.SYMLINK:
-            self._check_symlink(name, member.link_target or "")
-        if member.kind is MemberKind.HARDLINK:
-            target = member.link_target or ""
-            if self._kinds.get(target) is not MemberKind.FILE:
+            if walked_here:
                 raise ExtractionError(
                     self._source,
                     name,
-                    f"the hard link points to {target!r}, which is not an earlier file member",
-                    HARDLINK_ADVICE,
+                    "an earlier symbolic link's target goes through this link",
+                    LINK_ADVICE,
                 )
+            self._check_symlink(name, parts, member.link_target or "")
+        if member.kind is MemberKind.HARDLINK:
+            file = self._hardlink_file(name, member.link_target or "")
+            self._hardlinks[name] = file
+            if file != member.link_target:
+                member = replace(member, link_target=file)
         if member.kind is MemberKind.FILE:
             self._declared_total += member.size
             self.check_total(self._declared_total, name)
-        self._kinds[name] = member.kind
-        parent = posixpath.dirname(name)
-        while parent and parent not in self._kinds:  # implied directories count as names
-            self._kinds[parent] = MemberKind.DIRECTORY
-            parent = posixpath.dirname(parent)
+        node = 0
+        for part in parts[:-1]:  # implied directories count as names
+            node = self._directory(node, part)
+        if member.kind is MemberKind.DIRECTORY:
+            if parts:
+                self._directory(node, parts[-1])
+        else:
+            self._nodes[f"{node:x}/{parts[-1]}"] = member.kind
         return member
+
+    def _hardlink_file(self, name: str, target: str) -> str:
+        """The file a hard link's ``target`` (an earlier file or hard link) ends at.
+
+        A chain (``c -> b -> a``) is one inode, so every link in it is stored as a link to
+        the file ``a``. A hard link to a symbolic link (GNU tar writes one for a
+        hard-linked symlink) stays refused: a ZIP link to a link is a link through a link,
+        which :data:`LINK_ADVICE` rules out."""
+        kind, blocker = self._lookup(target.split("/")) if target else (None, "")
+        if kind is MemberKind.HARDLINK and not blocker:
+            return self._hardlinks[target]
+        if kind is not MemberKind.FILE or blocker:
+            raise ExtractionError(
+                self._source,
+                name,
+                f"the hard link points to {shown_name(target)}, which is not an earlier file "
+                "member",
+                HARDLINK_ADVICE,
+            )
+        return target
 
     def count(self, name: str) -> None:
         """Count one more member (``name``, for the message), refusing it past the limit."""
@@ -196,35 +311,37 @@ class MemberGuard:
                 "raise the member limit (--max-members) if this archive is trusted",
             )
 
-    def _check_symlink(self, name: str, target: str) -> None:
+    def _check_symlink(self, name: str, parts: list[str], target: str) -> None:
         """Refuse a link whose target leaves the root, or walks through another link (in
         either order: a later link may not sit on an earlier link's path)."""
         check_link_target(self._source, name, target)
-        if name in self._traversed:
-            raise ExtractionError(
-                self._source,
-                name,
-                "an earlier symbolic link's target goes through this link",
-                LINK_ADVICE,
-            )
-        parts: list[str] = [p for p in posixpath.dirname(name).split("/") if p]
+        walked = parts[:-1]
+        nodes: list[int | None] = [0]
+        for part in walked:
+            nodes.append(self._directory(cast(int, nodes[-1]), part, walked=True))
         for component in target.split("/"):
             if component in ("", "."):
                 continue
             if component == "..":
-                if parts:
-                    parts.pop()
+                if walked:
+                    walked.pop()
+                    nodes.pop()
                 continue
-            parts.append(component)
-            walked = "/".join(parts)
-            if self._kinds.get(walked) is MemberKind.SYMLINK:
+            walked.append(component)
+            node = nodes[-1]
+            found = self._nodes.get(f"{node:x}/{component}") if node is not None else None
+            if found is MemberKind.SYMLINK:
                 raise ExtractionError(
                     self._source,
                     name,
-                    f"the link's target goes through the symbolic link {walked!r}",
+                    "the link's target goes through the symbolic link "
+                    f"{shown_name('/'.join(walked))}",
                     LINK_ADVICE,
                 )
-            self._traversed.add(walked)
+            if node is None or isinstance(found, MemberKind):
+                nodes.append(None)  # a file: no member can sit below it
+            else:
+                nodes.append(self._directory(node, component, walked=True))
 
     def check_total(self, total: int, member: str | None) -> None:
         """Refuse once the uncompressed total passes the size limit."""

@@ -83,7 +83,7 @@ def tar_members(
         if info is None:
             return
         name = reader.names.tar_name(info.name)
-        if reader.passed_over(name, tar_refusal(info), patterns):
+        if reader.passed_over(name, info.isdir(), tar_refusal(info), patterns):
             continue
         member = reader.admit(_tar_member(reader, info, name), patterns)
         if member is None:

@@ -7,12 +7,12 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from handler.archive.reader import ArchiveReader
-from handler.errors import InsufficientStorageError
+from handler.errors import ExtractionError, InsufficientStorageError
 from handler.members import Member, MemberKind, OpenMember
 from handler.storage import available_bytes
 
@@ -43,24 +43,46 @@ def write_members(
     for opened in reader.members(patterns):
         member = opened.member
         path = root / member.name
-        if member.kind is MemberKind.DIRECTORY:
-            path.mkdir(parents=True, exist_ok=True)
-            path.chmod(member.mode | stat.S_IRWXU)
-            directories += 1
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if member.kind is MemberKind.FILE:
-            written += write_file(path, opened, reader.chunk_size)
-            files += 1
-        elif member.kind is MemberKind.SYMLINK:
-            path.symlink_to(member.link_target or "")
-            links += 1
-        else:
-            os.link(root / (member.link_target or ""), path)
-            links += 1
+        with _name_fits(reader.source.name, member, root):
+            if member.kind is MemberKind.DIRECTORY:
+                path.mkdir(parents=True, exist_ok=True)
+                path.chmod(member.mode | stat.S_IRWXU)
+                directories += 1
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if member.kind is MemberKind.FILE:
+                written += write_file(path, opened, reader.chunk_size)
+                files += 1
+            elif member.kind is MemberKind.SYMLINK:
+                path.symlink_to(member.link_target or "")
+                links += 1
+            else:
+                os.link(root / (member.link_target or ""), path)
+                links += 1
         if cleanup_callback is not None:
             cleanup_callback(path, member)
     return ExtractionSummary(str(reader.format), files, directories, links, written)
+
+
+@contextlib.contextmanager
+def _name_fits(source: str, member: Member, root: Path) -> Iterator[None]:
+    """Turn the scratch file system's refusal of a name (ENAMETOOLONG: the scratch path
+    plus the name passes PATH_MAX, or the file system's NAME_MAX is below 255 bytes) into
+    an :class:`ExtractionError` naming the member."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise ExtractionError(
+            source,
+            member.name,
+            f"its name is too long for the scratch file system under {str(root)!r} "
+            f"(ENAMETOOLONG, {len(os.fsencode(root / member.name)):,} bytes with the "
+            "scratch directory)",
+            "use the stream strategy, which writes no scratch files, or rebuild the archive "
+            "with shorter paths",
+        ) from exc
 
 
 def write_file(path: Path, opened: OpenMember, chunk_size: int) -> int:

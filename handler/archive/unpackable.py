@@ -1,18 +1,25 @@
-"""Members tmpwarden cannot unpack, and the rule for those ``--include`` leaves out.
+"""Members tmpwarden cannot unpack, and the rule for every member ``--include`` leaves out.
 
 Device files, FIFOs, sockets and unknown tar member types have no place in a ZIP, and
 an encrypted ZIP entry, or one compressed by a method Python cannot read, cannot be
 read. Such a member is refused when it is selected (no ``--include``, or a pattern
-matches it). When the patterns leave it out it is passed over, as ``tar -x PATTERN`` and
-``unzip ARCHIVE PATTERN`` pass over members they do not extract, and only the checks
-that concern the archive as a whole apply to it:
+matches it).
+
+Any member the patterns leave out (file, directory, symbolic or hard link, special) is
+passed over, as ``tar -x PATTERN`` and ``unzip ARCHIVE PATTERN`` pass over members they
+do not extract, and only the checks that concern the archive as a whole apply to it:
 
 * its name's path safety (:func:`handler.archive.safety.safe_name`: no absolute path, drive
-  letter, backslash, NUL or ``..``): a hostile name is refused wherever it is;
+  letter, backslash, NUL, ``..`` or over-long name): a hostile name is refused wherever
+  it is;
+* its name's decoding and normalization (:mod:`handler.archive.names`);
 * the member-count limit.
 
-Its type, encryption and compression method are not checked, and it does not claim its
-name (it is never written, so it conflicts with nothing).
+Its type, encryption, compression method and link target are not checked, and it does
+not claim its name (it is never written, so it conflicts with nothing, and no selected
+link can go through it). A selected member is checked fully against every selected
+member before it (:class:`handler.archive.safety.MemberGuard`), so a chain of selected links
+that escapes is still refused, and a selected hard link needs its target selected.
 """
 
 from __future__ import annotations

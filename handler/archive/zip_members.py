@@ -12,18 +12,14 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 
 from handler.archive.names import Name
 from handler.archive.readchecks import CORRUPT_ADVICE
-from handler.archive.safety import safe_name
+from handler.archive.safety import LONG_TARGET_ADVICE, MAX_SYMLINK_TARGET, safe_name
 from handler.archive.unpackable import zip_refusal
 from handler.errors import ExtractionError
 from handler.members import Member, MemberKind, OpenMember
 from handler.streams import GuardedReader
-from monitor.units import KiB
 
 if TYPE_CHECKING:
     from handler.archive.reader import ArchiveReader
-
-MAX_SYMLINK_TARGET = 4 * KiB
-"""The longest symbolic link target read (a link's target is its data in a zip)."""
 
 
 def zip_members(
@@ -49,7 +45,8 @@ def zip_members(
     reader.guard.check_ratio(declared, sum(i.compress_size for i in infos), None)
     for info in infos:
         name = reader.names.zip_name(info)
-        if reader.passed_over(name, zip_refusal(info), patterns):
+        is_dir = name.path.endswith("/") or stat.S_ISDIR(info.external_attr >> 16)
+        if reader.passed_over(name, is_dir, zip_refusal(info), patterns):
             continue
         member = reader.admit(_zip_member(reader, archive, info, name), patterns)
         if member is None:
@@ -81,8 +78,9 @@ def _zip_member(
             raise ExtractionError(
                 source,
                 name.given,
-                f"it is a symbolic link with a {info.file_size}-byte target",
-                "rebuild the archive with link targets under 4 KiB",
+                f"it is a symbolic link with a {info.file_size:,}-byte target, over the "
+                f"{MAX_SYMLINK_TARGET:,} bytes Linux allows (PATH_MAX)",
+                LONG_TARGET_ADVICE,
             )
         try:
             data = archive.read(info)

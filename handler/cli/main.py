@@ -28,7 +28,7 @@ from handler.members import ArchiveFormat, ArchiveInfo
 from handler.packaging import PackageOptions, PackageResult, package
 from handler.storage import StorageManager, Strategy
 from handler.validation import check_arguments
-from monitor.errors import EXIT_ERROR, run_reporting_errors
+from monitor.errors import EXIT_ERROR, one_line, run_reporting_errors
 from monitor.units import MiB, format_size, parse_size
 
 MEMBERS_SHOWN = 40
@@ -215,7 +215,7 @@ def _run_package(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.json:
             shown = {"status": UNVERIFIED, "source": args.source, "destination": args.dest}
             out.write(json.dumps({**shown, "etag": exc.etag, "error": error_dict(exc)}) + "\n")
-        err.write(f"error: {' '.join(str(exc).split())}\n")
+        err.write(f"error: {one_line(str(exc))}\n")
         return EXIT_UNVERIFIED
     finally:
         if bar is not None:

@@ -2,6 +2,8 @@
 
 A destination is either complete and verified, or absent: a local ZIP is written
 under a temporary name beside its final path, verified, then renamed into place.
+A symbolic link to a regular file is written through; a destination that is anything else
+but a regular file is refused (:mod:`handler.locations.publish`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from handler.errors import (
     SourceNotFoundError,
 )
 from handler.locations.leftovers import LockedPartial, remove_stale_partials
+from handler.locations.publish import (
+    NO_HARD_LINKS,
+    exists_message,
+    rename_noreplace,
+    write_target,
+)
 from handler.storage import available_bytes
 from handler.validation import shown_repr
 from handler.zipwriter.centraldir import (
@@ -123,12 +131,10 @@ class LocalDestination:
         return str(self.path)
 
     def check_writable(self) -> None:
-        """Fail before any work when the destination cannot be written."""
-        parent = self.path.parent
-        if self.path.is_dir():
-            raise DestinationError(
-                f"{self.path}: is a directory; give the full path of the ZIP to write"
-            )
+        """Fail before any work when the destination cannot be written: DestinationError
+        naming what is there when it is not a regular file (or a link to one), or when its
+        directory is missing or not writable; DestinationExistsError for ``fail``."""
+        parent = write_target(self.path).parent
         if not parent.is_dir():
             raise DestinationError(
                 f"{self.path}: the directory {parent} does not exist; create it first"
@@ -139,18 +145,11 @@ class LocalDestination:
                 "choose a writable directory"
             )
         if self.if_exists == "fail" and os.path.lexists(self.path):
-            raise DestinationExistsError(_exists_message(self.path))
+            raise DestinationExistsError(exists_message(self.path))
 
     def begin(self) -> LocalDestinationWriter:
         self.check_writable()
         return LocalDestinationWriter(self.path, self.if_exists)
-
-
-def _exists_message(path: Path) -> str:
-    return (
-        f"{path}: the file already exists and if_exists is 'fail' (--if-exists fail); it was "
-        "left as it is; write to another path, or use if_exists 'overwrite' to replace it"
-    )
 
 
 class _DiskFullTranslator(io.BufferedWriter):
@@ -196,21 +195,23 @@ def _translate_write_error(exc: OSError, final_path: Path) -> OSError:
 
 
 class LocalDestinationWriter:
-    """Writes ``<dir>/.<name>.<random>.tmpwarden-partial``, locked while it lives, then
-    renames it into place; first removes the partials of killed runs to the same
-    destination (see :mod:`handler.partials`)."""
+    """Writes ``<dir>/.<name>.<token>.tmpwarden-partial`` beside the file it replaces
+    (:func:`write_target`: the link's target for a symbolic link), locked while it lives,
+    then renames it into place; first removes the partials of killed runs to the same
+    destination (see :mod:`handler.locations.leftovers`). ``final_path`` is the path as given."""
 
     def __init__(self, final_path: Path, if_exists: IfExists = "overwrite") -> None:
-        self.final_path = final_path
+        self.shown_path = final_path
+        self.final_path = write_target(final_path)
         self.if_exists = if_exists
-        remove_stale_partials(final_path)
+        remove_stale_partials(self.final_path)
         try:
-            self._partial = LockedPartial(final_path)
+            self._partial = LockedPartial(self.final_path)
         except OSError as exc:
-            raise _translate_write_error(exc, final_path) from exc
+            raise _translate_write_error(exc, self.final_path) from exc
         self.partial_path = self._partial.path
         raw = io.FileIO(self._partial.open_for_writing(), "wb", closefd=True)
-        self._file = _DiskFullTranslator(raw, final_path)
+        self._file = _DiskFullTranslator(raw, self.final_path)
 
     @property
     def sink(self) -> BinaryIO:
@@ -222,20 +223,41 @@ class LocalDestinationWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            verify_zip_file(self.partial_path, entries, shown_as=str(self.final_path))
-            if self.if_exists == "fail":
-                try:
-                    os.link(self.partial_path, self.final_path)  # atomic; never replaces
-                except FileExistsError:
-                    raise DestinationExistsError(_exists_message(self.final_path)) from None
-                self.partial_path.unlink()
-            else:
-                self.partial_path.replace(self.final_path)
-            _fsync_directory(self.final_path.parent)
+            verify_zip_file(self.partial_path, entries, shown_as=str(self.shown_path))
+            try:
+                self._publish()
+                _fsync_directory(self.final_path.parent)
+            except DestinationError:
+                raise
+            except OSError as exc:
+                raise _translate_write_error(exc, self.final_path) from exc
         except BaseException:
             self.abort()
             raise
         self._partial.release()
+
+    def _publish(self) -> None:
+        """Put the verified partial at the final path: replacing what is there (checked
+        again, so a device or FIFO put there since :meth:`__init__` is never replaced), or,
+        for ``fail``, never replacing anything."""
+        if write_target(self.shown_path) != self.final_path:
+            raise DestinationError(
+                f"{self.shown_path}: changed while the ZIP was written (it now leads to "
+                f"{write_target(self.shown_path)}); nothing was written; run again"
+            )
+        if self.if_exists == "overwrite":
+            self.partial_path.replace(self.final_path)
+            return
+        try:
+            os.link(self.partial_path, self.final_path)  # atomic; never replaces
+        except FileExistsError:
+            raise DestinationExistsError(exists_message(self.shown_path)) from None
+        except OSError as exc:
+            if exc.errno not in NO_HARD_LINKS:
+                raise
+            rename_noreplace(self.partial_path, self.final_path, shown=self.shown_path)
+            return
+        self.partial_path.unlink()
 
     def abort(self) -> None:
         """Remove the partial file; safe to call more than once."""

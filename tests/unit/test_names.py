@@ -376,6 +376,34 @@ def test_names_that_differ_only_by_normalization_are_refused(tmp_path: Path) -> 
     assert shown["bsdtar"] == [("dir/" + nfc).encode()]  # libarchive shows names as NFC
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "shown"),
+    [
+        (
+            "caf\u00e9.txt",
+            "cafe\u0301.txt",
+            "'cafe\\u0301.txt' differs from the earlier 'caf\\xe9.txt'",
+        ),
+        (
+            "d\u00e9j\u00e0/a",
+            "de\u0301j\u00e0/b",
+            "'de\\u0301j\\xe0' differs from the earlier 'd\\xe9j\\xe0'",
+        ),
+    ],
+)
+def test_a_normalization_refusal_shows_the_two_names_differently(
+    tmp_path: Path, first: str, second: str, shown: str
+) -> None:
+    """Issue 8 review: both spellings printed as 'é.txt', which look identical."""
+    source = tar_with(tmp_path / "nf.tar", [(tar_info(first), b"1"), (tar_info(second), b"2")])
+    with pytest.raises(ExtractionError) as caught:
+        StreamingExtractor().get_archive_info(source)
+    assert caught.value.reason.startswith(shown)
+    err = io.StringIO()
+    assert main(["inspect", str(source)], out=io.StringIO(), err=err) == 1
+    assert shown in err.getvalue() and err.getvalue().count("\n") == 1
+
+
 def test_each_refusal_reason_has_its_own_advice(tmp_path: Path) -> None:
     """One generic advice served absolute paths, '..', devices and links alike."""
     cases: dict[str, list[tarfile.TarInfo | tuple[tarfile.TarInfo, bytes]]] = {

@@ -11,6 +11,8 @@ import bz2
 import gc
 import io
 import lzma
+import subprocess
+import sys
 import tarfile
 import threading
 import weakref
@@ -24,11 +26,11 @@ from handler.archive import ArchiveReader, StreamingExtractor
 from handler.cli.sample import build_sample_artifact
 from handler.errors import TmpwardenError
 from handler.events import StrategyChoice, Target
-from handler.packaging import package, package_target
+from handler.packaging import package_target
 from handler.settings import HandlerSettings
 from handler.streams import ReadOnlyStream
 from monitor.units import KiB, MiB
-from tests.helpers import ALL_FORMATS, ArchiveKind, build_archive
+from tests.helpers import ALL_FORMATS, ArchiveKind, build_archive, python_env
 
 FILES = {
     "model/config.json": b'{"layers": 2}',
@@ -162,18 +164,42 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * 4096
 
 
+FLAT_SCRIPT = """
+import sys
+from pathlib import Path
+from handler.packaging import package
+
+archive, out, calls = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+for _ in range(3):  # warm-up: imports, allocator arenas, first buffers
+    package(archive, out)
+    out.unlink()
+start = rss()
+for _ in range(calls):
+    package(archive, out)
+    out.unlink()
+print(rss() - start)
+"""
+
+
 def test_memory_stays_flat_over_many_tar_gz_packagings(tmp_path: Path) -> None:
+    # In a fresh process: the test process's own heap, shaped by every test before this
+    # one, would make the figure say more about the order of tests than about tmpwarden.
     archive = build_sample_artifact(tmp_path / "m.tar.gz", 4 * MiB, seed=8)
-    out = tmp_path / "m.zip"
-    for _ in range(3):  # warm-up: imports, allocator arenas, first buffers
-        package(archive, out)
-        out.unlink()
-    start = rss_bytes()
     calls = 25
-    for _ in range(calls):
-        package(archive, out)
-        out.unlink()
-    growth = rss_bytes() - start
+    result = subprocess.run(
+        [sys.executable, "-c", FLAT_SCRIPT, str(archive), str(tmp_path / "m.zip"), str(calls)],
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        timeout=300,
+        check=True,
+    )
+    growth = int(result.stdout.split()[-1])
     print(f"RSS growth over {calls} tar.gz packagings: {growth / MiB:.1f} MiB")
     # Before the fix each call kept an 8 MiB inflate buffer: 200 MiB over 25 calls.
     assert growth < 8 * MiB

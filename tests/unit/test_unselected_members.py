@@ -161,3 +161,110 @@ def test_zip_entries_that_cannot_be_read_are_refused_when_selected(
     code, _, err = run("package", str(archive), str(tmp_path / "out.zip"), "--include", include)
     assert code != 0 and reason in err
     assert not (tmp_path / "out.zip").exists()
+
+
+def hostile_tar(path: Path) -> Path:
+    """The review's two cases in one archive: a hard link to a device, and a symbolic
+    link out of the destination, beside the one file a user wants."""
+    return tar_with(
+        path,
+        [
+            tar_info("dev", tarfile.CHRTYPE),
+            tar_info("link", tarfile.LNKTYPE, "dev"),
+            tar_info("evil", tarfile.SYMTYPE, "../../etc/passwd"),
+            tar_info("abs", tarfile.LNKTYPE, "/etc/shadow"),
+            (tar_info("a.txt"), b"wanted"),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "strategy", [StrategyChoice.STREAM, StrategyChoice.EXTRACT, StrategyChoice.AUTO]
+)
+def test_unselected_links_are_passed_over_whatever_they_point_at(
+    tmp_path: Path, strategy: StrategyChoice
+) -> None:
+    """Issue 8 review: --include a.txt failed for 'link' (a hard link to the unselected
+    device 'dev') and for 'evil' -> ../../etc/passwd, neither of which it would write."""
+    archive = hostile_tar(tmp_path / "m.tar")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = package_target(
+        Target(str(archive), str(tmp_path / "m.zip"), include=("a.txt",)),
+        HandlerSettings(scratch_dir=str(scratch), tmp_critical=0.99),
+        choice=strategy,
+    )
+    assert (result.status, result.error) == ("succeeded", None)
+    assert read_zip(tmp_path / "m.zip") == {"a.txt": b"wanted"}
+    code, _, err = run("package", str(archive), str(tmp_path / "c.zip"), "--include", "a.txt")
+    assert (code, err) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("include", "culprit", "reason"),
+    [
+        ("evil", "evil", "outside the destination"),
+        ("link", "link", "which the include patterns leave out"),
+        ("abs", "abs", "absolute path"),
+        ("*", "dev", "device file"),
+    ],
+)
+def test_selected_hostile_links_are_still_refused(
+    tmp_path: Path, include: str, culprit: str, reason: str
+) -> None:
+    archive = hostile_tar(tmp_path / "m.tar")
+    with pytest.raises(ExtractionError, match=reason) as refused:
+        StreamingExtractor().extract_streaming(archive, tmp_path / "out", patterns=[include])
+    assert refused.value.member == culprit
+
+
+def test_a_selected_chain_through_selected_links_is_still_refused(tmp_path: Path) -> None:
+    """d/up -> .. is harmless alone; l -> d/up/.. walks through it out of the root."""
+    archive = tar_with(
+        tmp_path / "m.tar",
+        [
+            tar_info("d", tarfile.DIRTYPE),
+            tar_info("d/up", tarfile.SYMTYPE, ".."),
+            tar_info("l", tarfile.SYMTYPE, "d/up/.."),
+            (tar_info("a.txt"), b"x"),
+        ],
+    )
+    with pytest.raises(ExtractionError, match="goes through the symbolic link") as refused:
+        StreamingExtractor().extract_streaming(archive, tmp_path / "out", patterns=["*"])
+    assert refused.value.member == "l"
+    # left out, d/up is not written, so l's text points at nothing: it is kept as written
+    info = StreamingExtractor().get_archive_info(archive, ["l", "a.txt"])
+    assert [(m.name, m.link_target) for m in info.members] == [("l", "d/up/.."), ("a.txt", None)]
+
+
+@pytest.mark.parametrize(
+    "strategy", [StrategyChoice.STREAM, StrategyChoice.EXTRACT, StrategyChoice.AUTO]
+)
+def test_a_hard_link_to_a_hard_link_ends_at_the_file(
+    tmp_path: Path, strategy: StrategyChoice
+) -> None:
+    """c -> b -> a (tar -h, or a file hard-linked twice, writes such chains): c is a link
+    to the file a, as b is; it used to be refused as 'not an earlier file member'."""
+    archive = tar_with(
+        tmp_path / "m.tar",
+        [
+            (tar_info("a"), b"weights"),
+            tar_info("b", tarfile.LNKTYPE, "a"),
+            tar_info("c", tarfile.LNKTYPE, "b"),
+        ],
+    )
+    info = StreamingExtractor().get_archive_info(archive)
+    assert [(m.name, m.link_target) for m in info.members] == [
+        ("a", None),
+        ("b", "a"),
+        ("c", "a"),
+    ]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = package_target(
+        Target(str(archive), str(tmp_path / "m.zip")),
+        HandlerSettings(scratch_dir=str(scratch), tmp_critical=0.99),
+        choice=strategy,
+    )
+    assert (result.status, result.error) == ("succeeded", None)
+    assert read_zip(tmp_path / "m.zip") == {"a": b"weights", "b": b"a", "c": b"a"}

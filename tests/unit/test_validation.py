@@ -163,3 +163,61 @@ def test_the_sandbox_leaves_unrepresentable_paths_to_the_handler() -> None:
 
     event = {"targets": [{"source": "m\x00.tar.gz", "destination": "/var/\x00.zip"}]}
     assert local_destination_dirs(event) == []
+
+
+def _error_line(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The command's one error line (argparse's usage line before it, if any, aside)."""
+    from handler.cli.main import main
+
+    code: object
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # argparse refused an argument
+        code = exit_.code
+    assert code in (1, 2)
+    *_usage, line = capsys.readouterr().err.splitlines()
+    assert "error: " in line
+    return line
+
+
+def test_a_huge_member_name_codec_or_pattern_is_shown_as_1_kib_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 8 review: a refused 200 KB member name gave a 200 KB error line; a 5,000
+    # character --name-encoding and a 100 KB --include were echoed whole
+    import tarfile
+
+    archive = tmp_path / "hostile.tar"
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        member = tarfile.TarInfo("../" + "n" * 200_000)
+        tar.addfile(member, io.BytesIO(b""))
+    plain = tmp_path / "plain.tar"
+    with tarfile.open(plain, "w") as tar:
+        member = tarfile.TarInfo("a.txt")
+        member.size = 1
+        tar.addfile(member, io.BytesIO(b"a"))
+    out = str(tmp_path / "o.zip")
+    lines = [
+        _error_line(["package", str(archive), out], capsys),
+        _error_line(["package", str(plain), out, "--name-encoding", "x" * 5000], capsys),
+        _error_line(["package", str(plain), out, "--include", "q" * 100_000], capsys),
+    ]
+    print([len(line) for line in lines])
+    for line in lines:
+        assert len(line) <= 2 * DISPLAY_LIMIT + 512, len(line)
+        assert "characters left out" in line
+    assert not (tmp_path / "o.zip").exists()
+
+
+def test_an_event_codec_name_is_shown_as_1_kib() -> None:
+    error = refused({"targets": [target(name_encoding="x" * 5000)]})
+    [(field, problem)] = error.problems
+    assert field == "targets[0].name_encoding"
+    assert len(problem) <= DISPLAY_LIMIT + 256 and "characters left out" in problem
+
+
+def test_an_empty_include_list_is_refused_rather_than_packaging_everything() -> None:
+    # issue 8 review: `include: []` was accepted and packaged every member
+    error = refused({"targets": [target(include=[])]})
+    assert error.field == "targets[0].include"
+    assert "omit it to package every member" in str(error)
