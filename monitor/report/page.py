@@ -2,7 +2,7 @@
 
 ``python -m monitor report LOG -o OUT.png|OUT.html``. The log may be a local capture or a
 CloudWatch Logs export (plain, gzip, or ``aws logs filter-log-events`` JSON). Reading is
-in ``monitor.report_timeline`` (pure, no matplotlib), drawing in ``monitor.report_chart``
+in ``monitor.report.timeline`` (pure, no matplotlib), drawing in ``monitor.report.chart``
 (imported only when a report is drawn, so ``import monitor`` never loads matplotlib).
 """
 
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from monitor.emf import RECORD_PROPERTY
 from monitor.errors import TmpwardenError
-from monitor.report_timeline import (
+from monitor.report.documents import iter_documents
+from monitor.report.timeline import (
     LEVEL_NAMES,
     RESOURCE_NAMES,
     Invocation,
@@ -29,7 +30,6 @@ from monitor.report_timeline import (
     describe_range,
     format_duration,
     format_utc,
-    iter_documents,
 )
 from monitor.units import format_size
 
@@ -262,7 +262,7 @@ def render_report(log: Path, output: Path) -> ReportSummary:
         )
     _require_matplotlib(output)
     timeline = read_log(log)
-    from monitor.report_chart import draw_chart  # noqa: PLC0415 - matplotlib loads only here
+    from monitor.report.chart import draw_chart  # noqa: PLC0415 - matplotlib loads only here
 
     chart = draw_chart(timeline)
     data = chart if suffix == ".png" else render_html(timeline, chart, source=log.name).encode()

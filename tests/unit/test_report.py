@@ -25,7 +25,8 @@ from monitor.emf import MemorySink
 from monitor.errors import TmpwardenError
 from monitor.invocation import InvocationSummary
 from monitor.report import ReportError, ReportSummary, read_log, render_report
-from monitor.report_timeline import Timeline, build_timeline, format_duration, iter_documents
+from monitor.report.documents import iter_documents
+from monitor.report.timeline import Timeline, build_timeline, format_duration
 from monitor.sampler import Reading
 from monitor.sidecar import StorageMonitor
 
@@ -503,7 +504,7 @@ def test_missing_matplotlib_says_what_to_install(
 
 def test_importing_monitor_does_not_load_matplotlib() -> None:
     code = (
-        "import sys, monitor, monitor.report, monitor.report_timeline, monitor.cli; "
+        "import sys, monitor, monitor.report, monitor.report.timeline, monitor.cli; "
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
