@@ -19,7 +19,7 @@ from handler.logs import configure, log_context
 from handler.memory import explain
 from handler.packaging import package_target
 from handler.settings import HandlerSettings
-from monitor import StorageMonitor, monitored
+from monitor import MonitorConfig, StorageMonitor, monitored
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -53,7 +53,9 @@ def runtime() -> Runtime:
     if "runtime" not in _cold_start:
         settings = HandlerSettings.from_env()
         configure(settings.log_level)
-        _cold_start["runtime"] = Runtime(settings, StorageMonitor(settings.scratch_dir))
+        _cold_start["runtime"] = Runtime(
+            settings, StorageMonitor(MonitorConfig.resolve(path=settings.scratch_dir))
+        )
     return _cold_start["runtime"]
 
 

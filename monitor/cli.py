@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from monitor.callbacks import MonitorEvent
+from monitor.config import MonitorConfig
 from monitor.errors import run_reporting_errors
 from monitor.metrics import Level, Resource
 from monitor.sidecar import StorageMonitor
@@ -65,7 +66,11 @@ def _describe(event: MonitorEvent) -> str:
 
 def run_watch(args: argparse.Namespace, out: TextIO) -> int:
     interval = args.interval / 1000 if args.interval is not None else None
-    monitor = StorageMonitor(args.path, interval, emf=False, actions=False, tracing="off")
+    monitor = StorageMonitor(
+        MonitorConfig.resolve(
+            path=args.path, sample_interval=interval, emf=False, actions=False, tracing="off"
+        )
+    )
     lock = threading.Lock()
 
     def show(event: MonitorEvent) -> None:

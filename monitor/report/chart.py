@@ -26,7 +26,7 @@ from monitor.report.timeline import (
     LEVEL_NAMES,
     RESOURCE_NAMES,
     CallbackRun,
-    Invocation,
+    InvocationRecord,
     LevelCrossing,
     PhaseSpan,
     Sample,
@@ -346,7 +346,7 @@ def _draw_gaps(panels: Sequence[Axes], time: TimeAxis) -> None:
 
 
 def _draw_invocations(
-    panels: Sequence[Axes], invocations: Sequence[Invocation], time: TimeAxis
+    panels: Sequence[Axes], invocations: Sequence[InvocationRecord], time: TimeAxis
 ) -> None:
     for invocation in invocations:
         x = time.x(invocation.start)

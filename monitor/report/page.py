@@ -22,9 +22,9 @@ from monitor.report.documents import iter_documents
 from monitor.report.timeline import (
     LEVEL_NAMES,
     RESOURCE_NAMES,
-    Invocation,
-    Limits,
+    InvocationRecord,
     PhaseSpan,
+    StatedLimits,
     Timeline,
     build_timeline,
     describe_range,
@@ -161,7 +161,7 @@ def render_html(timeline: Timeline, chart_png: bytes, *, source: str) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _invocation_table(invocations: Sequence[Invocation]) -> str:
+def _invocation_table(invocations: Sequence[InvocationRecord]) -> str:
     if not invocations:
         return '<p class="note">No end-of-invocation records in the log.</p>'
     head = "".join(f"<th>{_e(c)}</th>" for c in _INVOCATION_COLUMNS)
@@ -220,7 +220,7 @@ def _happenings_table(timeline: Timeline) -> str:
     return "\n".join([f"<table><thead><tr>{head}</tr></thead><tbody>", *body, "</tbody></table>"])
 
 
-def _counts_text(invocation: Invocation) -> str:
+def _counts_text(invocation: InvocationRecord) -> str:
     parts = []
     for resource in ("tmp", "memory"):
         levels = [
@@ -238,7 +238,7 @@ def _phase_text(phase: PhaseSpan) -> str:
     return text + f" (failed: {phase.error})" if phase.error else text
 
 
-def _limits_text(limits: Limits) -> str:
+def _limits_text(limits: StatedLimits) -> str:
     parts = []
     if limits.tmp_warning is not None and limits.tmp_critical is not None:
         parts.append(f"/tmp warning {limits.tmp_warning:g}%, critical {limits.tmp_critical:g}%")

@@ -91,7 +91,7 @@ class CallbackRun:
 
 
 @dataclass(frozen=True, slots=True)
-class Invocation:
+class InvocationRecord:
     """One end-of-invocation record. Listed events, phases and callbacks are capped
     (at 50 each) by the emitter; ``event_counts`` are not."""
 
@@ -121,7 +121,7 @@ class Invocation:
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class StatedLimits:
     """Sizes and thresholds (percent) the records state; the last value seen wins."""
 
     tmp_path: str | None = None
@@ -139,8 +139,8 @@ class Timeline:
 
     function_names: tuple[str, ...]
     samples: tuple[Sample, ...]
-    invocations: tuple[Invocation, ...]
-    limits: Limits
+    invocations: tuple[InvocationRecord, ...]
+    limits: StatedLimits
     records: int
     """tmpwarden documents read (each line of a split document counts)."""
     skipped: int = 0
@@ -197,7 +197,7 @@ def build_timeline(documents: Iterable[Mapping[str, Any]]) -> Timeline:
     limits; records of other kinds (``phase``) only count."""
     docs = list(documents)
     samples: list[Sample] = []
-    invocations: list[Invocation] = []
+    invocations: list[InvocationRecord] = []
     skipped = 0
     for batch in _sample_batches(d for d in docs if d.get(RECORD_PROPERTY) == "samples"):
         try:
@@ -274,14 +274,14 @@ def _samples_of(batch: Sequence[Mapping[str, Any]]) -> list[Sample]:
     ]
 
 
-def _invocation_of(doc: Mapping[str, Any]) -> Invocation:
+def _invocation_of(doc: Mapping[str, Any]) -> InvocationRecord:
     request_id = _text(doc.get("RequestId"))
     counts = []
     for (resource, level), name in EVENT_METRICS.items():
         count = int(_scalar(doc.get(name), 0))
         if count:
             counts.append((resource.value, level.value, count))
-    return Invocation(
+    return InvocationRecord(
         request_id=request_id,
         start=_number(doc.get("InvocationStart")) / 1000,
         end=_number(doc.get("InvocationEnd")) / 1000,
@@ -340,7 +340,7 @@ def _callback_of(item: Mapping[str, Any], request_id: str | None) -> CallbackRun
     )
 
 
-def _limits_of(docs: Sequence[Mapping[str, Any]]) -> Limits:
+def _limits_of(docs: Sequence[Mapping[str, Any]]) -> StatedLimits:
     seen: dict[str, Any] = {}
     keys = {
         "TmpPath": "tmp_path",
@@ -358,7 +358,7 @@ def _limits_of(docs: Sequence[Mapping[str, Any]]) -> Limits:
                 seen[name] = value
             elif name != "tmp_path" and _is_number(value):
                 seen[name] = int(value) if name.endswith("bytes") else float(value)
-    return Limits(**seen)
+    return StatedLimits(**seen)
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:

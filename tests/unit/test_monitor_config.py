@@ -61,12 +61,12 @@ def test_invalid_settings_name_the_setting(env: dict[str, str], message: str) ->
 def test_an_invalid_setting_fails_when_the_monitor_is_made_not_in_its_thread() -> None:
     fake = FakeSystem()
     with pytest.raises(ConfigurationError, match="hysteresis"):
-        StorageMonitor(probe=fake.probe, hysteresis=0.9, environ={})
+        StorageMonitor(MonitorConfig.resolve(hysteresis=0.9, environ={}), probe=fake.probe)
 
 
 def test_a_missing_path_is_a_clear_error(tmp_path: object) -> None:
     with pytest.raises(ConfigurationError, match="cannot watch /nonexistent"):
-        StorageMonitor("/nonexistent/dir", environ={})
+        StorageMonitor(MonitorConfig.resolve(path="/nonexistent/dir", environ={}), environ={})
 
 
 def test_memory_limit_comes_from_lambda_size() -> None:

@@ -21,9 +21,10 @@ import pytest
 
 from monitor.callbacks import MonitorEvent
 from monitor.cli import main
+from monitor.config import MonitorConfig
 from monitor.emf import MemorySink
 from monitor.errors import TmpwardenError
-from monitor.invocation import InvocationSummary
+from monitor.invocation import InvocationRecord
 from monitor.report import ReportError, ReportSummary, read_log, render_report
 from monitor.report.documents import iter_documents
 from monitor.report.timeline import Timeline, build_timeline, format_duration
@@ -82,7 +83,7 @@ class Run:
     host: FakeHost
     monitor: StorageMonitor
     sink: MemorySink
-    summaries: list[InvocationSummary] = field(default_factory=list)
+    summaries: list[InvocationRecord] = field(default_factory=list)
 
     def sample(self, *, tmp: int = 0, rss: int = 0) -> None:
         """Advance one step, change usage, take a sample and let callbacks finish."""
@@ -99,17 +100,21 @@ class Run:
 def make_run(monkeypatch: pytest.MonkeyPatch, *, callbacks: bool = True) -> Run:
     host = FakeHost()
     sink = MemorySink()
+    config = MonitorConfig.resolve(
+        path="/tmp",
+        sample_interval=0.1,
+        tracing="off",
+        predict_horizon=10,
+        function_name=FUNCTION,
+        environ={},
+    )
     monitor = StorageMonitor(
-        "/tmp",
-        0.1,
+        config,
         sink=sink,
         probe=host.read,
         memory_limit=1024 * MIB,
         clock=host.clock,
         wall_clock=host.clock,
-        tracing="off",
-        predict_horizon=10,
-        function_name=FUNCTION,
         environ={},
     )
     # No sampling thread: every sample is the test's, at the test's time.
@@ -137,7 +142,7 @@ def begin(run: Run, request_id: str) -> None:
     run.host.seen.setdefault(run.host.now, (run.host.used, run.host.rss))
 
 
-def end(run: Run) -> InvocationSummary:
+def end(run: Run) -> InvocationRecord:
     run.host.now += STEP
     summary = run.monitor.end_invocation()
     run.host.seen[run.host.now] = (run.host.used, run.host.rss)
