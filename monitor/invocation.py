@@ -186,7 +186,7 @@ class InvocationRecord:
             r.DISK_USAGE_BYTES: state.disk_usage,
             r.CLEANUP_PERFORMED: state.cleanup_performed,
             r.ESTIMATED_REMAINING_SECONDS: (
-                round(remaining, 1) if remaining is not None and math.isfinite(remaining) else None
+                round(remaining, 3) if remaining is not None and math.isfinite(remaining) else None
             ),
             r.EVENTS: [e.as_dict() for e in self.events[:MAX_LISTED]],
             r.PHASES: [p.as_dict() for p in self.phases[:MAX_LISTED]],

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from monitor.emf import RECORD_PROPERTY
+from monitor.records import RECORD_KIND as RECORD_PROPERTY
 
 MAX_JSON_STARTS = 4
 """How many ``{`` of one line are tried as the start of its JSON (prefixes rarely hold any)."""

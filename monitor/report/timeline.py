@@ -10,20 +10,51 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
-from monitor.emf import RECORD_PROPERTY
-from monitor.metrics import EVENT_METRICS, FUNCTION_DIMENSION
+from monitor import metrics as m
+from monitor import records as r
+from monitor.metrics import EVENT_METRICS, FUNCTION_DIMENSION, ProcessingState
+from monitor.records import CallbackField, CrossingField, PhaseField, RecordKind
+from monitor.report.model import (
+    CallbackRun,
+    InvocationRecord,
+    LevelCrossing,
+    PhaseSpan,
+    Sample,
+    StatedLimits,
+    Timeline,
+)
+
+__all__ = [
+    "LEVEL_NAMES",
+    "RESOURCE_NAMES",
+    "CallbackRun",
+    "InvocationRecord",
+    "LevelCrossing",
+    "PhaseSpan",
+    "Sample",
+    "StatedLimits",
+    "Timeline",
+    "build_timeline",
+    "describe_range",
+    "format_duration",
+    "format_utc",
+]
 
 SAMPLE_COLUMNS = (
-    "TmpUsedBytes",
-    "TmpAvailableBytes",
-    "TmpUsedPercent",
-    "MemoryUsedBytes",
-    "MemoryUsedPercent",
+    m.TMP_USED_BYTES,
+    m.TMP_AVAILABLE_BYTES,
+    m.TMP_USED_PERCENT,
+    m.MEMORY_USED_BYTES,
+    m.MEMORY_USED_PERCENT,
 )
+REQUIRED: dict[RecordKind, tuple[str, ...]] = {
+    RecordKind.SAMPLES: (r.SAMPLE_START, r.SAMPLE_OFFSETS_MS, *SAMPLE_COLUMNS),
+    RecordKind.INVOCATION: (r.INVOCATION_START, r.INVOCATION_END, m.PEAK_TMP_USED_PERCENT),
+}
+"""Properties without which a record of the kind cannot be read (monitor/records.py)."""
 LEVEL_NAMES = {"warning": "warning", "predicted_full": "predicted full", "critical": "critical"}
 RESOURCE_NAMES = {"tmp": "/tmp", "memory": "memory"}
 
@@ -32,161 +63,13 @@ class _Malformed(ValueError):
     """A tmpwarden record with a field of the wrong type (skipped and counted)."""
 
 
-# -- the timeline ----------------------------------------------------------------------
+class _Missing(_Malformed):
+    """A record lacking a property the schema requires: written under another name."""
 
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One sample bucket (the worst of the samples in it); time in epoch seconds."""
-
-    time: float
-    tmp_used: int
-    tmp_available: int
-    tmp_percent: float
-    memory_used: int
-    memory_percent: float
-    request_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class LevelCrossing:
-    """A level event of an invocation: ``level`` warning, predicted_full or critical."""
-
-    time: float
-    level: str
-    resource: str
-    percent: float
-    seconds_to_full: float | None
-    request_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class PhaseSpan:
-    """A finished phase; start and end in epoch seconds."""
-
-    name: str
-    start: float
-    end: float
-    duration_ms: float
-    peak_tmp_bytes: int
-    peak_rss_bytes: int
-    error: str | None
-    request_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackRun:
-    """One callback run and what it freed; times in epoch seconds."""
-
-    name: str
-    level: str
-    resource: str
-    event_time: float
-    started: float
-    duration_ms: float
-    tmp_freed: int
-    memory_freed: int
-    error: str | None
-    request_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class InvocationRecord:
-    """One end-of-invocation record. Listed events, phases and callbacks are capped
-    (at 50 each) by the emitter; ``event_counts`` are not."""
-
-    request_id: str | None
-    start: float
-    end: float
-    peak_tmp_percent: float
-    peak_tmp_bytes: int
-    peak_memory_percent: float
-    peak_memory_bytes: int
-    event_counts: tuple[tuple[str, str, int], ...]
-    """(resource, level, count) for every count above zero."""
-    callback_errors: int
-    tmp_freed: int
-    memory_freed: int
-    events: tuple[LevelCrossing, ...]
-    phases: tuple[PhaseSpan, ...]
-    callbacks: tuple[CallbackRun, ...]
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
-    @property
-    def event_total(self) -> int:
-        return sum(count for _, _, count in self.event_counts)
-
-
-@dataclass(frozen=True, slots=True)
-class StatedLimits:
-    """Sizes and thresholds (percent) the records state; the last value seen wins."""
-
-    tmp_path: str | None = None
-    tmp_total_bytes: int | None = None
-    memory_limit_bytes: int | None = None
-    tmp_warning: float | None = None
-    tmp_critical: float | None = None
-    memory_warning: float | None = None
-    memory_critical: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Timeline:
-    """Everything a log says about /tmp and memory over time, samples sorted by time."""
-
-    function_names: tuple[str, ...]
-    samples: tuple[Sample, ...]
-    invocations: tuple[InvocationRecord, ...]
-    limits: StatedLimits
-    records: int
-    """tmpwarden documents read (each line of a split document counts)."""
-    skipped: int = 0
-    """Malformed tmpwarden records left out."""
-
-    @property
-    def events(self) -> list[LevelCrossing]:
-        return sorted((e for i in self.invocations for e in i.events), key=lambda e: e.time)
-
-    @property
-    def phases(self) -> list[PhaseSpan]:
-        return sorted((p for i in self.invocations for p in i.phases), key=lambda p: p.start)
-
-    @property
-    def callbacks(self) -> list[CallbackRun]:
-        return sorted((c for i in self.invocations for c in i.callbacks), key=lambda c: c.started)
-
-    @property
-    def event_count(self) -> int:
-        return sum(i.event_total for i in self.invocations)
-
-    @property
-    def start(self) -> float:
-        return min(self._times())
-
-    @property
-    def end(self) -> float:
-        return max(self._times())
-
-    @property
-    def peak_tmp_percent(self) -> float | None:
-        peaks = [s.tmp_percent for s in self.samples]
-        peaks += [i.peak_tmp_percent for i in self.invocations]
-        return max(peaks, default=None)
-
-    @property
-    def peak_memory_percent(self) -> float | None:
-        peaks = [s.memory_percent for s in self.samples]
-        peaks += [i.peak_memory_percent for i in self.invocations]
-        return max(peaks, default=None)
-
-    def _times(self) -> list[float]:
-        times = [s.time for s in self.samples]
-        for invocation in self.invocations:
-            times += [invocation.start, invocation.end]
-        return times
+    def __init__(self, kind: RecordKind, name: str) -> None:
+        super().__init__(name)
+        self.kind = kind
+        self.name = name
 
 
 # -- documents -> timeline --------------------------------------------------------------
@@ -199,15 +82,25 @@ def build_timeline(documents: Iterable[Mapping[str, Any]]) -> Timeline:
     samples: list[Sample] = []
     invocations: list[InvocationRecord] = []
     skipped = 0
-    for batch in _sample_batches(d for d in docs if d.get(RECORD_PROPERTY) == "samples"):
+    missing: dict[tuple[str, str], int] = {}
+    kind = r.RECORD_KIND
+    for batch in _sample_batches(d for d in docs if d.get(kind) == RecordKind.SAMPLES):
         try:
+            _require(RecordKind.SAMPLES, batch[0])
             samples += _samples_of(batch)
+        except _Missing as exc:
+            missing[exc.kind, exc.name] = missing.get((exc.kind, exc.name), 0) + len(batch)
+            skipped += len(batch)
         except _Malformed:
             skipped += len(batch)
     for doc in docs:
-        if doc.get(RECORD_PROPERTY) == "invocation":
+        if doc.get(kind) == RecordKind.INVOCATION:
             try:
+                _require(RecordKind.INVOCATION, doc)
                 invocations.append(_invocation_of(doc))
+            except _Missing as exc:
+                missing[exc.kind, exc.name] = missing.get((exc.kind, exc.name), 0) + 1
+                skipped += 1
             except _Malformed:
                 skipped += 1
     names = [d.get(FUNCTION_DIMENSION) for d in docs]
@@ -218,7 +111,14 @@ def build_timeline(documents: Iterable[Mapping[str, Any]]) -> Timeline:
         limits=_limits_of(docs),
         records=len(docs),
         skipped=skipped,
+        missing=tuple((k, name, count) for (k, name), count in missing.items()),
     )
+
+
+def _require(kind: RecordKind, doc: Mapping[str, Any]) -> None:
+    for name in REQUIRED[kind]:
+        if name not in doc:
+            raise _Missing(kind, name)
 
 
 def _sample_batches(docs: Iterable[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
@@ -226,10 +126,10 @@ def _sample_batches(docs: Iterable[Mapping[str, Any]]) -> Iterator[list[Mapping[
     values per metric into lines sharing ``SampleStart``, each repeating the offsets."""
     pending: dict[Any, list[Mapping[str, Any]]] = {}
     for doc in docs:
-        key = doc.get("SampleStart")
+        key = doc.get(r.SAMPLE_START)
         hashable = isinstance(key, int | float | str)
         batch = [*pending.pop(key, []), doc] if hashable else [doc]
-        offsets = doc.get("SampleOffsetsMs")
+        offsets = doc.get(r.SAMPLE_OFFSETS_MS)
         expected = len(offsets) if isinstance(offsets, list) else 0
         if not hashable or _value_count(batch) >= expected:
             yield batch
@@ -242,16 +142,16 @@ def _value_count(batch: Sequence[Mapping[str, Any]]) -> int:
     total = 0
     for doc in batch:
         with contextlib.suppress(_Malformed):
-            total += len(_values(doc.get("TmpUsedBytes")))
+            total += len(_values(doc.get(m.TMP_USED_BYTES)))
     return total
 
 
 def _samples_of(batch: Sequence[Mapping[str, Any]]) -> list[Sample]:
     first = batch[0]
-    start_ms = _number(first.get("SampleStart"))
-    offsets_value = first.get("SampleOffsetsMs", [0])
+    start_ms = _number(first.get(r.SAMPLE_START))
+    offsets_value = first.get(r.SAMPLE_OFFSETS_MS, [0])
     if not isinstance(offsets_value, list):
-        raise _Malformed("SampleOffsetsMs")
+        raise _Malformed(r.SAMPLE_OFFSETS_MS)
     offsets = [_number(o) for o in offsets_value]
     columns = {
         name: [v for doc in batch for v in _values(doc.get(name))] for name in SAMPLE_COLUMNS
@@ -259,15 +159,15 @@ def _samples_of(batch: Sequence[Mapping[str, Any]]) -> list[Sample]:
     count = min(len(offsets), *(len(c) for c in columns.values()))
     if count == 0:
         raise _Malformed("no values")
-    request_id = _text(first.get("RequestId"))
+    request_id = _text(first.get(r.REQUEST_ID))
     return [
         Sample(
             time=(start_ms + offsets[i]) / 1000,
-            tmp_used=int(columns["TmpUsedBytes"][i]),
-            tmp_available=int(columns["TmpAvailableBytes"][i]),
-            tmp_percent=columns["TmpUsedPercent"][i],
-            memory_used=int(columns["MemoryUsedBytes"][i]),
-            memory_percent=columns["MemoryUsedPercent"][i],
+            tmp_used=int(columns[m.TMP_USED_BYTES][i]),
+            tmp_available=int(columns[m.TMP_AVAILABLE_BYTES][i]),
+            tmp_percent=columns[m.TMP_USED_PERCENT][i],
+            memory_used=int(columns[m.MEMORY_USED_BYTES][i]),
+            memory_percent=columns[m.MEMORY_USED_PERCENT][i],
             request_id=request_id,
         )
         for i in range(count)
@@ -275,7 +175,7 @@ def _samples_of(batch: Sequence[Mapping[str, Any]]) -> list[Sample]:
 
 
 def _invocation_of(doc: Mapping[str, Any]) -> InvocationRecord:
-    request_id = _text(doc.get("RequestId"))
+    request_id = _text(doc.get(r.REQUEST_ID))
     counts = []
     for (resource, level), name in EVENT_METRICS.items():
         count = int(_scalar(doc.get(name), 0))
@@ -283,59 +183,75 @@ def _invocation_of(doc: Mapping[str, Any]) -> InvocationRecord:
             counts.append((resource.value, level.value, count))
     return InvocationRecord(
         request_id=request_id,
-        start=_number(doc.get("InvocationStart")) / 1000,
-        end=_number(doc.get("InvocationEnd")) / 1000,
-        peak_tmp_percent=_scalar(doc.get("PeakTmpUsedPercent"), 0.0),
-        peak_tmp_bytes=int(_scalar(doc.get("PeakTmpUsedBytes"), 0)),
-        peak_memory_percent=_scalar(doc.get("PeakMemoryUsedPercent"), 0.0),
-        peak_memory_bytes=int(_scalar(doc.get("PeakMemoryUsedBytes"), 0)),
+        start=_number(doc.get(r.INVOCATION_START)) / 1000,
+        end=_number(doc.get(r.INVOCATION_END)) / 1000,
+        peak_tmp_percent=_scalar(doc.get(m.PEAK_TMP_USED_PERCENT), 0.0),
+        peak_tmp_bytes=int(_scalar(doc.get(m.PEAK_TMP_USED_BYTES), 0)),
+        peak_memory_percent=_scalar(doc.get(m.PEAK_MEMORY_USED_PERCENT), 0.0),
+        peak_memory_bytes=int(_scalar(doc.get(m.PEAK_MEMORY_USED_BYTES), 0)),
         event_counts=tuple(counts),
-        callback_errors=int(_scalar(doc.get("CallbackErrors"), 0)),
-        tmp_freed=int(_scalar(doc.get("CleanupBytesFreed"), 0)),
-        memory_freed=int(_scalar(doc.get("MemoryFreedBytes"), 0)),
-        events=tuple(_crossing_of(e, request_id) for e in _items(doc.get("Events"))),
-        phases=tuple(_phase_of(p, request_id) for p in _items(doc.get("Phases"))),
-        callbacks=tuple(_callback_of(c, request_id) for c in _items(doc.get("Callbacks"))),
+        callback_errors=int(_scalar(doc.get(m.CALLBACK_ERRORS), 0)),
+        tmp_freed=int(_scalar(doc.get(m.CLEANUP_BYTES_FREED), 0)),
+        memory_freed=int(_scalar(doc.get(m.MEMORY_FREED_BYTES), 0)),
+        state=_state_of(doc),
+        events=tuple(_crossing_of(e, request_id) for e in _items(doc.get(r.EVENTS))),
+        phases=tuple(_phase_of(p, request_id) for p in _items(doc.get(r.PHASES))),
+        callbacks=tuple(_callback_of(c, request_id) for c in _items(doc.get(r.CALLBACKS))),
+    )
+
+
+def _state_of(doc: Mapping[str, Any]) -> ProcessingState:
+    """The processing state an invocation record states (records of earlier versions
+    state none: the defaults)."""
+    total = doc.get(r.TOTAL_FILES)
+    remaining = doc.get(r.ESTIMATED_REMAINING_SECONDS)
+    return ProcessingState(
+        current_phase=_text(doc.get(r.PHASE)),
+        files_processed=int(_scalar(doc.get(r.FILES_PROCESSED), 0)),
+        total_files=None if total is None else int(_number(total)),
+        disk_usage=int(_scalar(doc.get(r.DISK_USAGE_BYTES), 0)),
+        cleanup_performed=doc.get(r.CLEANUP_PERFORMED) is True,
+        estimated_remaining=None if remaining is None else _number(remaining),
     )
 
 
 def _crossing_of(item: Mapping[str, Any], request_id: str | None) -> LevelCrossing:
-    ttf = item.get("seconds_to_full")
+    ttf = item.get(CrossingField.SECONDS_TO_FULL)
     return LevelCrossing(
-        time=_number(item.get("time")),
-        level=_required_text(item.get("level")),
-        resource=_required_text(item.get("resource")),
-        percent=_number(item.get("percent")),
+        time=_number(item.get(CrossingField.TIME)),
+        level=_required_text(item.get(CrossingField.LEVEL)),
+        resource=_required_text(item.get(CrossingField.RESOURCE)),
+        percent=_number(item.get(CrossingField.PERCENT)),
         seconds_to_full=None if ttf is None else _number(ttf),
         request_id=request_id,
     )
 
 
 def _phase_of(item: Mapping[str, Any], request_id: str | None) -> PhaseSpan:
-    start, end = _number(item.get("start")), _number(item.get("end"))
+    start, end = _number(item.get(PhaseField.START)), _number(item.get(PhaseField.END))
     return PhaseSpan(
-        name=_required_text(item.get("name")),
+        name=_required_text(item.get(PhaseField.NAME)),
         start=start,
         end=end,
-        duration_ms=_number(item.get("duration_ms", (end - start) * 1000)),
-        peak_tmp_bytes=int(_number(item.get("peak_tmp_bytes", 0))),
-        peak_rss_bytes=int(_number(item.get("peak_rss_bytes", 0))),
-        error=_text(item.get("error")),
+        duration_ms=_number(item.get(PhaseField.DURATION_MS, (end - start) * 1000)),
+        peak_tmp_bytes=int(_number(item.get(PhaseField.PEAK_TMP_BYTES, 0))),
+        peak_rss_bytes=int(_number(item.get(PhaseField.PEAK_RSS_BYTES, 0))),
+        error=_text(item.get(PhaseField.ERROR)),
         request_id=request_id,
     )
 
 
 def _callback_of(item: Mapping[str, Any], request_id: str | None) -> CallbackRun:
     return CallbackRun(
-        name=_required_text(item.get("name")),
-        level=_required_text(item.get("level")),
-        resource=_required_text(item.get("resource")),
-        event_time=_number(item.get("event_time")),
-        started=_number(item.get("started")),
-        duration_ms=_number(item.get("duration_ms", 0)),
-        tmp_freed=int(_number(item.get("tmp_freed", 0))),
-        memory_freed=int(_number(item.get("memory_freed", 0))),
-        error=_text(item.get("error")),
+        name=_required_text(item.get(CallbackField.NAME)),
+        level=_required_text(item.get(CallbackField.LEVEL)),
+        resource=_required_text(item.get(CallbackField.RESOURCE)),
+        event_time=_number(item.get(CallbackField.EVENT_TIME)),
+        started=_number(item.get(CallbackField.STARTED)),
+        duration_ms=_number(item.get(CallbackField.DURATION_MS, 0)),
+        tmp_freed=int(_number(item.get(CallbackField.TMP_FREED, 0))),
+        memory_freed=int(_number(item.get(CallbackField.MEMORY_FREED, 0))),
+        error=_text(item.get(CallbackField.ERROR)),
         request_id=request_id,
     )
 
@@ -343,13 +259,13 @@ def _callback_of(item: Mapping[str, Any], request_id: str | None) -> CallbackRun
 def _limits_of(docs: Sequence[Mapping[str, Any]]) -> StatedLimits:
     seen: dict[str, Any] = {}
     keys = {
-        "TmpPath": "tmp_path",
-        "TmpTotalBytes": "tmp_total_bytes",
-        "MemoryLimitBytes": "memory_limit_bytes",
-        "TmpWarningPercent": "tmp_warning",
-        "TmpCriticalPercent": "tmp_critical",
-        "MemoryWarningPercent": "memory_warning",
-        "MemoryCriticalPercent": "memory_critical",
+        r.TMP_PATH: "tmp_path",
+        r.TMP_TOTAL_BYTES: "tmp_total_bytes",
+        r.MEMORY_LIMIT_BYTES: "memory_limit_bytes",
+        r.TMP_WARNING_PERCENT: "tmp_warning",
+        r.TMP_CRITICAL_PERCENT: "tmp_critical",
+        r.MEMORY_WARNING_PERCENT: "memory_warning",
+        r.MEMORY_CRITICAL_PERCENT: "memory_critical",
     }
     for doc in docs:
         for key, name in keys.items():
