@@ -19,7 +19,7 @@ from handler.logs import configure, log_context
 from handler.memory import explain
 from handler.packaging import package_target
 from handler.settings import HandlerSettings
-from monitor import MonitorConfig, StorageMonitor, monitored
+from monitor import MonitorConfig, StorageMonitor, monitored, records
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -94,7 +94,7 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     started = time.monotonic()
     request_id = getattr(context, "aws_request_id", None)
     result = InvocationResult()
-    with log_context(request_id=request_id):
+    with log_context(**{records.REQUEST_ID: request_id}):
         try:
             parsed = parse_event(event, default_strategy=state.settings.strategy.value)
         except TmpwardenError as exc:

@@ -39,6 +39,7 @@ from handler.strategies import (
     run_stream,
 )
 from handler.streams import read_head
+from monitor import records
 from monitor.units import format_size
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ class _MonitorPhases:
 
         @contextlib.contextmanager
         def tracked() -> Any:
-            with log_context(phase=name), monitor.phase(name) as opened:
+            with log_context(**{records.PHASE: name}), monitor.phase(name) as opened:
                 try:
                     yield opened
                 finally:
