@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import time
@@ -66,6 +67,8 @@ class Decision:
 
     strategy: Strategy
     reason: str
+    total_files: int | None = None
+    """Files the target will package, when the plan read the archive's headers."""
 
 
 def package(
@@ -122,12 +125,14 @@ def plan(
         return Decision(Strategy.STREAM, "requested")
     budget = storage.budget(critical)
     needed: int | None = None
+    total_files: int | None = None
     compressed_tar = (ArchiveFormat.TAR_GZ, ArchiveFormat.TAR_BZ2, ArchiveFormat.TAR_XZ)
     if src.size() > budget and _format_of(src) in compressed_tar:
         needed = src.size()
     if needed is None:
         info = extractor.get_archive_info(src, include or None)  # what --include selects
         needed = storage.estimate_space_needed(info, Strategy.EXTRACT).scratch_bytes
+        total_files = info.file_count
         at_least = ""
     else:
         at_least = "at least "
@@ -146,26 +151,67 @@ def plan(
                 "critical threshold; use the stream strategy, which needs no /tmp, or give "
                 "the function more ephemeral storage",
             )
-        return Decision(Strategy.EXTRACT, f"requested; {reason}")
+        return Decision(Strategy.EXTRACT, f"requested; {reason}", total_files)
     if fits:
-        return Decision(Strategy.EXTRACT, f"auto: fits; {reason}")
-    return Decision(Strategy.STREAM, f"auto: does not fit; {reason}")
+        return Decision(Strategy.EXTRACT, f"auto: fits; {reason}", total_files)
+    return Decision(Strategy.STREAM, f"auto: does not fit; {reason}", total_files)
 
 
 class _MonitorPhases:
-    """Phases through the monitor, remembering the peaks of every phase of this target."""
+    """Phases through the monitor, remembering the peaks of every phase of this target,
+    and the monitor's ProcessingState kept current: the phase, files done of the plan's
+    total, ``/tmp`` in use (bytes, measured at most every DISK_USAGE_EVERY seconds and
+    at the end of every phase), whether the cleanup phase ran, and the seconds left at
+    the files-per-second measured since the plan."""
 
-    def __init__(self, monitor: StorageMonitor | None) -> None:
+    DISK_USAGE_EVERY = 0.1
+
+    def __init__(
+        self,
+        monitor: StorageMonitor | None,
+        storage: StorageManager | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._monitor = monitor
+        self._storage = storage
+        self._clock = clock
         self.peak_tmp = 0
         self.peak_rss = 0
         self.files_done = 0
+        self.total_files: int | None = None
+        self._started = clock()
+        self._measured = -math.inf
+
+    def planned(self, total_files: int | None) -> None:
+        """The plan's file count; throughput is measured from now."""
+        self.total_files = total_files
+        self._started = self._clock()
+        if self._monitor is not None and total_files is not None:
+            self._monitor.update_state(total_files=total_files)
 
     def file_done(self) -> None:
         """One more file packaged (or extracted): the monitor's ProcessingState says so."""
         self.files_done += 1
-        if self._monitor is not None:
-            self._monitor.update_state(files_processed=self.files_done)
+        if self._monitor is None:
+            return
+        now = self._clock()
+        changes: dict[str, Any] = {"files_processed": self.files_done}
+        elapsed = now - self._started
+        if self.total_files is not None and elapsed > 0:
+            left = max(self.total_files - self.files_done, 0)
+            changes["estimated_remaining"] = left * elapsed / self.files_done
+        if now - self._measured >= self.DISK_USAGE_EVERY:
+            changes.update(self._disk_usage(now))
+        self._monitor.update_state(**changes)
+
+    def _disk_usage(self, now: float) -> dict[str, Any]:
+        if self._storage is None:
+            return {}
+        self._measured = now
+        try:
+            return {"disk_usage": self._storage.usage().used}
+        except OSError:  # the scratch directory is gone: keep the last measure
+            return {}
 
     def phase(self, name: str) -> Any:
         if self._monitor is None:
@@ -180,6 +226,10 @@ class _MonitorPhases:
                 finally:
                     self.peak_tmp = max(self.peak_tmp, opened.peaks.tmp_used)
                     self.peak_rss = max(self.peak_rss, opened.peaks.memory_used)
+            changes = self._disk_usage(self._clock())
+            if name == "cleanup":
+                changes["cleanup_performed"] = True
+            monitor.update_state(**changes)
 
         return tracked()
 
@@ -201,8 +251,8 @@ def package_target(  # noqa: PLR0915 - one loop of attempts reads best whole
     policy = retry or RetryPolicy(max_attempts=settings.max_attempts)
     jitter = rng or random.Random()
     result = TargetResult(source=target.source, destination=target.destination)
-    phases = _MonitorPhases(monitor)
     storage = StorageManager(settings.scratch_dir)
+    phases = _MonitorPhases(monitor, storage, clock)
     options = PackageOptions(
         include=target.include,
         compression=target.compression,
@@ -239,6 +289,7 @@ def package_target(  # noqa: PLR0915 - one loop of attempts reads best whole
                                 options.include,
                             )
                         strategy = decision.strategy
+                        phases.planned(decision.total_files)
                         log.info(
                             "strategy chosen",
                             extra={
