@@ -13,7 +13,7 @@ from typing import TextIO
 
 from monitor.callbacks import MonitorEvent
 from monitor.config import MonitorConfig
-from monitor.errors import run_reporting_errors
+from monitor.errors import ConfigurationError, run_reporting_errors
 from monitor.metrics import Level, Resource
 from monitor.sidecar import StorageMonitor
 from monitor.units import format_size
@@ -116,7 +116,15 @@ def run_watch(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_report(args: argparse.Namespace, out: TextIO) -> int:
-    from monitor.report import render_report  # noqa: PLC0415 - matplotlib loads only here
+    try:
+        from monitor.report import render_report  # noqa: PLC0415 - matplotlib loads only here
+    except ModuleNotFoundError as exc:
+        if exc.name != "monitor.report":
+            raise
+        raise ConfigurationError(
+            "the report is not part of the monitor layer (it needs matplotlib); run "
+            "python -m monitor report where tmpwarden is installed with its report extra"
+        ) from exc
 
     summary = render_report(args.log, args.output)
     out.write(f"wrote {args.output}: {summary}\n")
