@@ -20,6 +20,7 @@ from handler.memory import explain
 from handler.packaging import package_target
 from handler.settings import HandlerSettings
 from monitor import MonitorConfig, StorageMonitor, monitored, records
+from monitor.metrics import PACKAGED_BYTES, TARGETS_FAILED, TARGETS_SUCCEEDED
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -129,11 +130,10 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
             result.targets.append(outcome)
             if outcome.error is not None and outcome.error["type"] == "OutOfTimeError":
                 result.remaining.append(target)  # cut short by time: run it again
-            state.monitor.put_metric(
-                "TargetsSucceeded" if outcome.status == "succeeded" else "TargetsFailed", 1
-            )
-            if outcome.status == "succeeded":
-                state.monitor.put_metric("PackagedBytes", outcome.bytes_out)
+            succeeded = outcome.status == "succeeded"
+            state.monitor.put_metric(TARGETS_SUCCEEDED if succeeded else TARGETS_FAILED, 1)
+            if succeeded:
+                state.monitor.put_metric(PACKAGED_BYTES, outcome.bytes_out)
         response = result.as_dict()
         log.info(
             "invocation finished",
