@@ -13,8 +13,8 @@ Every check is a pure function returning a list of ``Problem`` (empty when all i
   storage, timeout, runtime) and that every dashboard body in the template is JSON.
 * ``check_settings``: every ``TMPWARDEN_*`` setting is an environment variable of the
   packaging function fed by a Parameter whose default is the monitor's (or handler's).
-* ``check_drift`` (from ``deploy.drift``): template.yaml's generated blocks are what ``deploy.sync`` writes from
-  the sources; otherwise which resource differs, and where.
+* ``check_drift`` (from ``deploy.drift``): template.yaml's generated blocks are what
+  ``deploy.sync`` writes from the sources; otherwise which resource differs, and where.
 
 ``metrics_used`` (from ``deploy.usage``) gives every (namespace, metric, dimension names,
 unit) the dashboards and alarms use, for tests that compare them with what the code emits.

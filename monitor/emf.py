@@ -43,8 +43,7 @@ MAX_DIMENSIONS_PER_SET = 30
 """CloudWatch's limit of dimensions per dimension set."""
 MAX_TIME_TO_FULL = 3600.0
 """Predictions further out than this (a slow drift over an hour) are noise, not reported."""
-RECORD_PROPERTY = r.RECORD_KIND
-KEPT_PROPERTIES = frozenset({RECORD_PROPERTY, r.REQUEST_ID, r.SAMPLE_START, r.SAMPLE_OFFSETS_MS})
+KEPT_PROPERTIES = frozenset({r.RECORD_KIND, r.REQUEST_ID, r.SAMPLE_START, r.SAMPLE_OFFSETS_MS})
 """Properties kept when a document's properties do not fit a line even when capped."""
 
 log = logging.getLogger("tmpwarden.monitor")
@@ -205,7 +204,7 @@ class EmfEmitter:
             {
                 **properties,
                 **extra,
-                RECORD_PROPERTY: RecordKind.SAMPLES.value,
+                r.RECORD_KIND: RecordKind.SAMPLES.value,
                 r.SAMPLE_START: round(start * 1000),
                 r.SAMPLE_OFFSETS_MS: offsets,
             },
@@ -219,7 +218,7 @@ class EmfEmitter:
         return self._write(
             MetricGroup.INVOCATION,
             {name: [value] for name, value in values.items()},
-            {**properties, RECORD_PROPERTY: RecordKind.INVOCATION.value},
+            {**properties, r.RECORD_KIND: RecordKind.INVOCATION.value},
             timestamp=timestamp,
         )
 
@@ -239,7 +238,7 @@ class EmfEmitter:
             written += self._write(
                 MetricGroup.PHASE,
                 {m.PHASE_DURATION: [round(v, 3) for v in values]},
-                {**properties, RECORD_PROPERTY: RecordKind.PHASE.value},
+                {**properties, r.RECORD_KIND: RecordKind.PHASE.value},
                 timestamp=timestamp,
                 extra_dimensions={PHASE_DIMENSION: phase},
             )

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from monitor.records import RECORD_KIND as RECORD_PROPERTY
+from monitor.records import RECORD_KIND
 
 MAX_JSON_STARTS = 4
 """How many ``{`` of one line are tried as the start of its JSON (prefixes rarely hold any)."""
@@ -26,7 +26,7 @@ def iter_documents(text: str) -> Iterator[dict[str, Any]]:
     CloudWatch Logs events whose ``message`` holds the line, and a whole
     ``aws logs filter-log-events`` document (``{"events": [...]}``).
     """
-    if RECORD_PROPERTY not in text:
+    if RECORD_KIND not in text:
         return
     whole = _whole_document(text)
     if whole is not None:
@@ -34,7 +34,7 @@ def iter_documents(text: str) -> Iterator[dict[str, Any]]:
             yield from _unwrap(item, 0)
         return
     for line in text.splitlines():
-        if RECORD_PROPERTY in line:  # cheap test first: exports are mostly other lines
+        if RECORD_KIND in line:  # cheap test first: exports are mostly other lines
             yield from _unwrap(_json_in(line), 0)
 
 
@@ -72,11 +72,11 @@ def _unwrap(value: Any, depth: int) -> Iterator[dict[str, Any]]:
     """A tmpwarden document itself, or the one inside a log event's ``message``."""
     if not isinstance(value, dict) or depth > MAX_NESTING:
         return
-    if isinstance(value.get(RECORD_PROPERTY), str):
+    if isinstance(value.get(RECORD_KIND), str):
         yield value
         return
     message = value.get("message")
-    if isinstance(message, str) and RECORD_PROPERTY in message:
+    if isinstance(message, str) and RECORD_KIND in message:
         yield from _unwrap(_json_in(message), depth + 1)
     elif isinstance(message, dict):
         yield from _unwrap(message, depth + 1)

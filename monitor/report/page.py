@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.records import RECORD_KIND as RECORD_PROPERTY
 from monitor.errors import TmpwardenError
 from monitor.metrics import ProcessingState
+from monitor.records import RECORD_KIND
 from monitor.report.documents import iter_documents
 from monitor.report.timeline import (
     LEVEL_NAMES,
@@ -91,7 +91,7 @@ def read_log(log: Path) -> Timeline:
     if timeline.records == 0:
         raise ReportError(
             f"{log}: no tmpwarden EMF records found (looked for JSON lines with "
-            f"{RECORD_PROPERTY}); capture the function's log or export it from CloudWatch Logs"
+            f"{RECORD_KIND}); capture the function's log or export it from CloudWatch Logs"
         )
     read = {"samples": len(timeline.samples), "invocation": len(timeline.invocations)}
     for kind, name, count in timeline.missing:
