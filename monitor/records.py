@@ -183,7 +183,3 @@ def suggestion(name: str) -> str | None:
     known = sorted(ALL_PROPERTIES | set(REGISTRY) | set(LIST_FIELDS))
     near = difflib.get_close_matches(name, known, 1)
     return near[0] if near else None
-
-
-class RecordFieldMissing(KeyError):
-    """When a record read back lacks a property the schema requires (a renamed one)."""
