@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 os.environ.setdefault("AWS_EMF_ENVIRONMENT", "Local")
 
+from monitor.config import MonitorConfig
 from monitor.sampler import SystemProbe
 from monitor.sidecar import StorageMonitor
 
@@ -45,7 +46,9 @@ class OverheadResult:
 
 def thread_overhead(interval: float, seconds: float) -> OverheadResult:
     sink = DropSink()
-    monitor = StorageMonitor("/tmp", interval, sink=sink, tracing="off")
+    monitor = StorageMonitor(
+        MonitorConfig.resolve(path="/tmp", sample_interval=interval, tracing="off"), sink=sink
+    )
     monitor.begin_invocation("benchmark")
     started = time.monotonic()
     time.sleep(seconds)
@@ -88,7 +91,9 @@ def sample_cost_us(count: int = 20_000) -> tuple[float, float]:
     for _ in range(count):
         probe.read()
     raw = (time.thread_time() - started) / count * 1e6
-    monitor = StorageMonitor("/tmp", 1.0, sink=DropSink(), tracing="off")
+    monitor = StorageMonitor(
+        MonitorConfig.resolve(path="/tmp", sample_interval=1.0, tracing="off"), sink=DropSink()
+    )
     started = time.thread_time()
     for _ in range(count):
         monitor.sample_now()

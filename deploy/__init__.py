@@ -7,5 +7,7 @@ runs every check and exits 1 when one fails. The checks are pure functions in
 alarms use.
 
 deploy/function/ and deploy/layer/ are what ``sam build`` packages (links to handler/ and
-monitor/, with the requirements installed beside them); they are not Python packages.
+to monitor/'s modules, without monitor/report/, with the requirements installed beside
+them); they are not Python packages. A new module of monitor/ needs its link in
+deploy/layer/monitor/ (tests/deploy/test_layer.py says so).
 """

@@ -5,14 +5,16 @@ Every check is a pure function returning a list of ``Problem`` (empty when all i
 
 * ``check_registry`` (from ``deploy.usage``): every metric a widget or an alarm names is
   in the monitor's registry with its namespace, dimension set and, for alarms, its unit.
+* ``check_record_fields`` (from ``deploy.record_fields``): every field a saved query or a
+  dashboard log widget names is in the EMF record schema (``monitor/records.py``).
 * ``check_references``: every ``${Name}`` names a parameter or resource of the template,
   the FunctionName dimension is the packaging function, every alarm is on an alarm widget.
 * ``check_functions``: what cfn-lint does not check on SAM functions (memory, ephemeral
   storage, timeout, runtime) and that every dashboard body in the template is JSON.
 * ``check_settings``: every ``TMPWARDEN_*`` setting is an environment variable of the
   packaging function fed by a Parameter whose default is the monitor's (or handler's).
-* ``check_drift``: template.yaml's generated blocks are what ``deploy.sync`` writes from
-  the sources; otherwise which resource differs, and where.
+* ``check_drift`` (from ``deploy.drift``): template.yaml's generated blocks are what
+  ``deploy.sync`` writes from the sources; otherwise which resource differs, and where.
 
 ``metrics_used`` (from ``deploy.usage``) gives every (namespace, metric, dimension names,
 unit) the dashboards and alarms use, for tests that compare them with what the code emits.
@@ -27,9 +29,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from deploy.cfn import find_blocks, load_yaml
-from deploy.generate import PLACEHOLDER, ROLLBACK_BLOCK, generated_blocks, generated_data
+from deploy.cfn import load_yaml
+from deploy.drift import check_drift
+from deploy.generate import PLACEHOLDER
 from deploy.problems import Problem
+from deploy.record_fields import check_record_fields
 from deploy.sources import REPO_ROOT, TEMPLATE, Sources, load_sources, strings
 from deploy.usage import MetricUse, check_registry, collect_uses, metrics_used
 from handler import settings as handler_settings
@@ -42,6 +46,7 @@ __all__ = [
     "check_all",
     "check_drift",
     "check_functions",
+    "check_record_fields",
     "check_references",
     "check_registry",
     "check_settings",
@@ -346,120 +351,6 @@ def _default_problems(
     return problems
 
 
-# --- drift --------------------------------------------------------------------------------
-
-
-def _show(value: object) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _as_json(value: object) -> object:
-    """A Fn::Sub'd or plain JSON body as its value, else ``value``."""
-    text = value["Fn::Sub"] if isinstance(value, dict) and list(value) == ["Fn::Sub"] else value
-    if isinstance(text, str) and text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
-def first_difference(
-    expected: object, actual: object, path: str = ""
-) -> tuple[str, object, object] | None:
-    """Where two values first differ: (path, expected part, actual part), or None."""
-    expected, actual = _as_json(expected), _as_json(actual)
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        for key in list(expected) + [k for k in actual if k not in expected]:
-            here = f"{path}.{key}" if path else str(key)
-            if key not in actual:
-                return here, expected[key], "(missing)"
-            if key not in expected:
-                return here, "(missing)", actual[key]
-            found = first_difference(expected[key], actual[key], here)
-            if found:
-                return found
-        return None
-    if isinstance(expected, list) and isinstance(actual, list):
-        for index, (mine, theirs) in enumerate(zip(expected, actual, strict=False)):
-            found = first_difference(mine, theirs, f"{path}[{index}]")
-            if found:
-                return found
-        if len(expected) != len(actual):
-            return f"{path} (length)", len(expected), len(actual)
-        return None
-    if expected != actual or type(expected) is not type(actual):
-        return path, expected, actual
-    return None
-
-
-def check_drift(template_text: str, sources: Sources) -> list[Problem]:
-    """template.yaml's generated blocks are exactly what ``deploy.sync`` writes from ``sources``."""
-    fix = "run `python -m deploy.sync` (edit dashboards/ and alarms/, never the generated block)"
-    try:
-        blocks = find_blocks(template_text)
-    except ValueError as exc:
-        return [Problem(TEMPLATE, f"generated-block markers: {exc}")]
-    wanted_lines = generated_blocks(sources)
-    wanted_data = generated_data(sources)
-    origin = sources.origin()
-    problems: list[Problem] = []
-    for name, lines in wanted_lines.items():
-        block = blocks.get(name)
-        if block is None:
-            problems.append(
-                Problem(TEMPLATE, f"has no '# BEGIN GENERATED {name}' ... '# END GENERATED {name}'")
-            )
-            continue
-        if [line[block.indent :] for line in block.body] == lines:
-            continue
-        try:
-            actual = load_yaml(block.dedented())
-        except ValueError as exc:
-            problems.append(
-                Problem(TEMPLATE, f"the generated block {name!r} is not YAML ({exc}); {fix}")
-            )
-            continue
-        found = _block_differences(name, wanted_data[name], actual, origin)
-        if not found:
-            found = [f"the generated block {name!r} is not written as deploy.sync writes it"]
-        problems += [Problem(TEMPLATE, f"{message}; {fix}") for message in found]
-    return problems
-
-
-def _block_differences(
-    name: str, expected: object, actual: object, origin: Mapping[str, str]
-) -> list[str]:
-    if name == ROLLBACK_BLOCK or not isinstance(expected, dict) or not isinstance(actual, dict):
-        difference = first_difference(expected, actual)
-        if difference is None:
-            return []
-        where, mine, theirs = difference
-        return [
-            f"the generated block {name!r} differs at {where or 'the top'}: the sources give "
-            f"{_show(mine)}, {TEMPLATE} has {_show(theirs)}"
-        ]
-    messages = []
-    for logical_id in list(expected) + [key for key in actual if key not in expected]:
-        source = origin.get(logical_id, "")
-        if logical_id not in actual:
-            messages.append(f"{logical_id} (from {source}) is missing from {TEMPLATE}")
-        elif logical_id not in expected:
-            messages.append(
-                f"{logical_id} is in {TEMPLATE}'s generated block but in no source file"
-            )
-        else:
-            difference = first_difference(expected[logical_id], actual[logical_id])
-            if difference is not None:
-                where, mine, theirs = difference
-                messages.append(
-                    f"{logical_id} differs from {source} at {where}: the source has "
-                    f"{_show(mine)}, {TEMPLATE} has {_show(theirs)}"
-                )
-    return messages
-
-
 # --- everything ----------------------------------------------------------------------------
 
 
@@ -480,9 +371,11 @@ def load_template(root: Path) -> tuple[str, dict[str, Any] | None, list[Problem]
 
 
 def check_sources(sources: Sources, template: Mapping[str, Any]) -> list[Problem]:
-    """The sources against the registry and the template's names (not drift)."""
+    """The sources against the registry, the EMF record schema and the template's names
+    (not drift)."""
     uses, problems = collect_uses(sources)
     problems += check_registry(uses)
+    problems += check_record_fields(sources, template)
     problems += check_references(sources, template, uses)
     return problems
 

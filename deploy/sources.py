@@ -68,7 +68,8 @@ class Alarm:
         return f"{self.path}: {self.logical_id}"
 
 
-Source = Dashboard | Query | Alarm
+SourceFile = Dashboard | Query | Alarm
+"""One file of dashboards/ or alarms/ (not handler.locations.Source, an archive)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ class Sources:
     def origin(self) -> dict[str, str]:
         """The source file of every generated resource, by logical id."""
         found: dict[str, str] = {}
-        items: list[Source] = [*self.dashboards, *self.queries, *self.alarms]
+        items: list[SourceFile] = [*self.dashboards, *self.queries, *self.alarms]
         for item in items:
             found[item.logical_id] = item.path
         return found
@@ -246,7 +247,7 @@ def load_sources(root: Path = REPO_ROOT) -> tuple[Sources, list[Problem]]:
     queries = load_queries(root, problems)
     alarms = load_alarms(root, problems)
     seen: dict[str, str] = {}
-    items: list[Source] = [*dashboards, *queries, *alarms]
+    items: list[SourceFile] = [*dashboards, *queries, *alarms]
     for item in items:
         if item.logical_id in seen:
             problems.append(

@@ -19,7 +19,8 @@ from handler.logs import configure, log_context
 from handler.memory import explain
 from handler.packaging import package_target
 from handler.settings import HandlerSettings
-from monitor import StorageMonitor, monitored
+from monitor import MonitorConfig, StorageMonitor, monitored, records
+from monitor.metrics import PACKAGED_BYTES, TARGETS_FAILED, TARGETS_SUCCEEDED
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -53,7 +54,9 @@ def runtime() -> Runtime:
     if "runtime" not in _cold_start:
         settings = HandlerSettings.from_env()
         configure(settings.log_level)
-        _cold_start["runtime"] = Runtime(settings, StorageMonitor(settings.scratch_dir))
+        _cold_start["runtime"] = Runtime(
+            settings, StorageMonitor(MonitorConfig.resolve(path=settings.scratch_dir))
+        )
     return _cold_start["runtime"]
 
 
@@ -92,7 +95,7 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     started = time.monotonic()
     request_id = getattr(context, "aws_request_id", None)
     result = InvocationResult()
-    with log_context(request_id=request_id):
+    with log_context(**{records.REQUEST_ID: request_id}):
         try:
             parsed = parse_event(event, default_strategy=state.settings.strategy.value)
         except TmpwardenError as exc:
@@ -127,11 +130,10 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
             result.targets.append(outcome)
             if outcome.error is not None and outcome.error["type"] == "OutOfTimeError":
                 result.remaining.append(target)  # cut short by time: run it again
-            state.monitor.put_metric(
-                "TargetsSucceeded" if outcome.status == "succeeded" else "TargetsFailed", 1
-            )
-            if outcome.status == "succeeded":
-                state.monitor.put_metric("PackagedBytes", outcome.bytes_out)
+            succeeded = outcome.status == "succeeded"
+            state.monitor.put_metric(TARGETS_SUCCEEDED if succeeded else TARGETS_FAILED, 1)
+            if succeeded:
+                state.monitor.put_metric(PACKAGED_BYTES, outcome.bytes_out)
         response = result.as_dict()
         log.info(
             "invocation finished",

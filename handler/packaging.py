@@ -9,14 +9,13 @@ starts an attempt without the time to finish it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from handler.archive import StreamingExtractor
 from handler.archive.formats import SNIFF_SIZE, detect_format
@@ -28,6 +27,7 @@ from handler.locations.local import Destination, IfExists, Source, open_destinat
 from handler.logs import log_context
 from handler.members import ArchiveFormat
 from handler.memory import MemoryPlan, check_memory, explain, function_memory_limit
+from handler.phases import MonitorPhases
 from handler.retry import RetryPolicy, Step, Verdict
 from handler.settings import HandlerSettings
 from handler.storage import SpaceEstimate, StorageManager, Strategy
@@ -66,6 +66,8 @@ class Decision:
 
     strategy: Strategy
     reason: str
+    total_files: int | None = None
+    """Files the target will package, when the plan read the archive's headers."""
 
 
 def package(
@@ -122,12 +124,14 @@ def plan(
         return Decision(Strategy.STREAM, "requested")
     budget = storage.budget(critical)
     needed: int | None = None
+    total_files: int | None = None
     compressed_tar = (ArchiveFormat.TAR_GZ, ArchiveFormat.TAR_BZ2, ArchiveFormat.TAR_XZ)
     if src.size() > budget and _format_of(src) in compressed_tar:
         needed = src.size()
     if needed is None:
         info = extractor.get_archive_info(src, include or None)  # what --include selects
         needed = storage.estimate_space_needed(info, Strategy.EXTRACT).scratch_bytes
+        total_files = info.file_count
         at_least = ""
     else:
         at_least = "at least "
@@ -140,42 +144,10 @@ def plan(
         if not fits:
             estimate = SpaceEstimate(Strategy.EXTRACT, needed, 0)
             storage.ensure_space(estimate, headroom=critical, at_least=bool(at_least))
-        return Decision(Strategy.EXTRACT, f"requested; {reason}")
+        return Decision(Strategy.EXTRACT, f"requested; {reason}", total_files)
     if fits:
-        return Decision(Strategy.EXTRACT, f"auto: fits; {reason}")
-    return Decision(Strategy.STREAM, f"auto: does not fit; {reason}")
-
-
-class _MonitorPhases:
-    """Phases through the monitor, remembering the peaks of every phase of this target."""
-
-    def __init__(self, monitor: StorageMonitor | None) -> None:
-        self._monitor = monitor
-        self.peak_tmp = 0
-        self.peak_rss = 0
-        self.files_done = 0
-
-    def file_done(self) -> None:
-        """One more file packaged (or extracted): the monitor's ProcessingState says so."""
-        self.files_done += 1
-        if self._monitor is not None:
-            self._monitor.update_state(files_processed=self.files_done)
-
-    def phase(self, name: str) -> Any:
-        if self._monitor is None:
-            return contextlib.nullcontext()
-        monitor = self._monitor
-
-        @contextlib.contextmanager
-        def tracked() -> Any:
-            with log_context(phase=name), monitor.phase(name) as opened:
-                try:
-                    yield opened
-                finally:
-                    self.peak_tmp = max(self.peak_tmp, opened.peaks.tmp_used)
-                    self.peak_rss = max(self.peak_rss, opened.peaks.memory_used)
-
-        return tracked()
+        return Decision(Strategy.EXTRACT, f"auto: fits; {reason}", total_files)
+    return Decision(Strategy.STREAM, f"auto: does not fit; {reason}", total_files)
 
 
 def package_target(
@@ -196,7 +168,7 @@ def package_target(
     policy = retry or RetryPolicy.from_settings(settings)
     jitter = rng or random.Random()
     result = TargetResult(source=target.source, destination=target.destination)
-    attempts = _Attempts(target, settings, s3, monitor, choice or settings.strategy)
+    attempts = _Attempts(target, settings, s3, monitor, choice or settings.strategy, clock)
     if attempts.requested is not StrategyChoice.AUTO:
         result.strategy = attempts.requested.value
     started = clock()
@@ -238,13 +210,14 @@ class _Attempts:
         s3: S3Client | None,
         monitor: StorageMonitor | None,
         requested: StrategyChoice,
+        clock: Callable[[], float],
     ) -> None:
         self.target = target
         self.settings = settings
         self.s3 = s3
         self.requested = requested
-        self.phases = _MonitorPhases(monitor)
         self.storage = StorageManager(settings.scratch_dir)
+        self.phases = MonitorPhases(monitor, self.storage, clock)
         self.options = PackageOptions(
             include=target.include,
             compression=target.compression,
@@ -284,6 +257,7 @@ class _Attempts:
                 self.options.extractor(),
                 self.options.include,
             )
+        self.phases.planned(decision.total_files)
         log.info(
             "strategy chosen",
             extra={

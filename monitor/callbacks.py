@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monitor.errors import ConfigurationError
 from monitor.metrics import Level, Resource, StorageMetrics
+from monitor.records import CallbackField
 from monitor.sampler import Probe, Reading
 
 log = logging.getLogger("tmpwarden.monitor")
@@ -40,7 +42,7 @@ Callback = Callable[[MonitorEvent], object]
 
 
 @dataclass(frozen=True, slots=True)
-class CallbackRecord:
+class CallbackRun:
     """One callback run and its measured effect."""
 
     name: str
@@ -64,16 +66,17 @@ class CallbackRecord:
         return max(self.rss_before - self.rss_after, 0)
 
     def as_dict(self) -> dict[str, object]:
+        """The run as an item of the invocation record's ``Callbacks`` list."""
         return {
-            "name": self.name,
-            "level": self.level.value,
-            "resource": self.resource.value,
-            "event_time": round(self.event_time, 3),
-            "started": round(self.started, 3),
-            "duration_ms": round(self.duration * 1000, 3),
-            "tmp_freed": self.tmp_freed,
-            "memory_freed": self.memory_freed,
-            "error": self.error,
+            CallbackField.NAME: self.name,
+            CallbackField.LEVEL: self.level.value,
+            CallbackField.RESOURCE: self.resource.value,
+            CallbackField.EVENT_TIME: round(self.event_time, 3),
+            CallbackField.STARTED: round(self.started, 3),
+            CallbackField.DURATION_MS: round(self.duration * 1000, 3),
+            CallbackField.TMP_FREED: self.tmp_freed,
+            CallbackField.MEMORY_FREED: self.memory_freed,
+            CallbackField.ERROR: self.error,
         }
 
 
@@ -92,7 +95,7 @@ class CallbackRunner:
         self._probe = probe
         self._clock = wall_clock
         self._jobs: queue.Queue[_Job | None] = queue.Queue(PENDING_LIMIT)
-        self._records: list[CallbackRecord] = []
+        self._records: list[CallbackRun] = []
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
@@ -123,7 +126,7 @@ class CallbackRunner:
                 self._idle.wait(remaining)
         return True
 
-    def take_records(self) -> list[CallbackRecord]:
+    def take_records(self) -> list[CallbackRun]:
         """The runs recorded since the last call."""
         with self._lock:
             records, self._records = self._records, []
@@ -159,7 +162,7 @@ class CallbackRunner:
             log.exception("tmpwarden monitor: probe around callback %s failed", name)
             return None
 
-    def _execute(self, job: _Job) -> CallbackRecord:
+    def _execute(self, job: _Job) -> CallbackRun:
         before = self._measure(job.name)
         started = self._clock()
         timer = time.perf_counter()
@@ -175,7 +178,7 @@ class CallbackRunner:
         after = self._measure(job.name)
         before = before or after
         after = after or before
-        return CallbackRecord(
+        return CallbackRun(
             name=job.name,
             level=job.event.level,
             resource=job.event.resource,
@@ -188,6 +191,46 @@ class CallbackRunner:
             rss_after=after.memory_used if after else 0,
             error=error,
         )
+
+
+CALLBACK_LEVELS = {
+    Resource.TMP: (Level.WARNING, Level.PREDICTED_FULL, Level.CRITICAL),
+    Resource.MEMORY: (Level.WARNING, Level.CRITICAL),
+}
+"""The levels each resource has callbacks for."""
+
+
+class CallbackRegistry:
+    """Which callbacks run on which crossing, and the paths the cleanup action removes.
+
+    Not locked: its owner (:class:`~monitor.sidecar.StorageMonitor`) holds its lock.
+    """
+
+    def __init__(self) -> None:
+        self._callbacks: dict[tuple[Level, Resource], list[tuple[str, Callback]]] = {}
+        self.cleanup: list[Path] = []
+
+    def add(self, level: Level | str, callback: Callback, resource: Resource | str) -> None:
+        """Register ``callback`` for ``level`` of ``resource``; ConfigurationError naming
+        the valid levels and resources otherwise."""
+        try:
+            chosen_resource = Resource(resource)
+            chosen_level = Level(level)
+        except ValueError:
+            raise ConfigurationError(
+                f"no callbacks for level {level!r} of resource {resource!r}; levels are "
+                "warning, critical, predicted_full (tmp only); resources are tmp, memory"
+            ) from None
+        if chosen_level not in CALLBACK_LEVELS[chosen_resource]:
+            raise ConfigurationError(
+                f"level {chosen_level.value!r} does not apply to {chosen_resource.value}"
+            )
+        name = getattr(callback, "__name__", repr(callback))
+        self._callbacks.setdefault((chosen_level, chosen_resource), []).append((name, callback))
+
+    def for_crossing(self, level: Level, resource: Resource) -> list[tuple[str, Callback]]:
+        """The (name, callback) pairs for one crossing, in the order they were added."""
+        return self._callbacks.get((level, resource), [])
 
 
 def cleanup_paths(paths: Callable[[], list[Path]]) -> Callback:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TextIO
 
 from monitor.callbacks import MonitorEvent
-from monitor.errors import run_reporting_errors
+from monitor.config import MonitorConfig
+from monitor.errors import ConfigurationError, run_reporting_errors
 from monitor.metrics import Level, Resource
 from monitor.sidecar import StorageMonitor
 from monitor.units import format_size
@@ -65,7 +66,11 @@ def _describe(event: MonitorEvent) -> str:
 
 def run_watch(args: argparse.Namespace, out: TextIO) -> int:
     interval = args.interval / 1000 if args.interval is not None else None
-    monitor = StorageMonitor(args.path, interval, emf=False, actions=False, tracing="off")
+    monitor = StorageMonitor(
+        MonitorConfig.resolve(
+            path=args.path, sample_interval=interval, emf=False, actions=False, tracing="off"
+        )
+    )
     lock = threading.Lock()
 
     def show(event: MonitorEvent) -> None:
@@ -111,7 +116,15 @@ def run_watch(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_report(args: argparse.Namespace, out: TextIO) -> int:
-    from monitor.report import render_report  # noqa: PLC0415 - matplotlib loads only here
+    try:
+        from monitor.report import render_report  # noqa: PLC0415 - matplotlib loads only here
+    except ModuleNotFoundError as exc:
+        if exc.name != "monitor.report":
+            raise
+        raise ConfigurationError(
+            "the report is not part of the monitor layer (it needs matplotlib); run "
+            "python -m monitor report where tmpwarden is installed with its report extra"
+        ) from exc
 
     summary = render_report(args.log, args.output)
     out.write(f"wrote {args.output}: {summary}\n")

@@ -108,9 +108,17 @@ class MonitorConfig:
 
     @classmethod
     def resolve(
-        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **settings: Any,
     ) -> MonitorConfig:
-        """Arguments (``overrides``, None meaning unset) over environment over defaults."""
+        """Arguments (``overrides`` and ``settings``, None meaning unset) over the
+        environment (``environ``, else ``os.environ``) over defaults.
+
+        ``MonitorConfig.resolve(path="/tmp", sample_interval=0.05)``; a path may be a
+        :class:`~pathlib.Path`. An unknown or invalid setting is a ConfigurationError.
+        """
         env = os.environ if environ is None else environ
         from_env: dict[str, Any] = {}
         readers: dict[str, tuple[str, Callable[[str, str], Any]]] = {
@@ -133,7 +141,10 @@ class MonitorConfig:
             raw = env.get(variable)
             if raw is not None and raw.strip():
                 from_env[field_name] = reader(variable, raw)
-        chosen = {k: v for k, v in (overrides or {}).items() if v is not None}
+        given = {**(overrides or {}), **settings}
+        if isinstance(given.get("path"), os.PathLike):
+            given["path"] = os.fspath(given["path"])
+        chosen = {k: v for k, v in given.items() if v is not None}
         unknown = set(chosen) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigurationError(f"unknown monitor setting(s): {', '.join(sorted(unknown))}")

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from monitor.config import MonitorConfig
 from monitor.sidecar import StorageMonitor
 
 log = logging.getLogger("tmpwarden.monitor")
@@ -35,7 +36,9 @@ def monitored(monitor: Any = None, **settings: Any) -> Any:
     and flush EMF at the end of each, whatever the handler did.
 
     ``@monitored``, ``@monitored()``, ``@monitored(mon)`` and
-    ``@monitored(sample_interval=0.05)`` all work; settings go to StorageMonitor.
+    ``@monitored(sample_interval=0.05)`` all work; settings are
+    :class:`~monitor.config.MonitorConfig` fields, resolved over ``TMPWARDEN_*`` when the
+    first invocation starts (an unknown one is a ConfigurationError then).
     """
     if callable(monitor) and not isinstance(monitor, StorageMonitor):
         return monitored()(monitor)
@@ -46,7 +49,7 @@ def monitored(monitor: Any = None, **settings: Any) -> Any:
         def current() -> StorageMonitor:
             created = holder[0]
             if created is None:
-                created = holder[0] = StorageMonitor(**settings)
+                created = holder[0] = StorageMonitor(MonitorConfig.resolve(settings))
             return created
 
         @functools.wraps(handler)

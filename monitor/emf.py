@@ -17,13 +17,14 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from aws_embedded_metrics.logger.metrics_context import MetricsContext
 from aws_embedded_metrics.serializers.log_serializer import LogSerializer
 from aws_embedded_metrics.storage_resolution import StorageResolution
 
+from monitor import metrics as m
+from monitor import records as r
 from monitor.emf_rules import (
     check_dimension,
     check_namespace,
@@ -32,23 +33,17 @@ from monitor.emf_rules import (
     warn_once,
 )
 from monitor.errors import ConfigurationError
-from monitor.metrics import (
-    FUNCTION_DIMENSION,
-    PHASE_DIMENSION,
-    MetricGroup,
-    spec,
-)
+from monitor.metrics import FUNCTION_DIMENSION, PHASE_DIMENSION, MetricGroup, spec
+from monitor.records import RecordKind
 from monitor.sampler import Reading
 
 MAX_VALUES_PER_METRIC = 100
 """EMF's limit of values per metric per document (aws-embedded-metrics splits beyond)."""
-MAX_METRICS_PER_DOCUMENT = 100
 MAX_DIMENSIONS_PER_SET = 30
-MAX_LISTED_EVENTS = 50
+"""CloudWatch's limit of dimensions per dimension set."""
 MAX_TIME_TO_FULL = 3600.0
 """Predictions further out than this (a slow drift over an hour) are noise, not reported."""
-RECORD_PROPERTY = "TmpwardenRecord"
-KEPT_PROPERTIES = frozenset({RECORD_PROPERTY, "RequestId", "SampleStart", "SampleOffsetsMs"})
+KEPT_PROPERTIES = frozenset({r.RECORD_KIND, r.REQUEST_ID, r.SAMPLE_START, r.SAMPLE_OFFSETS_MS})
 """Properties kept when a document's properties do not fit a line even when capped."""
 
 log = logging.getLogger("tmpwarden.monitor")
@@ -76,18 +71,6 @@ class StdoutSink:
                 return
             sys.stdout.flush()  # keep order with what was printed before
             os.write(fd, data)
-
-
-class FileSink:
-    """Appends lines to a file (the local sandbox's EMF log)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-
-    def write_line(self, line: str) -> None:
-        with self._lock, self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
 
 
 @dataclass
@@ -199,11 +182,11 @@ class EmfEmitter:
     ) -> int:
         start = buckets[0][0]
         metrics: dict[str, list[float]] = {
-            "TmpUsedBytes": [int(b[1]) for b in buckets],
-            "TmpAvailableBytes": [int(b[2]) for b in buckets],
-            "TmpUsedPercent": [round(100 * b[1] / b[3], 2) if b[3] else 100.0 for b in buckets],
-            "MemoryUsedBytes": [int(b[4]) for b in buckets],
-            "MemoryUsedPercent": [round(100 * b[4] / memory_limit, 2) for b in buckets],
+            m.TMP_USED_BYTES: [int(b[1]) for b in buckets],
+            m.TMP_AVAILABLE_BYTES: [int(b[2]) for b in buckets],
+            m.TMP_USED_PERCENT: [round(100 * b[1] / b[3], 2) if b[3] else 100.0 for b in buckets],
+            m.MEMORY_USED_BYTES: [int(b[4]) for b in buckets],
+            m.MEMORY_USED_PERCENT: [round(100 * b[4] / memory_limit, 2) for b in buckets],
         }
         offsets = [round((b[0] - start) * 1000) for b in buckets]
         extra: dict[str, object] = {}
@@ -213,17 +196,17 @@ class EmfEmitter:
             if b[5] <= MAX_TIME_TO_FULL
         ]
         if filling:
-            metrics["TmpTimeToFullSeconds"] = [round(ttf, 1) for _, ttf in filling]
-            extra["TimeToFullOffsetsMs"] = [offset for offset, _ in filling]
+            metrics[m.TMP_TIME_TO_FULL_SECONDS] = [round(ttf, 1) for _, ttf in filling]
+            extra[r.TIME_TO_FULL_OFFSETS_MS] = [offset for offset, _ in filling]
         return self._write(
             MetricGroup.SAMPLES,
             metrics,
             {
                 **properties,
                 **extra,
-                RECORD_PROPERTY: "samples",
-                "SampleStart": round(start * 1000),
-                "SampleOffsetsMs": offsets,
+                r.RECORD_KIND: RecordKind.SAMPLES.value,
+                r.SAMPLE_START: round(start * 1000),
+                r.SAMPLE_OFFSETS_MS: offsets,
             },
             timestamp=start,
         )
@@ -235,7 +218,7 @@ class EmfEmitter:
         return self._write(
             MetricGroup.INVOCATION,
             {name: [value] for name, value in values.items()},
-            {**properties, RECORD_PROPERTY: "invocation"},
+            {**properties, r.RECORD_KIND: RecordKind.INVOCATION.value},
             timestamp=timestamp,
         )
 
@@ -254,8 +237,8 @@ class EmfEmitter:
         for phase, values in by_dimension.items():
             written += self._write(
                 MetricGroup.PHASE,
-                {"PhaseDuration": [round(v, 3) for v in values]},
-                {**properties, RECORD_PROPERTY: "phase"},
+                {m.PHASE_DURATION: [round(v, 3) for v in values]},
+                {**properties, r.RECORD_KIND: RecordKind.PHASE.value},
                 timestamp=timestamp,
                 extra_dimensions={PHASE_DIMENSION: phase},
             )

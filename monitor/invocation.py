@@ -1,14 +1,25 @@
-"""Per-invocation accounting: peaks, level events, phases and the summary at the end."""
+"""Per-invocation accounting: peaks, level crossings, phases, the processing state, and
+the record written at the end (:class:`InvocationRecord`, the ``invocation`` EMF record).
+
+Each record kind is named as in :mod:`monitor.records`, and written through its
+property names. :class:`InvocationRecorder` keeps one invocation's running account;
+it is not locked (its owner, :class:`~monitor.sidecar.StorageMonitor`, holds its lock).
+"""
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
-from monitor.callbacks import CallbackRecord
-from monitor.metrics import EVENT_METRICS, Level, Resource, StorageMetrics
-from monitor.tracing import NoopSpan, PhaseSpan
+from monitor import metrics as m
+from monitor import records as r
+from monitor.callbacks import CallbackRun
+from monitor.emf_rules import MAX_METRIC_VALUE
+from monitor.metrics import EVENT_METRICS, Level, ProcessingState, Resource, StorageMetrics
+from monitor.records import CrossingField, PhaseField
+from monitor.tracing import NoopSpan, TraceSpan
 
 MAX_LISTED = 50
 
@@ -48,8 +59,8 @@ class Peaks:
 
 
 @dataclass(frozen=True, slots=True)
-class LevelEvent:
-    """A crossing, as recorded for the invocation's log."""
+class LevelCrossing:
+    """A level crossing, as the invocation record lists it (``Events``)."""
 
     time: float
     level: Level
@@ -60,17 +71,19 @@ class LevelEvent:
     def as_dict(self) -> dict[str, object]:
         ttf = self.seconds_to_full
         return {
-            "time": round(self.time, 3),
-            "level": self.level.value,
-            "resource": self.resource.value,
-            "percent": round(self.fraction * 100, 2),
-            "seconds_to_full": round(ttf, 1) if ttf is not None and math.isfinite(ttf) else None,
+            CrossingField.TIME: round(self.time, 3),
+            CrossingField.LEVEL: self.level.value,
+            CrossingField.RESOURCE: self.resource.value,
+            CrossingField.PERCENT: round(self.fraction * 100, 2),
+            CrossingField.SECONDS_TO_FULL: round(ttf, 1)
+            if ttf is not None and math.isfinite(ttf)
+            else None,
         }
 
 
 @dataclass(frozen=True, slots=True)
-class PhaseRecord:
-    """A finished phase."""
+class PhaseSpan:
+    """A finished phase, as the invocation record lists it (``Phases``)."""
 
     name: str
     start: float
@@ -84,13 +97,13 @@ class PhaseRecord:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "name": self.name,
-            "start": round(self.start, 3),
-            "end": round(self.end, 3),
-            "duration_ms": round(self.duration_ms, 3),
-            "peak_tmp_bytes": self.peaks.tmp_used,
-            "peak_rss_bytes": self.peaks.memory_used,
-            "error": self.error,
+            PhaseField.NAME: self.name,
+            PhaseField.START: round(self.start, 3),
+            PhaseField.END: round(self.end, 3),
+            PhaseField.DURATION_MS: round(self.duration_ms, 3),
+            PhaseField.PEAK_TMP_BYTES: self.peaks.tmp_used,
+            PhaseField.PEAK_RSS_BYTES: self.peaks.memory_used,
+            PhaseField.ERROR: self.error,
         }
 
 
@@ -102,22 +115,24 @@ class OpenPhase:
     start: float
     start_metrics: StorageMetrics
     peaks: Peaks = field(default_factory=Peaks)
-    span: PhaseSpan = field(default_factory=NoopSpan)
+    span: TraceSpan = field(default_factory=NoopSpan)
 
 
 @dataclass
-class InvocationSummary:
-    """What one invocation saw; becomes the end-of-invocation EMF document."""
+class InvocationRecord:
+    """What one invocation saw; becomes the ``invocation`` EMF record."""
 
     request_id: str | None
     started: float
     ended: float
     peaks: Peaks
-    events: list[LevelEvent]
-    phases: list[PhaseRecord]
-    callbacks: list[CallbackRecord]
+    events: list[LevelCrossing]
+    phases: list[PhaseSpan]
+    callbacks: list[CallbackRun]
     callbacks_unfinished: int
     extra_metrics: dict[str, float]
+    state: ProcessingState = field(default_factory=ProcessingState)
+    """The processing state at the end (its phase: the last one entered, if none is open)."""
 
     @property
     def event_counts(self) -> Counter[tuple[Resource, Level]]:
@@ -138,13 +153,13 @@ class InvocationSummary:
     def metric_values(self) -> dict[str, float]:
         counts = self.event_counts
         values: dict[str, float] = {
-            "PeakTmpUsedBytes": self.peaks.tmp_used,
-            "PeakTmpUsedPercent": round(self.peaks.tmp_fraction * 100, 2),
-            "PeakMemoryUsedBytes": self.peaks.memory_used,
-            "PeakMemoryUsedPercent": round(self.peaks.memory_fraction * 100, 2),
-            "CallbackErrors": self.callback_errors,
-            "CleanupBytesFreed": self.cleanup_bytes_freed,
-            "MemoryFreedBytes": self.memory_freed,
+            m.PEAK_TMP_USED_BYTES: self.peaks.tmp_used,
+            m.PEAK_TMP_USED_PERCENT: round(self.peaks.tmp_fraction * 100, 2),
+            m.PEAK_MEMORY_USED_BYTES: self.peaks.memory_used,
+            m.PEAK_MEMORY_USED_PERCENT: round(self.peaks.memory_fraction * 100, 2),
+            m.CALLBACK_ERRORS: self.callback_errors,
+            m.CLEANUP_BYTES_FREED: self.cleanup_bytes_freed,
+            m.MEMORY_FREED_BYTES: self.memory_freed,
         }
         for key, name in EVENT_METRICS.items():
             values[name] = counts.get(key, 0)
@@ -158,11 +173,104 @@ class InvocationSummary:
         return dict(durations)
 
     def properties(self) -> dict[str, object]:
+        """The record's own properties (names from :mod:`monitor.records`)."""
+        state = self.state
+        remaining = state.estimated_remaining
         return {
-            "RequestId": self.request_id,
-            "InvocationStart": round(self.started * 1000),
-            "InvocationEnd": round(self.ended * 1000),
-            "Events": [e.as_dict() for e in self.events[:MAX_LISTED]],
-            "Phases": [p.as_dict() for p in self.phases[:MAX_LISTED]],
-            "Callbacks": [c.as_dict() for c in self.callbacks[:MAX_LISTED]],
+            r.REQUEST_ID: self.request_id,
+            r.INVOCATION_START: round(self.started * 1000),
+            r.INVOCATION_END: round(self.ended * 1000),
+            r.PHASE: state.current_phase,
+            r.FILES_PROCESSED: state.files_processed,
+            r.TOTAL_FILES: state.total_files,
+            r.DISK_USAGE_BYTES: state.disk_usage,
+            r.CLEANUP_PERFORMED: state.cleanup_performed,
+            r.ESTIMATED_REMAINING_SECONDS: (
+                round(remaining, 3) if remaining is not None and math.isfinite(remaining) else None
+            ),
+            r.EVENTS: [e.as_dict() for e in self.events[:MAX_LISTED]],
+            r.PHASES: [p.as_dict() for p in self.phases[:MAX_LISTED]],
+            r.CALLBACKS: [c.as_dict() for c in self.callbacks[:MAX_LISTED]],
         }
+
+
+STATE_FIELDS = frozenset(f.name for f in fields(ProcessingState))
+
+
+class InvocationRecorder:
+    """One invocation's running account: peaks, crossings, open and finished phases,
+    per-invocation metrics and the processing state. Times are wall-clock epoch seconds."""
+
+    def __init__(self, request_id: str | None, started: float) -> None:
+        self.request_id = request_id
+        self.started = started
+        self.peaks = Peaks()
+        self.events: list[LevelCrossing] = []
+        self.phases: list[PhaseSpan] = []
+        self.open_phases: list[OpenPhase] = []
+        self.extra_metrics: dict[str, float] = {}
+        self.state = ProcessingState()
+        self.last_phase: str | None = None
+
+    def observe(self, used: int, tmp_fraction: float, rss: int, memory_fraction: float) -> None:
+        """Raise the invocation's and every open phase's peaks by one sample."""
+        peaks = self.peaks
+        if used > peaks.tmp_used or rss > peaks.memory_used:
+            self.peaks = peaks.merged(used, tmp_fraction, rss, memory_fraction)
+        for opened in self.open_phases:
+            opened.peaks = opened.peaks.merged(used, tmp_fraction, rss, memory_fraction)
+
+    def crossed(self, crossing: LevelCrossing) -> None:
+        self.events.append(crossing)
+
+    def open(self, opened: OpenPhase) -> None:
+        self.open_phases.append(opened)
+        self.last_phase = opened.name
+        self.state = replace(self.state, current_phase=opened.name)
+
+    def is_open(self, opened: OpenPhase) -> bool:
+        return opened in self.open_phases
+
+    def close(self, opened: OpenPhase, ended: float, error: BaseException | None) -> PhaseSpan:
+        """Finish ``opened``: the current phase becomes its parent's (or none)."""
+        self.open_phases.remove(opened)
+        parent = self.open_phases[-1].name if self.open_phases else None
+        self.state = replace(self.state, current_phase=parent)
+        span = PhaseSpan(
+            opened.name,
+            opened.start,
+            ended,
+            opened.peaks,
+            f"{type(error).__name__}: {error}" if error is not None else None,
+        )
+        self.phases.append(span)
+        return span
+
+    def add_metric(self, name: str, value: float) -> None:
+        """Add ``value`` to the per-invocation metric ``name`` (clamped to CloudWatch's range)."""
+        total = self.extra_metrics.get(name, 0) + value
+        self.extra_metrics[name] = max(-MAX_METRIC_VALUE, min(total, MAX_METRIC_VALUE))
+
+    def update_state(self, changes: dict[str, Any]) -> ProcessingState:
+        self.state = replace(self.state, **changes)
+        return self.state
+
+    def record(
+        self, ended: float, callbacks: list[CallbackRun], callbacks_unfinished: int
+    ) -> InvocationRecord:
+        """The invocation record as it stands at ``ended``."""
+        state = self.state
+        if state.current_phase is None and self.last_phase is not None:
+            state = replace(state, current_phase=self.last_phase)
+        return InvocationRecord(
+            request_id=self.request_id,
+            started=self.started,
+            ended=ended,
+            peaks=self.peaks,
+            events=list(self.events),
+            phases=list(self.phases),
+            callbacks=callbacks,
+            callbacks_unfinished=callbacks_unfinished,
+            extra_metrics=dict(self.extra_metrics),
+            state=state,
+        )

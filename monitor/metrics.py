@@ -128,46 +128,70 @@ def _specs(group: MetricGroup, *rows: tuple[str, str, str]) -> dict[str, MetricS
     return {name: MetricSpec(name, unit, group, text) for name, unit, text in rows}
 
 
+# Metric names: code uses these constants (or REGISTRY), never the strings.
+TMP_USED_BYTES = "TmpUsedBytes"
+TMP_AVAILABLE_BYTES = "TmpAvailableBytes"
+TMP_USED_PERCENT = "TmpUsedPercent"
+MEMORY_USED_BYTES = "MemoryUsedBytes"
+MEMORY_USED_PERCENT = "MemoryUsedPercent"
+TMP_TIME_TO_FULL_SECONDS = "TmpTimeToFullSeconds"
+PEAK_TMP_USED_BYTES = "PeakTmpUsedBytes"
+PEAK_TMP_USED_PERCENT = "PeakTmpUsedPercent"
+PEAK_MEMORY_USED_BYTES = "PeakMemoryUsedBytes"
+PEAK_MEMORY_USED_PERCENT = "PeakMemoryUsedPercent"
+TMP_WARNING_EVENTS = "TmpWarningEvents"
+TMP_CRITICAL_EVENTS = "TmpCriticalEvents"
+TMP_PREDICTED_FULL_EVENTS = "TmpPredictedFullEvents"
+MEMORY_WARNING_EVENTS = "MemoryWarningEvents"
+MEMORY_CRITICAL_EVENTS = "MemoryCriticalEvents"
+CALLBACK_ERRORS = "CallbackErrors"
+CLEANUP_BYTES_FREED = "CleanupBytesFreed"
+MEMORY_FREED_BYTES = "MemoryFreedBytes"
+TARGETS_SUCCEEDED = "TargetsSucceeded"
+TARGETS_FAILED = "TargetsFailed"
+PACKAGED_BYTES = "PackagedBytes"
+PHASE_DURATION = "PhaseDuration"
+
 REGISTRY: dict[str, MetricSpec] = {
     **_specs(
         MetricGroup.SAMPLES,
-        ("TmpUsedBytes", "Bytes", "/tmp in use, one value per sample bucket"),
-        ("TmpAvailableBytes", "Bytes", "/tmp still writable"),
-        ("TmpUsedPercent", "Percent", "/tmp in use, percent of used + available (as df)"),
-        ("MemoryUsedBytes", "Bytes", "resident memory of the function's process"),
-        ("MemoryUsedPercent", "Percent", "resident memory, percent of the memory limit"),
-        ("TmpTimeToFullSeconds", "Seconds", "predicted seconds until /tmp is full, when filling"),
+        (TMP_USED_BYTES, "Bytes", "/tmp in use, one value per sample bucket"),
+        (TMP_AVAILABLE_BYTES, "Bytes", "/tmp still writable"),
+        (TMP_USED_PERCENT, "Percent", "/tmp in use, percent of used + available (as df)"),
+        (MEMORY_USED_BYTES, "Bytes", "resident memory of the function's process"),
+        (MEMORY_USED_PERCENT, "Percent", "resident memory, percent of the memory limit"),
+        (TMP_TIME_TO_FULL_SECONDS, "Seconds", "predicted seconds until /tmp is full, when filling"),
     ),
     **_specs(
         MetricGroup.INVOCATION,
-        ("PeakTmpUsedBytes", "Bytes", "highest /tmp use in the invocation"),
-        ("PeakTmpUsedPercent", "Percent", "highest /tmp use in the invocation, percent"),
-        ("PeakMemoryUsedBytes", "Bytes", "highest resident memory in the invocation"),
-        ("PeakMemoryUsedPercent", "Percent", "highest memory use, percent of the limit"),
-        ("TmpWarningEvents", "Count", "/tmp crossed the warning threshold"),
-        ("TmpCriticalEvents", "Count", "/tmp crossed the critical threshold"),
-        ("TmpPredictedFullEvents", "Count", "the trend said /tmp fills within the horizon"),
-        ("MemoryWarningEvents", "Count", "memory crossed the warning threshold"),
-        ("MemoryCriticalEvents", "Count", "memory crossed the critical threshold"),
-        ("CallbackErrors", "Count", "callbacks that raised or timed out"),
-        ("CleanupBytesFreed", "Bytes", "bytes the cleanup actions freed on /tmp"),
-        ("MemoryFreedBytes", "Bytes", "resident memory the gc action gave back"),
-        ("TargetsSucceeded", "Count", "packaging targets that succeeded"),
-        ("TargetsFailed", "Count", "packaging targets that failed"),
-        ("PackagedBytes", "Bytes", "uncompressed bytes packaged into ZIPs"),
+        (PEAK_TMP_USED_BYTES, "Bytes", "highest /tmp use in the invocation"),
+        (PEAK_TMP_USED_PERCENT, "Percent", "highest /tmp use in the invocation, percent"),
+        (PEAK_MEMORY_USED_BYTES, "Bytes", "highest resident memory in the invocation"),
+        (PEAK_MEMORY_USED_PERCENT, "Percent", "highest memory use, percent of the limit"),
+        (TMP_WARNING_EVENTS, "Count", "/tmp crossed the warning threshold"),
+        (TMP_CRITICAL_EVENTS, "Count", "/tmp crossed the critical threshold"),
+        (TMP_PREDICTED_FULL_EVENTS, "Count", "the trend said /tmp fills within the horizon"),
+        (MEMORY_WARNING_EVENTS, "Count", "memory crossed the warning threshold"),
+        (MEMORY_CRITICAL_EVENTS, "Count", "memory crossed the critical threshold"),
+        (CALLBACK_ERRORS, "Count", "callbacks that raised or timed out"),
+        (CLEANUP_BYTES_FREED, "Bytes", "bytes the cleanup actions freed on /tmp"),
+        (MEMORY_FREED_BYTES, "Bytes", "resident memory the gc action gave back"),
+        (TARGETS_SUCCEEDED, "Count", "packaging targets that succeeded"),
+        (TARGETS_FAILED, "Count", "packaging targets that failed"),
+        (PACKAGED_BYTES, "Bytes", "uncompressed bytes packaged into ZIPs"),
     ),
     **_specs(
         MetricGroup.PHASE,
-        ("PhaseDuration", "Milliseconds", "time spent in one phase (dimension Phase)"),
+        (PHASE_DURATION, "Milliseconds", "time spent in one phase (dimension Phase)"),
     ),
 }
 
 EVENT_METRICS: dict[tuple[Resource, Level], str] = {
-    (Resource.TMP, Level.WARNING): "TmpWarningEvents",
-    (Resource.TMP, Level.CRITICAL): "TmpCriticalEvents",
-    (Resource.TMP, Level.PREDICTED_FULL): "TmpPredictedFullEvents",
-    (Resource.MEMORY, Level.WARNING): "MemoryWarningEvents",
-    (Resource.MEMORY, Level.CRITICAL): "MemoryCriticalEvents",
+    (Resource.TMP, Level.WARNING): TMP_WARNING_EVENTS,
+    (Resource.TMP, Level.CRITICAL): TMP_CRITICAL_EVENTS,
+    (Resource.TMP, Level.PREDICTED_FULL): TMP_PREDICTED_FULL_EVENTS,
+    (Resource.MEMORY, Level.WARNING): MEMORY_WARNING_EVENTS,
+    (Resource.MEMORY, Level.CRITICAL): MEMORY_CRITICAL_EVENTS,
 }
 
 

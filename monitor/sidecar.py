@@ -1,26 +1,36 @@
-"""StorageMonitor: the background thread that samples ``/tmp`` and memory and acts.
+"""StorageMonitor: a facade over the parts that watch ``/tmp`` and memory inside a Lambda.
 
-It samples every ``sample_interval``, tracks levels with hysteresis and the
-time-to-full trend, runs callbacks on their own thread, aggregates samples into
-EMF documents flushed every ``flush_interval`` and at the end of every invocation,
-and traces phases. Any Lambda can use it; nothing here knows about packaging.
+The parts, each with one job:
+
+* :class:`~monitor.sampling.SamplingThread` wakes every sample interval (the thread);
+* :class:`~monitor.thresholds.LevelWatch` turns a sample into level crossings and the
+  time-to-full prediction (pure);
+* :class:`~monitor.invocation.InvocationRecorder` keeps the invocation's peaks,
+  crossings, phases, metrics and :class:`~monitor.metrics.ProcessingState`;
+* :class:`~monitor.callbacks.CallbackRegistry` and
+  :class:`~monitor.callbacks.CallbackRunner` run callbacks on their own thread;
+* :class:`~monitor.emf.EmfEmitter` and :class:`~monitor.emf.SampleBuffer` write EMF;
+* a :class:`~monitor.tracing.PhaseTracer` traces phases.
+
+The facade wires them from one :class:`~monitor.config.MonitorConfig` and holds the one
+lock they share. Any Lambda can use it; nothing here knows about packaging.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from monitor import records as r
 from monitor.callbacks import (
     Callback,
+    CallbackRegistry,
     CallbackRunner,
     MonitorEvent,
     cleanup_paths,
@@ -28,9 +38,16 @@ from monitor.callbacks import (
 )
 from monitor.config import MonitorConfig
 from monitor.emf import MAX_VALUES_PER_METRIC, EmfEmitter, LineSink, SampleBuffer, StdoutSink
-from monitor.emf_rules import MAX_METRIC_VALUE, clean_dimension_value, clean_metric_value
+from monitor.emf_rules import clean_dimension_value, clean_metric_value
 from monitor.errors import ConfigurationError
-from monitor.invocation import InvocationSummary, LevelEvent, OpenPhase, Peaks, PhaseRecord
+from monitor.invocation import (
+    STATE_FIELDS,
+    InvocationRecord,
+    InvocationRecorder,
+    LevelCrossing,
+    OpenPhase,
+    Peaks,
+)
 from monitor.metrics import (
     REGISTRY,
     Level,
@@ -40,65 +57,31 @@ from monitor.metrics import (
     StorageMetrics,
 )
 from monitor.sampler import Probe, Reading, SystemProbe, memory_limit_bytes
-from monitor.thresholds import LevelTracker, Prediction, PredictiveAlarm, Thresholds, TrendPredictor
+from monitor.sampling import SamplingThread
+from monitor.thresholds import LevelSettings, LevelWatch, Prediction, Thresholds
 from monitor.tracing import PhaseTracer, default_tracer
-
-log = logging.getLogger("tmpwarden.monitor")
 
 HISTORY_SIZE = 600
 CALLBACK_DRAIN_SECONDS = 1.0
-MAX_TREND_WINDOW = 10.0
-TREND_POINTS = 20
-"""Points of the time-to-full trend per window (samples in between only aggregate)."""
-LONGEST_SLEEP = 0.25
-"""The thread sleeps at most this long at a time, so stop() is never kept waiting long."""
-CALLBACK_LEVELS = {
-    Resource.TMP: (Level.WARNING, Level.PREDICTED_FULL, Level.CRITICAL),
-    Resource.MEMORY: (Level.WARNING, Level.CRITICAL),
-}
-
-
-class _StopFlag:
-    """Tells one sampling thread to end (a plain attribute: the cheapest check)."""
-
-    stopped = False
 
 
 class StorageMonitor:
     """Watches ``/tmp`` and memory from a daemon thread; see the module docstring.
 
-    Settings not given as arguments come from ``TMPWARDEN_*`` variables, else defaults
-    (see :class:`~monitor.config.MonitorConfig`). ``sink``, ``tracer``, ``probe`` and
-    the clocks are injectable for tests and for other environments.
+    ``config`` holds every setting (``None``: :meth:`MonitorConfig.resolve` over
+    ``environ``, that is ``TMPWARDEN_*`` variables, else defaults). The rest are the
+    parts that are not settings, injectable for tests and other environments: ``sink``
+    (where EMF lines go; standard output), ``tracer`` (phase spans; from the config's
+    ``tracing``), ``probe`` (a :class:`~monitor.sampler.Reading` of ``/tmp`` and memory;
+    statvfs of ``config.path`` and the process's RSS), ``memory_limit`` (bytes; the
+    function's configured memory), ``clock`` (monotonic seconds), ``wall_clock`` (epoch
+    seconds) and ``environ`` (where the Lambda variables are read; ``os.environ``).
     """
-
-    # Per-invocation state, set by _reset_invocation.
-    _request_id: str | None
-    _invocation_start: float
-    _peaks: Peaks
-    _events: list[LevelEvent]
-    _phases: list[PhaseRecord]
-    _open_phases: list[OpenPhase]
-    _extra_metrics: dict[str, float]
-    _state: ProcessingState
 
     def __init__(
         self,
-        path: str | Path | None = None,
-        sample_interval: float | None = None,
+        config: MonitorConfig | None = None,
         *,
-        flush_interval: float | None = None,
-        tmp_warning: float | None = None,
-        tmp_critical: float | None = None,
-        memory_warning: float | None = None,
-        memory_critical: float | None = None,
-        hysteresis: float | None = None,
-        predict_horizon: float | None = None,
-        namespace: str | None = None,
-        actions: bool | None = None,
-        emf: bool | None = None,
-        tracing: str | None = None,
-        function_name: str | None = None,
         sink: LineSink | None = None,
         tracer: PhaseTracer | None = None,
         probe: Probe | None = None,
@@ -107,58 +90,30 @@ class StorageMonitor:
         wall_clock: Callable[[], float] = time.time,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        self.config = MonitorConfig.resolve(
-            {
-                "path": str(path) if path is not None else None,
-                "sample_interval": sample_interval,
-                "flush_interval": flush_interval,
-                "tmp_warning": tmp_warning,
-                "tmp_critical": tmp_critical,
-                "memory_warning": memory_warning,
-                "memory_critical": memory_critical,
-                "hysteresis": hysteresis,
-                "predict_horizon": predict_horizon,
-                "namespace": namespace,
-                "actions": actions,
-                "emf": emf,
-                "tracing": tracing,
-                "function_name": function_name,
-            },
-            environ,
-        )
-        cfg = self.config
+        if config is not None and not isinstance(config, MonitorConfig):
+            raise ConfigurationError(
+                f"StorageMonitor takes a MonitorConfig, not {type(config).__name__}; "
+                "write StorageMonitor(MonitorConfig.resolve(path=..., sample_interval=...))"
+            )
+        self.config = cfg = config if config is not None else MonitorConfig.resolve(None, environ)
         self._probe: Probe = probe or SystemProbe(cfg.path).read
         self.memory_limit = memory_limit or memory_limit_bytes(
             dict(environ) if environ is not None else None
         )
         self._clock = clock
         self._wall = wall_clock
-        self._tmp_levels = LevelTracker(
-            Thresholds(cfg.tmp_warning, cfg.tmp_critical, cfg.hysteresis)
+        self._levels = LevelWatch(
+            LevelSettings(
+                tmp=Thresholds(cfg.tmp_warning, cfg.tmp_critical, cfg.hysteresis),
+                memory=Thresholds(cfg.memory_warning, cfg.memory_critical, cfg.hysteresis),
+                predict_horizon=cfg.predict_horizon,
+                sample_interval=cfg.sample_interval,
+            )
         )
-        self._memory_levels = LevelTracker(
-            Thresholds(cfg.memory_warning, cfg.memory_critical, cfg.hysteresis)
-        )
-        window = min(max(cfg.predict_horizon / 3, 5 * cfg.sample_interval), MAX_TREND_WINDOW)
-        self._trend = TrendPredictor(
-            window,
-            min_samples=5,
-            min_span=window / 4,
-            max_gap=max(10 * cfg.sample_interval, 2.0),
-        )
-        self._predictive = PredictiveAlarm(cfg.predict_horizon)
-        self._trend_spacing = max(window / TREND_POINTS, cfg.sample_interval) * 0.999
-        # Precomputed for the hot path's "nothing can fire" test.
-        self._quiet = True
-        self._tmp_quiet_below = self._tmp_levels.quiet_below
-        self._memory_quiet_below = self._memory_levels.quiet_below
-        self._horizon = 2 * cfg.predict_horizon
-        self._callbacks: dict[tuple[Level, Resource], list[tuple[str, Callback]]] = {}
+        self._callbacks = CallbackRegistry()
         self._runner = CallbackRunner(self._probe, wall_clock)
-        self._cleanup: list[Path] = []
         self._history: deque[tuple[float, Reading]] = deque(maxlen=HISTORY_SIZE)
         self._last: tuple[float, Reading] | None = None
-        self._next_trend = 0.0
         self._buffer = SampleBuffer(max(cfg.sample_interval, cfg.flush_interval / 100))
         self._emitter = (
             EmfEmitter(
@@ -168,14 +123,17 @@ class StorageMonitor:
             else None
         )
         self._tracer = tracer or default_tracer(cfg.tracing, environ)
+        self._thread = SamplingThread(
+            self._sample,
+            self.flush,
+            lambda: len(self._buffer) >= MAX_VALUES_PER_METRIC,
+            interval=cfg.sample_interval,
+            flush_interval=cfg.flush_interval,
+            clock=clock,
+        )
         self._lock = threading.RLock()
-        self._stop_flag = _StopFlag()
-        self._cpu_before_stop = 0.0
-        self._thread: threading.Thread | None = None
-        self._prediction: Prediction | None = None
-        self._sampler_errors = 0
         self.samples_taken = 0
-        self._reset_invocation(None)
+        self._recorder = InvocationRecorder(None, wall_clock())
         if cfg.actions:
             self.add_callback(Level.CRITICAL, cleanup_paths(self.cleanup_paths), resource="tmp")
             self.add_callback(Level.WARNING, collect_garbage, resource="memory")
@@ -188,77 +146,42 @@ class StorageMonitor:
         """Run ``callback(event)`` once per crossing of ``level`` by ``resource``.
 
         Levels: ``warning``, ``critical``, ``predicted_full`` (``tmp`` only);
-        resources: ``tmp``, ``memory``.
+        resources: ``tmp``, ``memory``. Anything else is a ConfigurationError.
         """
-        try:
-            chosen_resource = Resource(resource)
-            chosen_level = Level(level)
-        except ValueError:
-            raise ConfigurationError(
-                f"no callbacks for level {level!r} of resource {resource!r}; levels are "
-                "warning, critical, predicted_full (tmp only); resources are tmp, memory"
-            ) from None
-        if chosen_level not in CALLBACK_LEVELS[chosen_resource]:
-            raise ConfigurationError(
-                f"level {chosen_level.value!r} does not apply to {chosen_resource.value}"
-            )
-        name = getattr(callback, "__name__", repr(callback))
         with self._lock:
-            self._callbacks.setdefault((chosen_level, chosen_resource), []).append((name, callback))
+            self._callbacks.add(level, callback, resource)
 
     def register_cleanup(self, path: str | Path) -> Path:
         """A path the critical-``/tmp`` action removes (file or directory tree)."""
         registered = Path(path)
         with self._lock:
-            self._cleanup.append(registered)
+            self._callbacks.cleanup.append(registered)
         return registered
 
     def cleanup_paths(self) -> list[Path]:
         with self._lock:
-            return list(self._cleanup)
+            return list(self._callbacks.cleanup)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     @property
     def thread_cpu_seconds(self) -> float:
         """CPU time the sampling thread has used (read from outside it: costs it nothing)."""
-        thread = self._thread
-        if thread is None or thread.ident is None or not thread.is_alive():
-            return self._cpu_before_stop
-        try:
-            clock_id = time.pthread_getcpuclockid(thread.ident)
-            return self._cpu_before_stop + time.clock_gettime(clock_id)
-        except OSError:  # the thread ended between the checks
-            return self._cpu_before_stop
+        return self._thread.cpu_seconds
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.running
 
     def start(self) -> Self:
         """Start the sampling thread (idempotent)."""
-        with self._lock:
-            if self.running:
-                return self
-            # Each thread has its own stop flag: a thread that outlives stop()'s join (a
-            # slow statvfs) still ends, even if start() has made a new one meanwhile.
-            self._stop_flag = _StopFlag()
-            self._thread = threading.Thread(
-                target=self._run, args=(self._stop_flag,), name="tmpwarden-monitor", daemon=True
-            )
-            self._thread.start()
+        self._thread.start()
         return self
 
     def stop(self) -> None:
         """Stop the sampling thread and flush what it buffered (idempotent)."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._cpu_before_stop = self.thread_cpu_seconds
-        self._stop_flag.stopped = True
-        thread.join(timeout=LONGEST_SLEEP + 2 * self.config.sample_interval + 1.0)
-        self._thread = None
-        self.flush()
+        if self._thread.stop():
+            self.flush()
 
     def __enter__(self) -> Self:
         self.start()
@@ -281,40 +204,32 @@ class StorageMonitor:
         self.start()
         with self._lock:
             self._buffer.take()  # idle samples from between invocations are not reported
-            self._trend.reset()
-            self._reset_invocation(request_id)
+            self._levels.reset_trend()
+            self._recorder = InvocationRecorder(request_id, self._wall())
         self.sample_now()
 
-    def end_invocation(self, error: BaseException | None = None) -> InvocationSummary:
+    def end_invocation(self, error: BaseException | None = None) -> InvocationRecord:
         """Close open phases, take a last sample, wait briefly for callbacks, flush EMF."""
         with self._lock:
-            open_phases = list(self._open_phases)
+            open_phases = list(self._recorder.open_phases)
         for opened in reversed(open_phases):
             self._finish_phase(opened, error)
         self.sample_now()
         finished = self._runner.drain(CALLBACK_DRAIN_SECONDS)
         with self._lock:
-            summary = InvocationSummary(
-                request_id=self._request_id,
-                started=self._invocation_start,
-                ended=self._wall(),
-                peaks=self._peaks,
-                events=list(self._events),
-                phases=list(self._phases),
-                callbacks=self._runner.take_records(),
-                callbacks_unfinished=0 if finished else 1,
-                extra_metrics=dict(self._extra_metrics),
+            record = self._recorder.record(
+                self._wall(), self._runner.take_records(), 0 if finished else 1
             )
         self.flush()
         if self._emitter is not None:
-            properties = {**self._common_properties(), **summary.properties()}
-            self._emitter.emit_invocation(summary.metric_values(), properties, summary.ended)
+            properties = {**self._context_properties(), **record.properties()}
+            self._emitter.emit_invocation(record.metric_values(), properties, record.ended)
             self._emitter.emit_phases(
-                summary.phase_durations(), {"RequestId": summary.request_id}, summary.ended
+                record.phase_durations(), {r.REQUEST_ID: record.request_id}, record.ended
             )
         with self._lock:
-            self._request_id = None
-        return summary
+            self._recorder.request_id = None
+        return record
 
     # -- what the monitored code reports ---------------------------------------------------
 
@@ -331,8 +246,7 @@ class StorageMonitor:
         start = self.sample_now()
         opened = OpenPhase(name, self._wall(), start, Peaks.of(start), span)
         with self._lock:
-            self._open_phases.append(opened)
-            self._state = replace(self._state, current_phase=name)
+            self._recorder.open(opened)
         error: BaseException | None = None
         try:
             yield opened
@@ -344,34 +258,31 @@ class StorageMonitor:
 
     def _finish_phase(self, opened: OpenPhase, error: BaseException | None) -> None:
         with self._lock:
-            if opened not in self._open_phases:
+            if not self._recorder.is_open(opened):
                 return
         end = self.sample_now()
         with self._lock:
-            self._open_phases.remove(opened)
-            parent = self._open_phases[-1].name if self._open_phases else None
-            self._state = replace(self._state, current_phase=parent)
-            record = PhaseRecord(
-                opened.name,
-                opened.start,
-                self._wall(),
-                opened.peaks,
-                f"{type(error).__name__}: {error}" if error is not None else None,
-            )
-            self._phases.append(record)
+            finished = self._recorder.close(opened, self._wall(), error)
         span = opened.span
         span.annotate("phase", opened.name)
-        span.annotate("peak_tmp_bytes", record.peaks.tmp_used)
-        span.annotate("peak_rss_bytes", record.peaks.memory_used)
+        span.annotate("peak_tmp_bytes", finished.peaks.tmp_used)
+        span.annotate("peak_rss_bytes", finished.peaks.memory_used)
         span.add_metadata("storage_start", opened.start_metrics.as_dict())
         span.add_metadata("storage_end", end.as_dict())
         span.end(error)
 
     def update_state(self, **changes: Any) -> ProcessingState:
-        """Update the processing state (files_processed=..., total_files=..., ...)."""
+        """Update the processing state (``files_processed=...``, ``total_files=...``,
+        ``disk_usage=`` bytes, ``cleanup_performed=``, ``estimated_remaining=`` seconds);
+        a name that is not a :class:`ProcessingState` field is a ConfigurationError."""
+        unknown = set(changes) - STATE_FIELDS
+        if unknown:
+            raise ConfigurationError(
+                f"{', '.join(sorted(unknown))} is not a processing state field; use "
+                f"{', '.join(sorted(STATE_FIELDS))}"
+            )
         with self._lock:
-            self._state = replace(self._state, **changes)
-            return self._state
+            return self._recorder.update_state(changes)
 
     def put_metric(self, name: str, value: float) -> None:
         """Add to a per-invocation metric from the registry (e.g. ``TargetsSucceeded``).
@@ -390,8 +301,7 @@ class StorageMonitor:
         if cleaned is None:
             return
         with self._lock:
-            total = self._extra_metrics.get(name, 0) + cleaned
-            self._extra_metrics[name] = max(-MAX_METRIC_VALUE, min(total, MAX_METRIC_VALUE))
+            self._recorder.add_metric(name, cleaned)
 
     # -- what it shows ------------------------------------------------------------------
 
@@ -404,11 +314,11 @@ class StorageMonitor:
     @property
     def peaks(self) -> Peaks:
         """This invocation's peaks."""
-        return self._peaks
+        return self._recorder.peaks
 
     @property
     def state(self) -> ProcessingState:
-        return self._state
+        return self._recorder.state
 
     @property
     def history(self) -> list[StorageMetrics]:
@@ -418,14 +328,18 @@ class StorageMonitor:
         return [self._metrics(when, reading) for when, reading in samples]
 
     @property
-    def events(self) -> list[LevelEvent]:
+    def events(self) -> list[LevelCrossing]:
         """This invocation's level crossings so far."""
         with self._lock:
-            return list(self._events)
+            return list(self._recorder.events)
 
     @property
     def prediction(self) -> Prediction | None:
-        return self._prediction
+        return self._levels.prediction
+
+    def level(self, resource: Resource | str = "tmp") -> Level:
+        """The current level of ``resource`` (ok, warning or critical)."""
+        return self._levels.level(Resource(resource))
 
     def drain_callbacks(self, timeout: float = 5.0) -> bool:
         """Wait for queued callbacks to finish (for tests and orderly shutdown)."""
@@ -464,53 +378,16 @@ class StorageMonitor:
             self.samples_taken += 1
             self._last = last = (wall, reading)
             self._history.append(last)
-            peaks = self._peaks
-            if used > peaks.tmp_used or rss > peaks.memory_used:
-                self._peaks = peaks.merged(used, tmp_fraction, rss, memory_fraction)
-            for opened in self._open_phases:
-                opened.peaks = opened.peaks.merged(used, tmp_fraction, rss, memory_fraction)
-            prediction = None
-            now = self._clock()
-            if now >= self._next_trend:
-                # The trend spans seconds: about TREND_POINTS points per window are plenty.
-                self._next_trend = now + self._trend_spacing
-                prediction = self._prediction = self._trend.add(now, used, available)
-            current = self._prediction
+            self._recorder.observe(used, tmp_fraction, rss, memory_fraction)
+            levels = self._levels
+            fired = levels.observe(self._clock(), used, available, tmp_fraction, memory_fraction)
+            current = levels.prediction
             seconds_to_full = current.seconds_to_full if current is not None else None
             self._buffer.add(wall, reading, seconds_to_full)
-            if (
-                self._quiet
-                and tmp_fraction < self._tmp_quiet_below
-                and memory_fraction < self._memory_quiet_below
-                and (prediction is None or prediction.seconds_to_full > self._horizon)
-            ):
-                return  # nothing can fire: every level is armed and usage is below them
-            fired = self._evaluate(tmp_fraction, memory_fraction, prediction)
-            self._quiet = (
-                self._tmp_levels.all_armed
-                and self._memory_levels.all_armed
-                and self._predictive.armed
-            )
             if fired:
                 metrics = self._metrics(wall, reading)
                 for resource, level in fired:
                     self._fire(resource, level, metrics, seconds_to_full)
-
-    def _evaluate(
-        self, tmp_fraction: float, memory_fraction: float, prediction: Prediction | None
-    ) -> list[tuple[Resource, Level]]:
-        critical_before = self._tmp_levels.level is Level.CRITICAL
-        tmp = self._tmp_levels.update(tmp_fraction)
-        predicted = self._predictive.update(prediction, critical_active=critical_before)
-        fired: list[tuple[Resource, Level]] = []
-        if Level.WARNING in tmp:
-            fired.append((Resource.TMP, Level.WARNING))
-        if predicted:
-            fired.append((Resource.TMP, Level.PREDICTED_FULL))
-        if Level.CRITICAL in tmp:
-            fired.append((Resource.TMP, Level.CRITICAL))
-        fired.extend((Resource.MEMORY, lv) for lv in self._memory_levels.update(memory_fraction))
-        return fired
 
     def _fire(
         self,
@@ -519,78 +396,34 @@ class StorageMonitor:
         metrics: StorageMetrics,
         seconds_to_full: float | None,
     ) -> None:
-        self._events.append(
-            LevelEvent(
+        self._recorder.crossed(
+            LevelCrossing(
                 metrics.timestamp, level, resource, metrics.fraction(resource), seconds_to_full
             )
         )
         event = MonitorEvent(level, resource, metrics, seconds_to_full)
-        for name, callback in self._callbacks.get((level, resource), []):
+        for name, callback in self._callbacks.for_crossing(level, resource):
             self._runner.submit(callback, name, event)
-
-    def level(self, resource: Resource | str = "tmp") -> Level:
-        """The current level of ``resource`` (ok, warning or critical)."""
-        tracker = self._tmp_levels if Resource(resource) is Resource.TMP else self._memory_levels
-        return tracker.level
 
     def flush(self) -> int:
         """Write the buffered samples as EMF now; returns the lines written."""
         with self._lock:
             buckets = self._buffer.take()
-            properties = self._common_properties()
+            properties = self._context_properties()
         if self._emitter is None or not buckets:
             return 0
         return self._emitter.emit_samples(buckets, self.memory_limit, properties)
 
-    def _common_properties(self) -> dict[str, object]:
+    def _context_properties(self) -> dict[str, object]:
+        """The request and the limits, stated on every sample and invocation record."""
         cfg = self.config
         return {
-            "RequestId": self._request_id,
-            "TmpPath": cfg.path,
-            "TmpTotalBytes": self._last[1].total_space if self._last else None,
-            "MemoryLimitBytes": self.memory_limit,
-            "TmpWarningPercent": round(cfg.tmp_warning * 100, 2),
-            "TmpCriticalPercent": round(cfg.tmp_critical * 100, 2),
-            "MemoryWarningPercent": round(cfg.memory_warning * 100, 2),
-            "MemoryCriticalPercent": round(cfg.memory_critical * 100, 2),
+            r.REQUEST_ID: self._recorder.request_id,
+            r.TMP_PATH: cfg.path,
+            r.TMP_TOTAL_BYTES: self._last[1].total_space if self._last else None,
+            r.MEMORY_LIMIT_BYTES: self.memory_limit,
+            r.TMP_WARNING_PERCENT: round(cfg.tmp_warning * 100, 2),
+            r.TMP_CRITICAL_PERCENT: round(cfg.tmp_critical * 100, 2),
+            r.MEMORY_WARNING_PERCENT: round(cfg.memory_warning * 100, 2),
+            r.MEMORY_CRITICAL_PERCENT: round(cfg.memory_critical * 100, 2),
         }
-
-    def _reset_invocation(self, request_id: str | None) -> None:
-        self._request_id = request_id
-        self._invocation_start = self._wall()
-        self._peaks = Peaks()
-        self._events = []
-        self._phases = []
-        self._open_phases = []
-        self._extra_metrics = {}
-        self._state = ProcessingState()
-
-    def _run(self, stop: _StopFlag) -> None:
-        # Plain sleeps and a flag: on Firecracker every wakeup costs tens of microseconds
-        # of CPU, and a timed Event/Lock wait costs more than a sleep.
-        interval = self.config.sample_interval
-        clock = self._clock
-        next_sample = clock() + interval
-        next_flush = clock() + self.config.flush_interval
-        while not stop.stopped:
-            delay = next_sample - clock()
-            if delay > 0:
-                time.sleep(min(delay, LONGEST_SLEEP))
-                if delay > LONGEST_SLEEP:
-                    continue
-            if stop.stopped:
-                break
-            try:
-                self._sample()
-                # Flush on time, or when a document's worth of buckets is ready.
-                if next_sample >= next_flush or len(self._buffer) >= MAX_VALUES_PER_METRIC:
-                    self.flush()
-                    next_flush = clock() + self.config.flush_interval
-            except Exception:  # never let the thread die; count and log
-                self._sampler_errors += 1
-                if self._sampler_errors <= 3:
-                    log.exception("tmpwarden monitor: sampling failed")
-            next_sample += interval
-            now = clock()
-            if next_sample < now:  # fell behind (or the process was frozen): skip ahead
-                next_sample = now + interval

@@ -11,7 +11,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from monitor.metrics import Level
+from monitor.metrics import Level, Resource
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,3 +171,89 @@ class PredictiveAlarm:
             self._armed = False
             return True
         return False
+
+
+MAX_TREND_WINDOW = 10.0
+"""The trend looks back at most this many seconds."""
+TREND_POINTS = 20
+"""Points of the time-to-full trend per window (samples in between only aggregate)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LevelSettings:
+    """What :class:`LevelWatch` needs of the monitor's configuration (fractions 0-1,
+    seconds); made from a :class:`~monitor.config.MonitorConfig` by its caller."""
+
+    tmp: Thresholds
+    memory: Thresholds
+    predict_horizon: float
+    sample_interval: float
+
+
+class LevelWatch:
+    """Both resources' levels and the ``/tmp`` trend, from one sample at a time.
+
+    :meth:`observe` takes a sample's fractions, the ``/tmp`` bytes and the time (the
+    caller's clock, seconds) and returns the crossings that fire, in the order
+    warning, predicted full, critical (``/tmp``) then memory's. Pure: no clock, no I/O.
+    """
+
+    def __init__(self, settings: LevelSettings) -> None:
+        self.tmp = LevelTracker(settings.tmp)
+        self.memory = LevelTracker(settings.memory)
+        interval = settings.sample_interval
+        window = min(max(settings.predict_horizon / 3, 5 * interval), MAX_TREND_WINDOW)
+        self.trend = TrendPredictor(
+            window, min_samples=5, min_span=window / 4, max_gap=max(10 * interval, 2.0)
+        )
+        self.predictive = PredictiveAlarm(settings.predict_horizon)
+        self.prediction: Prediction | None = None
+        self._trend_spacing = max(window / TREND_POINTS, interval) * 0.999
+        self._next_trend = 0.0
+        # Precomputed for the hot path's "nothing can fire" test.
+        self._quiet = True
+        self._tmp_quiet_below = self.tmp.quiet_below
+        self._memory_quiet_below = self.memory.quiet_below
+        self._horizon = 2 * settings.predict_horizon
+
+    def reset_trend(self) -> None:
+        """Forget the trend (a new invocation starts from its own baseline)."""
+        self.trend.reset()
+
+    def observe(
+        self, now: float, used: int, available: int, tmp_fraction: float, memory_fraction: float
+    ) -> list[tuple[Resource, Level]]:
+        prediction = None
+        if now >= self._next_trend:
+            # The trend spans seconds: about TREND_POINTS points per window are plenty.
+            self._next_trend = now + self._trend_spacing
+            prediction = self.prediction = self.trend.add(now, used, available)
+        if (
+            self._quiet
+            and tmp_fraction < self._tmp_quiet_below
+            and memory_fraction < self._memory_quiet_below
+            and (prediction is None or prediction.seconds_to_full > self._horizon)
+        ):
+            return []  # nothing can fire: every level is armed and usage is below them
+        fired = self._evaluate(tmp_fraction, memory_fraction, prediction)
+        self._quiet = self.tmp.all_armed and self.memory.all_armed and self.predictive.armed
+        return fired
+
+    def _evaluate(
+        self, tmp_fraction: float, memory_fraction: float, prediction: Prediction | None
+    ) -> list[tuple[Resource, Level]]:
+        critical_before = self.tmp.level is Level.CRITICAL
+        tmp = self.tmp.update(tmp_fraction)
+        predicted = self.predictive.update(prediction, critical_active=critical_before)
+        fired: list[tuple[Resource, Level]] = []
+        if Level.WARNING in tmp:
+            fired.append((Resource.TMP, Level.WARNING))
+        if predicted:
+            fired.append((Resource.TMP, Level.PREDICTED_FULL))
+        if Level.CRITICAL in tmp:
+            fired.append((Resource.TMP, Level.CRITICAL))
+        fired.extend((Resource.MEMORY, lv) for lv in self.memory.update(memory_fraction))
+        return fired
+
+    def level(self, resource: Resource) -> Level:
+        return (self.tmp if resource is Resource.TMP else self.memory).level

@@ -21,7 +21,7 @@ TRACE_ID_ENV = "_X_AMZN_TRACE_ID"
 XRAY_ENABLED_ENV = "AWS_XRAY_SDK_ENABLED"
 
 
-class PhaseSpan(Protocol):
+class TraceSpan(Protocol):
     """An open span for one phase."""
 
     def annotate(self, key: str, value: str | int | float | bool) -> None: ...
@@ -34,7 +34,7 @@ class PhaseSpan(Protocol):
 class PhaseTracer(Protocol):
     """Opens a span per phase."""
 
-    def begin(self, name: str) -> PhaseSpan: ...
+    def begin(self, name: str) -> TraceSpan: ...
 
 
 class NoopSpan:
@@ -53,7 +53,7 @@ class NoopSpan:
 class NoopTracer:
     """Traces nothing (outside Lambda, or when tracing is off)."""
 
-    def begin(self, name: str) -> PhaseSpan:
+    def begin(self, name: str) -> TraceSpan:
         return NoopSpan()
 
 
@@ -88,7 +88,7 @@ class XRayTracer:
             recorder = xray_recorder
         self._recorder = recorder
 
-    def begin(self, name: str) -> PhaseSpan:
+    def begin(self, name: str) -> TraceSpan:
         try:
             subsegment = self._recorder.begin_subsegment(f"tmpwarden.{name}")
         except Exception:  # no segment to attach to: trace nothing, never fail the work

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from monitor.config import MonitorConfig
 from monitor.emf import MemorySink
 from monitor.sampler import Reading
 from monitor.sidecar import StorageMonitor
 
 MIB = 1024 * 1024
+MONITOR_PARTS = ("sink", "tracer", "probe", "memory_limit", "clock", "wall_clock", "environ")
+"""StorageMonitor's injected parts; every other option is a MonitorConfig setting."""
 
 
 @dataclass
@@ -48,4 +51,7 @@ class FakeSystem:
         }
         if fake_clocks:
             options |= {"clock": self.clock, "wall_clock": self.clock}
-        return StorageMonitor("/tmp", **(options | settings))
+        chosen = options | settings
+        parts = {name: chosen.pop(name) for name in MONITOR_PARTS if name in chosen}
+        config = MonitorConfig.resolve({"path": "/tmp", **chosen}, parts.get("environ"))
+        return StorageMonitor(config, **parts)

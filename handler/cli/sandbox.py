@@ -68,26 +68,6 @@ class Invocation:
     emf_lines: int
 
 
-def _cfn_loader() -> Any:
-    import yaml  # noqa: PLC0415 - only the sandbox reads templates
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def tag(loader: Any, suffix: str, node: Any) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)
-        name = suffix if suffix == "Ref" else f"Fn::{suffix}"
-        return {name: value}
-
-    Loader.add_multi_constructor("!", tag)
-    return Loader
-
-
 def _resolve(value: Any, parameters: Mapping[str, Any]) -> Any:
     """A template value with ``!Ref Parameter`` replaced by the parameter's default."""
     if isinstance(value, dict) and set(value) == {"Ref"}:
@@ -97,11 +77,13 @@ def _resolve(value: Any, parameters: Mapping[str, Any]) -> Any:
 
 def limits_from_template(template: Path = DEFAULT_TEMPLATE) -> FunctionLimits:
     """The packaging function's EphemeralStorage, MemorySize, Timeout and environment."""
-    import yaml  # noqa: PLC0415
+    # The one CloudFormation YAML loader (short tags in long form) is deploy.cfn's; the
+    # sandbox runs from a checkout, where deploy/ sits beside handler/.
+    from deploy.cfn import load_yaml  # noqa: PLC0415 - only the sandbox reads templates
 
     try:
-        document = yaml.load(template.read_text(), Loader=_cfn_loader())
-    except (OSError, yaml.YAMLError) as exc:
+        document = load_yaml(template.read_text())
+    except (OSError, ValueError) as exc:
         raise SandboxError(f"{template}: cannot read the template ({exc})") from exc
     parameters = document.get("Parameters", {}) or {}
     globals_ = (document.get("Globals", {}) or {}).get("Function", {}) or {}

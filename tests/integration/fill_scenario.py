@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from monitor import MonitorEvent, StorageMonitor
+from monitor import MonitorConfig, MonitorEvent, StorageMonitor
 from monitor.emf import MemorySink
 from monitor.sampler import disk_space
 
@@ -27,7 +27,10 @@ def main(directory: str, rate: float, horizon: float) -> None:
     for index in range(8):
         (cache / f"shard-{index}.bin").write_bytes(os.urandom(MIB))
     monitor = StorageMonitor(
-        root, INTERVAL, predict_horizon=horizon, sink=MemorySink(), tracing="off"
+        MonitorConfig.resolve(
+            path=root, sample_interval=INTERVAL, predict_horizon=horizon, tracing="off"
+        ),
+        sink=MemorySink(),
     )
     monitor.register_cleanup(cache)
     seen: list[dict[str, object]] = []

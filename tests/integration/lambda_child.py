@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from monitor import StorageMonitor, monitored
+from monitor import MonitorConfig, StorageMonitor, monitored
 
 
 class FakeContext:
@@ -41,7 +41,7 @@ def work(monitor: StorageMonitor, scratch: Path) -> dict[str, Any]:
 
 
 def plain(scratch: Path) -> Any:
-    monitor = StorageMonitor(scratch, 0.01)
+    monitor = StorageMonitor(MonitorConfig.resolve(path=scratch, sample_interval=0.01))
 
     @monitored(monitor)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def powertools(scratch: Path) -> Any:
     logger = Logger(service="packaging")
     tracer = Tracer(service="packaging")
     metrics = Metrics(namespace="ml-platform", service="packaging")
-    monitor = StorageMonitor(scratch, 0.01)
+    monitor = StorageMonitor(MonitorConfig.resolve(path=scratch, sample_interval=0.01))
 
     @metrics.log_metrics
     @tracer.capture_lambda_handler

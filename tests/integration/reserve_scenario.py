@@ -18,7 +18,7 @@ from pathlib import Path
 
 from handler.errors import InsufficientStorageError
 from handler.storage import StorageManager
-from monitor import MonitorEvent, StorageMonitor
+from monitor import MonitorConfig, MonitorEvent, StorageMonitor
 from monitor.emf import MemorySink
 
 CRITICAL = 0.97
@@ -28,13 +28,18 @@ CHUNKS = (256 * 1024, 4096, 1)
 def main(directory: str) -> None:
     root = Path(directory)
     monitor = StorageMonitor(
-        root,
-        0.05,
-        tmp_warning=0.9,
-        tmp_critical=CRITICAL,
+        MonitorConfig.resolve(
+            {
+                "path": root,
+                "sample_interval": 0.05,
+                "tmp_warning": 0.9,
+                "tmp_critical": CRITICAL,
+                "tracing": "off",
+                "actions": False,
+            },
+            environ={},
+        ),
         sink=MemorySink(),
-        tracing="off",
-        actions=False,
         environ={},
     )
     manager = StorageManager(root)

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from handler.app import lambda_handler
 from handler.cli.sample import build_sample_artifact
+from monitor import records
 from monitor.units import MiB
 from tests.helpers import archive_digests
 from tests.integration.conftest import upload
@@ -210,7 +211,8 @@ def test_logs_are_json_lines_with_the_request_and_the_strategy_decision(
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
     ]
     chosen = next(e for e in entries if e.get("event") == "strategy_chosen")
-    assert chosen["request_id"] == "req-test"
+    # the request id is spelled as the monitor's EMF records spell it (monitor/records.py)
+    assert chosen[records.REQUEST_ID] == "req-test"
     assert chosen["target"] == source
     assert chosen["strategy"] in ("stream", "extract") and "reason" in chosen
     finished = next(e for e in entries if e.get("event") == "target_finished")

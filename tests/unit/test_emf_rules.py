@@ -185,7 +185,9 @@ def test_a_document_that_fails_takes_no_other_with_it() -> None:
 
 def test_the_monitor_is_refused_before_it_starts_with_a_bad_namespace() -> None:
     with pytest.raises(ConfigurationError, match="reserved for AWS"):
-        StorageMonitor("/tmp", namespace="AWS/Lambda", environ={}, tracing="off")
+        StorageMonitor(
+            MonitorConfig.resolve(path="/tmp", namespace="AWS/Lambda", tracing="off", environ={})
+        )
 
 
 def test_when_capped_strings_still_do_not_fit_lists_are_cut_and_counted() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+
 import pytest
 
 from monitor.config import MonitorConfig
@@ -61,12 +64,12 @@ def test_invalid_settings_name_the_setting(env: dict[str, str], message: str) ->
 def test_an_invalid_setting_fails_when_the_monitor_is_made_not_in_its_thread() -> None:
     fake = FakeSystem()
     with pytest.raises(ConfigurationError, match="hysteresis"):
-        StorageMonitor(probe=fake.probe, hysteresis=0.9, environ={})
+        StorageMonitor(MonitorConfig.resolve(hysteresis=0.9, environ={}), probe=fake.probe)
 
 
 def test_a_missing_path_is_a_clear_error(tmp_path: object) -> None:
     with pytest.raises(ConfigurationError, match="cannot watch /nonexistent"):
-        StorageMonitor("/nonexistent/dir", environ={})
+        StorageMonitor(MonitorConfig.resolve(path="/nonexistent/dir", environ={}), environ={})
 
 
 def test_memory_limit_comes_from_lambda_size() -> None:
@@ -76,3 +79,13 @@ def test_memory_limit_comes_from_lambda_size() -> None:
     assert memory_limit_bytes({}) > 0
     with pytest.raises(ConfigurationError, match="megabytes"):
         memory_limit_bytes({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3GB"})
+
+
+def test_the_monitor_takes_its_settings_only_as_a_config() -> None:
+    """Adding a setting touches MonitorConfig (and template.yaml), not the facade: no
+    constructor parameter restates a config field."""
+    parameters = inspect.signature(StorageMonitor).parameters
+    assert next(iter(parameters)) == "config"
+    assert not set(parameters) & {f.name for f in dataclasses.fields(MonitorConfig)}
+    with pytest.raises(ConfigurationError, match="takes a MonitorConfig"):
+        StorageMonitor("/tmp")  # type: ignore[arg-type]

@@ -1,8 +1,10 @@
-"""One target through package_target: the monitor hears of every file done."""
+"""One target through package_target: the monitor hears of every file done, and of the
+whole processing state."""
 
 from __future__ import annotations
 
 import io
+import json
 import stat
 import tarfile
 import zipfile
@@ -21,6 +23,11 @@ from handler.packaging import package_target
 from handler.settings import HandlerSettings
 from handler.storage import StorageManager
 from handler.strategies import PackageOptions, run_extract, run_stream
+from monitor import records
+from monitor.config import MonitorConfig
+from monitor.emf import MemorySink
+from monitor.metrics import ProcessingState
+from monitor.sidecar import StorageMonitor
 from tests.fakes import FakeSystem
 from tests.helpers import build_archive, read_zip, tar_info, tar_with
 
@@ -141,3 +148,40 @@ def test_a_member_with_an_absurd_mtime_still_packages(tmp_path: Path, mtime: flo
     assert read_zip(tmp_path / "o.zip") == {"odd.bin": b"x"}
     StreamingExtractor().extract_streaming(archive, tmp_path / "out")
     assert (tmp_path / "out" / "odd.bin").read_bytes() == b"x"
+
+
+def test_a_packagings_invocation_record_carries_the_whole_processing_state(
+    tmp_path: Path,
+) -> None:
+    """The design's ProcessingState, alive: the handler sets all six fields and the final
+    EMF invocation record carries them (values measured, not the defaults)."""
+    archive = build_archive(tmp_path / "m.tar.gz", FILES, "tar.gz")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    sink = MemorySink()
+    config = MonitorConfig.resolve(path=scratch, tracing="off", actions=False, environ={})
+    monitor = StorageMonitor(config, sink=sink, environ={})
+    monitor.begin_invocation("req-state")
+    result = package_target(
+        Target(str(archive), str(tmp_path / "m.zip")),
+        HandlerSettings(scratch_dir=str(scratch), tmp_critical=0.99),
+        monitor=monitor,
+        choice=StrategyChoice.AUTO,
+    )
+    monitor.end_invocation()
+    monitor.stop()
+    assert result.status == "succeeded" and result.strategy == "extract"
+    [record] = [
+        json.loads(line)
+        for line in sink.lines
+        if json.loads(line)[records.RECORD_KIND] == records.RecordKind.INVOCATION
+    ]
+    state = {name: record[prop] for name, prop in records.STATE_PROPERTIES.items()}
+    print("ProcessingState in the invocation record:", state)
+    assert state["current_phase"] == "cleanup"  # the last phase of the extract strategy
+    assert state["files_processed"] == state["total_files"] == len(FILES)
+    assert state["disk_usage"] > 0
+    assert state["cleanup_performed"] is True
+    assert state["estimated_remaining"] == 0.0  # all files done, at the measured rate
+    defaults = ProcessingState()
+    assert all(state[f] != getattr(defaults, f) for f in state)

@@ -19,13 +19,17 @@ from pathlib import Path
 
 import pytest
 
+from monitor import records
 from monitor.callbacks import MonitorEvent
 from monitor.cli import main
+from monitor.config import MonitorConfig
 from monitor.emf import MemorySink
 from monitor.errors import TmpwardenError
-from monitor.invocation import InvocationSummary
+from monitor.invocation import InvocationRecord
+from monitor.metrics import ProcessingState
 from monitor.report import ReportError, ReportSummary, read_log, render_report
-from monitor.report_timeline import Timeline, build_timeline, format_duration, iter_documents
+from monitor.report.documents import iter_documents
+from monitor.report.timeline import Timeline, build_timeline, format_duration
 from monitor.sampler import Reading
 from monitor.sidecar import StorageMonitor
 
@@ -81,7 +85,7 @@ class Run:
     host: FakeHost
     monitor: StorageMonitor
     sink: MemorySink
-    summaries: list[InvocationSummary] = field(default_factory=list)
+    summaries: list[InvocationRecord] = field(default_factory=list)
 
     def sample(self, *, tmp: int = 0, rss: int = 0) -> None:
         """Advance one step, change usage, take a sample and let callbacks finish."""
@@ -98,17 +102,21 @@ class Run:
 def make_run(monkeypatch: pytest.MonkeyPatch, *, callbacks: bool = True) -> Run:
     host = FakeHost()
     sink = MemorySink()
+    config = MonitorConfig.resolve(
+        path="/tmp",
+        sample_interval=0.1,
+        tracing="off",
+        predict_horizon=10,
+        function_name=FUNCTION,
+        environ={},
+    )
     monitor = StorageMonitor(
-        "/tmp",
-        0.1,
+        config,
         sink=sink,
         probe=host.read,
         memory_limit=1024 * MIB,
         clock=host.clock,
         wall_clock=host.clock,
-        tracing="off",
-        predict_horizon=10,
-        function_name=FUNCTION,
         environ={},
     )
     # No sampling thread: every sample is the test's, at the test's time.
@@ -136,7 +144,7 @@ def begin(run: Run, request_id: str) -> None:
     run.host.seen.setdefault(run.host.now, (run.host.used, run.host.rss))
 
 
-def end(run: Run) -> InvocationSummary:
+def end(run: Run) -> InvocationRecord:
     run.host.now += STEP
     summary = run.monitor.end_invocation()
     run.host.seen[run.host.now] = (run.host.used, run.host.rss)
@@ -457,6 +465,57 @@ def test_records_without_samples_or_invocations_are_an_error(tmp_path: Path) -> 
         read_log(log)
 
 
+# -- the schema (monitor/records.py) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "renamed", "kind"),
+    [
+        (records.INVOCATION_START, "InvocationBegin", "invocation"),
+        (records.SAMPLE_OFFSETS_MS, "SampleOffsetMs", "samples"),
+    ],
+)
+def test_a_renamed_property_fails_the_report_naming_it(
+    incident_run: Run, tmp_path: Path, written: str, renamed: str, kind: str
+) -> None:
+    """A property renamed on the writing side (or a log of another schema) is not read
+    as an empty report: the reader names the property the schema requires."""
+    lines = [line.replace(f'"{written}"', f'"{renamed}"') for line in incident_run.sink.lines]
+    assert any(renamed in line for line in lines)
+    with pytest.raises(ReportError) as caught:
+        read_log(write_log(tmp_path, lines))
+    message = str(caught.value)
+    assert f"{kind} record(s) lack the property {written!r}" in message
+    assert "monitor/records.py" in message
+
+
+def test_a_few_records_lacking_a_property_are_skipped_not_fatal(
+    incident_run: Run, tmp_path: Path
+) -> None:
+    lines = [*incident_run.sink.lines, '{"TmpwardenRecord": "invocation", "RequestId": "x"}']
+    timeline = read_log(write_log(tmp_path, lines))
+    assert len(timeline.invocations) == 2
+    assert timeline.missing == (("invocation", records.INVOCATION_START, 1),)
+
+
+def test_the_processing_state_is_read_back_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_run(monkeypatch, callbacks=False)
+    begin(run, "req-state")
+    with run.monitor.phase("compress"):
+        run.sample(tmp=MIB)
+        run.monitor.update_state(
+            files_processed=7,
+            total_files=9,
+            disk_usage=3 * MIB,
+            cleanup_performed=True,
+            estimated_remaining=1.25,
+        )
+    written = end(run).state
+    [invocation] = timeline_of("\n".join(run.sink.lines)).invocations
+    assert invocation.state == written
+    assert written == ProcessingState("compress", 7, 9, 3 * MIB, True, 1.25)
+
+
 @pytest.mark.parametrize("name", ["missing.log", "a-directory"])
 def test_unreadable_log_is_a_clear_error(tmp_path: Path, name: str) -> None:
     (tmp_path / "a-directory").mkdir()
@@ -503,7 +562,7 @@ def test_missing_matplotlib_says_what_to_install(
 
 def test_importing_monitor_does_not_load_matplotlib() -> None:
     code = (
-        "import sys, monitor, monitor.report, monitor.report_timeline, monitor.cli; "
+        "import sys, monitor, monitor.report, monitor.report.timeline, monitor.cli; "
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}

@@ -6,8 +6,15 @@ import math
 
 import pytest
 
-from monitor.metrics import Level
-from monitor.thresholds import LevelTracker, PredictiveAlarm, Thresholds, TrendPredictor
+from monitor.metrics import Level, Resource
+from monitor.thresholds import (
+    LevelSettings,
+    LevelTracker,
+    LevelWatch,
+    PredictiveAlarm,
+    Thresholds,
+    TrendPredictor,
+)
 
 MIB = 1024 * 1024
 
@@ -66,3 +73,31 @@ def test_predictive_alarm_fires_once_and_never_while_critical() -> None:
     assert not alarm.update(Prediction(1.0, 10), critical_active=False)  # once
     assert not alarm.update(Prediction(1.0, 90), critical_active=False)  # re-armed beyond 2x
     assert not alarm.update(Prediction(1.0, 10), critical_active=True)  # silent while critical
+
+
+def test_level_watch_fires_each_crossing_once_in_order_without_a_clock() -> None:
+    settings = LevelSettings(
+        tmp=Thresholds(0.8, 0.9, 0.05),
+        memory=Thresholds(0.8, 0.9, 0.05),
+        predict_horizon=30.0,
+        sample_interval=0.1,
+    )
+    watch = LevelWatch(settings)
+    total = 1000
+    fired = []
+    for step, used in enumerate((100, 850, 950, 960, 500, 850)):
+        now = step * 1.0
+        fired.append(watch.observe(now, used, total - used, used / total, 0.1))
+    assert fired == [
+        [],
+        [(Resource.TMP, Level.WARNING)],
+        [(Resource.TMP, Level.CRITICAL)],
+        [],
+        [],  # back below both thresholds minus the margin: re-armed
+        [(Resource.TMP, Level.WARNING)],
+    ]
+    assert watch.level(Resource.TMP) is Level.WARNING
+    assert watch.observe(10.0, 0, total, 0.0, 0.95) == [
+        (Resource.MEMORY, Level.WARNING),
+        (Resource.MEMORY, Level.CRITICAL),
+    ]

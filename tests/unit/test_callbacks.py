@@ -1,12 +1,13 @@
-"""Regressions found in review: each test is a scenario that once went wrong."""
+"""The callback runner: callbacks on their own thread, each run recorded."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 
-from monitor.callbacks import CallbackRunner, MonitorEvent
+import pytest
+
+from monitor.callbacks import CallbackRegistry, CallbackRunner, MonitorEvent
+from monitor.errors import ConfigurationError
 from monitor.metrics import Level, Resource, StorageMetrics
 from monitor.sampler import Reading
 from tests.fakes import FakeSystem
@@ -38,15 +39,16 @@ def test_a_failing_probe_does_not_wedge_the_callback_runner() -> None:
     assert runner.drain(0.1)
 
 
-def test_stop_then_start_leaves_one_sampling_thread() -> None:
-    fake = FakeSystem()
-    before = set(threading.enumerate())  # other tests' monitors may still be running
-    monitor = fake.monitor(fake_clocks=False, sample_interval=0.01)
-    for _ in range(3):
-        monitor.start()
-        monitor.stop()
-    monitor.start()
-    time.sleep(0.2)
-    alive = [t for t in set(threading.enumerate()) - before if t.name == "tmpwarden-monitor"]
-    monitor.stop()
-    assert len(alive) == 1
+def test_the_registry_keeps_callbacks_per_crossing_in_order() -> None:
+    registry = CallbackRegistry()
+
+    def first(_event: MonitorEvent) -> None: ...
+    def second(_event: MonitorEvent) -> None: ...
+
+    registry.add("warning", first, "tmp")
+    registry.add(Level.WARNING, second, Resource.TMP)
+    registry.add("critical", first, "memory")
+    assert [n for n, _ in registry.for_crossing(Level.WARNING, Resource.TMP)] == ["first", "second"]
+    assert registry.for_crossing(Level.CRITICAL, Resource.TMP) == []
+    with pytest.raises(ConfigurationError, match="does not apply to memory"):
+        registry.add("predicted_full", first, "memory")

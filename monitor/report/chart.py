@@ -1,20 +1,18 @@
-"""The report's picture: a :class:`~monitor.report_timeline.Timeline` drawn as a PNG.
+"""The report's picture: a :class:`~monitor.report.timeline.Timeline` drawn as a PNG.
 
 Two panels sharing the time axis, /tmp and memory in percent of their limits, with
 threshold lines, phase bands, level events with what their callbacks did, invocation
 boundaries, and idle time between invocations collapsed. Imports matplotlib: only
-``monitor.report`` imports this module, and only when it draws.
+``monitor.report.page`` imports this module, and only when it draws.
 """
 
 from __future__ import annotations
 
-import bisect
 import io
 import itertools
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,11 +21,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedFormatter, FixedLocator, PercentFormatter
 from matplotlib.transforms import ScaledTranslation
 
-from monitor.report_timeline import (
+from monitor.report.time_axis import TimeAxis, clock_label
+from monitor.report.timeline import (
     LEVEL_NAMES,
     RESOURCE_NAMES,
     CallbackRun,
-    Invocation,
+    InvocationRecord,
     LevelCrossing,
     PhaseSpan,
     Sample,
@@ -38,15 +37,8 @@ from monitor.report_timeline import (
 from monitor.units import format_size
 
 WIDTH_PX, HEIGHT_PX, DPI = 1400, 800, 100
-DAY = 86_400.0
-TICK_STEPS: tuple[float, ...] = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900)
-TICK_STEPS += (1800, 3600, 7200, 10_800, 21_600, 43_200, DAY)
-"""Tick steps that divide a day, so ticks fall on round clock times."""
-MAX_TICKS = 12
 GAP_STEPS, MIN_GAP_SECONDS = 10, 5.0
 """The usage lines break where samples are further apart than this (a frozen sandbox)."""
-MIN_IDLE_SECONDS, IDLE_SHARE, GAP_SHARE = 20.0, 0.25, 0.03
-"""Idle stretches longer than 20 s and a quarter of the active time are drawn 3% wide."""
 MAX_GAP_LABELS = 20
 NEAR_SHARE = 0.06
 """Labels closer than this share of the width are stacked, not overlapped."""
@@ -77,93 +69,13 @@ def draw_chart(timeline: Timeline) -> bytes:
     # A bare Figure: no pyplot, no global backend switch, no display; savefig renders
     # PNG with the Agg canvas.
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, layout="constrained")
-    _draw(figure, timeline, _TimeAxis.of(timeline))
+    _draw(figure, timeline, TimeAxis.of(timeline))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
 
 
-@dataclass(frozen=True, slots=True)
-class _TimeAxis:
-    """Maps epoch seconds to x (seconds of activity since the first). Idle stretches
-    between active segments (a sandbox frozen between invocations) are collapsed to
-    ``gap_width``, so invocations minutes apart stay readable side by side."""
-
-    starts: tuple[float, ...]
-    ends: tuple[float, ...]
-    offsets: tuple[float, ...]
-    gap_width: float
-
-    @classmethod
-    def of(cls, timeline: Timeline) -> _TimeAxis:
-        spans = [(s.time, s.time) for s in timeline.samples]
-        spans += [(i.start, i.end) for i in timeline.invocations]
-        segments = _merge_spans(sorted(spans), MIN_IDLE_SECONDS)
-        active = sum(end - start for start, end in segments)
-        segments = _merge_spans(segments, max(MIN_IDLE_SECONDS, IDLE_SHARE * active))
-        active = sum(end - start for start, end in segments)
-        gap_width = max(GAP_SHARE * active, 0.5)
-        offsets = [0.0]
-        for start, end in segments[:-1]:
-            offsets.append(offsets[-1] + (end - start) + gap_width)
-        return cls(
-            tuple(s for s, _ in segments), tuple(e for _, e in segments), tuple(offsets), gap_width
-        )
-
-    @property
-    def gaps(self) -> list[tuple[float, float]]:
-        """The collapsed idle stretches, as epoch seconds."""
-        return list(zip(self.ends, self.starts[1:], strict=False))
-
-    def x(self, when: float) -> float:
-        index = max(bisect.bisect_right(self.starts, when) - 1, 0)
-        if when <= self.ends[index] or index == len(self.starts) - 1:
-            return self.offsets[index] + when - self.starts[index]
-        idle = (when - self.ends[index]) / (self.starts[index + 1] - self.ends[index])
-        return self.offsets[index + 1] - self.gap_width * (1 - idle)
-
-    def ticks(self, pad: float) -> tuple[list[float], list[str]]:
-        """Ticks at round clock times and at the start of every segment, thinned so
-        that labels do not run into each other (segment starts win)."""
-        total = self.x(self.ends[-1]) - self.x(self.starts[0]) + 2 * pad
-        step = next((s for s in TICK_STEPS if total / s <= MAX_TICKS), DAY)
-        candidates: list[tuple[float, str, bool]] = []  # x, label, starts a segment
-        last = len(self.starts) - 1
-        for index, (start, end) in enumerate(zip(self.starts, self.ends, strict=True)):
-            candidates.append((self.x(start), _clock(start, min(step, 1.0)), True))
-            tick = math.ceil((start - (pad if index == 0 else 0)) / step) * step
-            while tick <= end + (pad if index == last else 0):
-                candidates.append((self.x(tick), _clock(tick, step), False))
-                tick += step
-        kept: list[tuple[float, str, bool]] = []
-        for candidate in sorted(candidates):
-            if not kept or candidate[0] - kept[-1][0] >= total / (MAX_TICKS + 2):
-                kept.append(candidate)
-            elif candidate[2] and not kept[-1][2]:
-                kept[-1] = candidate
-        return [x for x, _, _ in kept], [label for _, label, _ in kept]
-
-
-def _merge_spans(spans: Sequence[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
-    merged: list[tuple[float, float]] = []
-    for start, end in spans:
-        if merged and start - merged[-1][1] <= gap:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def _clock(when: float, step: float) -> str:
-    moment = datetime.fromtimestamp(when, UTC)
-    if step < 1:
-        return moment.strftime("%H:%M:%S.%f")[:-5]
-    if step < 60:
-        return moment.strftime("%H:%M:%S")
-    return moment.strftime("%H:%M" if step < DAY else "%m-%d %H:%M")
-
-
-def _draw(figure: Figure, timeline: Timeline, time: _TimeAxis) -> None:
+def _draw(figure: Figure, timeline: Timeline, time: TimeAxis) -> None:
     tmp_axes, memory_axes = figure.subplots(2, 1, sharex=True)
     limits = timeline.limits
     tmp_title = "/tmp"
@@ -219,12 +131,12 @@ def _peak_text(timeline: Timeline, resource: str) -> str:
     size = peak.tmp_used if resource == "tmp" else peak.memory_used
     return (
         f": peak {_percent(peak, resource):.1f}% ({format_size(size)}) "
-        f"at {_clock(peak.time, 0.1)} UTC"
+        f"at {clock_label(peak.time, 0.1)} UTC"
     )
 
 
 def _series(
-    samples: Sequence[Sample], resource: str, time: _TimeAxis
+    samples: Sequence[Sample], resource: str, time: TimeAxis
 ) -> tuple[list[float], list[float]]:
     """x and y of a usage line, with a break (NaN) across gaps and between invocations."""
     times = [s.time for s in samples]
@@ -249,7 +161,7 @@ def _percent(sample: Sample, resource: str) -> float:
     return sample.tmp_percent if resource == "tmp" else sample.memory_percent
 
 
-def _draw_usage(axes: Axes, samples: Sequence[Sample], resource: str, time: _TimeAxis) -> None:
+def _draw_usage(axes: Axes, samples: Sequence[Sample], resource: str, time: TimeAxis) -> None:
     if not samples:
         axes.text(
             0.5,
@@ -285,7 +197,7 @@ def _draw_events(
     axes: Axes,
     events: Sequence[LevelCrossing],
     callbacks: Sequence[CallbackRun],
-    time: _TimeAxis,
+    time: TimeAxis,
 ) -> None:
     """A dot where the level was crossed, a dotted line, and a label left of the dot
     naming the level and what its callbacks freed or that they failed. Labels of events
@@ -350,7 +262,7 @@ def _draw_callbacks(
     axes: Axes,
     callbacks: Sequence[CallbackRun],
     events: Sequence[LevelCrossing],
-    time: _TimeAxis,
+    time: TimeAxis,
 ) -> None:
     """A marker above 100% per run; runs whose event is not listed (the record lists
     at most 50) say what they did next to the marker."""
@@ -381,7 +293,7 @@ def _draw_callbacks(
             )
 
 
-def _draw_phases(top: Axes, bottom: Axes, phases: Sequence[PhaseSpan], time: _TimeAxis) -> None:
+def _draw_phases(top: Axes, bottom: Axes, phases: Sequence[PhaseSpan], time: TimeAxis) -> None:
     colors: dict[str, str] = {}
     for index, phase in enumerate(phases):
         color = colors.setdefault(phase.name, PHASE_COLORS[len(colors) % len(PHASE_COLORS)])
@@ -401,7 +313,7 @@ def _draw_phases(top: Axes, bottom: Axes, phases: Sequence[PhaseSpan], time: _Ti
         )
 
 
-def _draw_gaps(panels: Sequence[Axes], time: _TimeAxis) -> None:
+def _draw_gaps(panels: Sequence[Axes], time: TimeAxis) -> None:
     """Hatched narrow bands where idle time was left out."""
     gaps = time.gaps
     for index, (idle_start, idle_end) in enumerate(gaps):
@@ -434,7 +346,7 @@ def _draw_gaps(panels: Sequence[Axes], time: _TimeAxis) -> None:
 
 
 def _draw_invocations(
-    panels: Sequence[Axes], invocations: Sequence[Invocation], time: _TimeAxis
+    panels: Sequence[Axes], invocations: Sequence[InvocationRecord], time: TimeAxis
 ) -> None:
     for invocation in invocations:
         x = time.x(invocation.start)
@@ -452,7 +364,7 @@ def _draw_invocations(
         )
 
 
-def _format_time_axis(axes: Axes, timeline: Timeline, time: _TimeAxis) -> None:
+def _format_time_axis(axes: Axes, timeline: Timeline, time: TimeAxis) -> None:
     span = time.x(timeline.end) - time.x(timeline.start)
     pad = max(span * 0.02, 0.05)
     positions, labels = time.ticks(pad)

@@ -1,0 +1,1 @@
+../../../monitor/__init__.py

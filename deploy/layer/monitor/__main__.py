@@ -1,0 +1,1 @@
+../../../monitor/__main__.py

@@ -1,0 +1,1 @@
+../../../monitor/config.py

@@ -1,0 +1,1 @@
+../../../monitor/emf_rules.py
