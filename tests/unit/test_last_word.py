@@ -83,3 +83,23 @@ def test_the_last_samples_are_bounded_to_a_flush_interval_and_100_values() -> No
     assert found[r.LAST_SAMPLES_OFFSETS_MS][-1] <= 10_000
     assert len(json.dumps(found)) < 8 * 1024
     assert last_samples(history, until + 100.0, 10.0) == {}
+
+
+def test_a_predicted_full_is_written_at_once_with_its_seconds_to_full() -> None:
+    fake, sink = FakeSystem(), MemorySink()
+    monitor = fake.monitor(sink, predict_horizon=30)
+    monitor.begin_invocation("req-trend")
+    for step in range(1, 40):  # /tmp fills by 10% a second from 10%
+        fake.advance(0.1)
+        fake.fill_fraction(0.1 + 0.01 * step)
+        monitor.sample_now()
+        if monitor.events:
+            break
+    [event] = monitor.events
+    [line] = sink.lines
+    document = validate_emf_line(line)
+    assert (document[r.RESOURCE], document[r.LEVEL]) == ("tmp", "predicted_full")
+    assert document[r.SECONDS_TO_FULL] == round(event.seconds_to_full or -1, 1)
+    assert 0 < document[r.SECONDS_TO_FULL] <= 30
+    assert document[r.LAST_TMP_USED_BYTES][-1] == fake.used
+    print(f"predicted_full at {document[r.LEVEL_PERCENT]}%: {document[r.SECONDS_TO_FULL]} s")
