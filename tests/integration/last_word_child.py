@@ -5,7 +5,8 @@ out-of-memory kill ends a function: no flush, no end of invocation, no exit hand
 resident memory at start plus HEADROOM_MIB. It touches 4 MiB at a time, every 5 ms far
 from the thresholds and, from 70% of the limit, after two samples of the monitor's own
 sampling thread per step (a fill the monitor can see, well under the worst rate), and
-kills itself with SIGKILL once resident memory reaches the limit. Exit code 3: the sampling thread stopped sampling.
+kills itself with SIGKILL once resident memory reaches the limit. Exit code 3: the
+sampling thread stopped sampling.
 """
 
 from __future__ import annotations
