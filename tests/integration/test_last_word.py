@@ -29,7 +29,8 @@ def test_the_level_changes_are_on_stdout_before_the_out_of_memory_kill() -> None
         check=False,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
-    documents = [validate_emf_line(line) for line in child.stdout.splitlines()]
+    lines = child.stdout.splitlines()
+    documents = [validate_emf_line(line) for line in lines]
     kinds = {d[r.RECORD_KIND] for d in documents}
     assert kinds == {RecordKind.LEVEL_CHANGE.value}, "only the level changes: nothing flushed"
     memory = {d[r.LEVEL]: d for d in documents if d[r.RESOURCE] == "memory"}
@@ -44,5 +45,6 @@ def test_the_level_changes_are_on_stdout_before_the_out_of_memory_kill() -> None
     print(
         f"killed by SIGKILL; critical at {critical[r.LEVEL_PERCENT]}% of "
         f"{limit / 2**20:.0f} MiB written before it, with {len(climb)} samples from "
-        f"{climb[0] / 2**20:.0f} to {climb[-1] / 2**20:.0f} MiB"
+        f"{climb[0] / 2**20:.0f} to {climb[-1] / 2**20:.0f} MiB; lines of "
+        f"{max(len(line.encode()) for line in lines)} bytes at most"
     )
