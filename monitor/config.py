@@ -15,6 +15,7 @@ from typing import Any
 from monitor.emf_rules import check_dimension, check_namespace
 from monitor.errors import ConfigurationError
 from monitor.metrics import DEFAULT_NAMESPACE, FUNCTION_DIMENSION
+from monitor.tracing import TRACING_MODES
 
 PATH_ENV = "TMPWARDEN_PATH"
 SAMPLE_INTERVAL_ENV = "TMPWARDEN_SAMPLE_INTERVAL_MS"
@@ -99,7 +100,10 @@ class MonitorConfig:
             "a positive number of seconds",
         )
         _check(
-            self.tracing in ("auto", "on", "off"), "tracing", self.tracing, "one of auto, on, off"
+            self.tracing in TRACING_MODES,
+            "tracing",
+            self.tracing,
+            f"one of {', '.join(TRACING_MODES)}",
         )
         check_namespace(self.namespace, f"namespace ({NAMESPACE_ENV})")
         check_dimension(

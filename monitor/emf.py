@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,7 +43,10 @@ MAX_DIMENSIONS_PER_SET = 30
 """CloudWatch's limit of dimensions per dimension set."""
 MAX_TIME_TO_FULL = 3600.0
 """Predictions further out than this (a slow drift over an hour) are noise, not reported."""
-KEPT_PROPERTIES = frozenset({r.RECORD_KIND, r.REQUEST_ID, r.SAMPLE_START, r.SAMPLE_OFFSETS_MS})
+KEPT_PROPERTIES = frozenset(
+    {r.RECORD_KIND, r.REQUEST_ID, r.SAMPLE_START, r.SAMPLE_OFFSETS_MS}
+    | {r.LEVEL, r.RESOURCE, r.CROSSING_TIME}
+)
 """Properties kept when a document's properties do not fit a line even when capped."""
 
 log = logging.getLogger("tmpwarden.monitor")
@@ -124,6 +127,37 @@ class SampleBuffer:
     def take(self) -> list[list[float]]:
         buckets, self._buckets = self._buckets, []
         return buckets
+
+
+def last_samples(
+    history: Iterable[tuple[float, Reading]], until: float, window: float
+) -> dict[str, object]:
+    """The samples of the ``window`` seconds up to ``until`` (epoch seconds; ``history``
+    ends there) as a level-change record's ``LastSamples*`` properties
+    (:data:`monitor.records.LAST_SAMPLES`): at most MAX_VALUES_PER_METRIC buckets of
+    ``window / 100`` seconds, each the worst its samples saw (as :class:`SampleBuffer`
+    keeps them), oldest first; empty when no sample is in the window.
+
+    ``history`` is (epoch seconds, reading) pairs, oldest first. The monitor passes the
+    last 100 sample intervals, at most its flush interval, as ``window``: what an
+    out-of-memory kill can take with it is the samples since the last flush, and 100
+    buckets of one sample interval keep every sample of the climb. About 5 KB of JSON.
+    """
+    buffer = SampleBuffer(window / MAX_VALUES_PER_METRIC)
+    for when, reading in history:
+        if when >= until - window:  # a sample within the crossing's millisecond counts
+            buffer.add(when, reading)
+    buckets = buffer.take()[-MAX_VALUES_PER_METRIC:]
+    if not buckets:
+        return {}
+    start = buckets[0][0]
+    return {
+        r.LAST_SAMPLES_START: round(start * 1000),
+        r.LAST_SAMPLES_OFFSETS_MS: [round((b[0] - start) * 1000) for b in buckets],
+        r.LAST_TMP_USED_BYTES: [int(b[1]) for b in buckets],
+        r.LAST_TMP_AVAILABLE_BYTES: [int(b[2]) for b in buckets],
+        r.LAST_MEMORY_USED_BYTES: [int(b[4]) for b in buckets],
+    }
 
 
 class EmfEmitter:
@@ -244,9 +278,33 @@ class EmfEmitter:
             )
         return written
 
+    def emit_level_change(
+        self,
+        properties: Mapping[str, object],
+        history: Iterable[tuple[float, Reading]],
+        window: float,
+    ) -> int:
+        """A ``level_change`` document, written now: the crossing's ``properties`` (its
+        :data:`~monitor.records.CROSSING_TIME` in epoch ms is the document's timestamp)
+        and the samples of ``history`` in the ``window`` seconds before it
+        (:func:`last_samples`), with no metric: the samples records carry the metrics,
+        so nothing is counted twice in CloudWatch. Returns the lines written (1, or 0)."""
+        crossed = properties[r.CROSSING_TIME]
+        until = crossed / 1000 if isinstance(crossed, int | float) else 0.0
+        return self._write(
+            RecordKind.LEVEL_CHANGE,
+            {},
+            {
+                **properties,
+                **last_samples(history, until, window),
+                r.RECORD_KIND: RecordKind.LEVEL_CHANGE.value,
+            },
+            timestamp=until,
+        )
+
     def _write(
         self,
-        group: MetricGroup,
+        group: MetricGroup | RecordKind,
         metrics: Mapping[str, Sequence[float]],
         properties: Mapping[str, object],
         *,
@@ -264,7 +322,7 @@ class EmfEmitter:
             return 0
         return len(lines)
 
-    def _failed(self, group: MetricGroup, exc: Exception) -> None:
+    def _failed(self, group: MetricGroup | RecordKind, exc: Exception) -> None:
         self.documents_failed += 1
         warn_once(
             ("emf-failure", group, type(exc).__name__),
@@ -277,7 +335,7 @@ class EmfEmitter:
 
     def _serialize(
         self,
-        group: MetricGroup,
+        group: MetricGroup | RecordKind,
         metrics: Mapping[str, Sequence[float]],
         properties: Mapping[str, object],
         timestamp: float,

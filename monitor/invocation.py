@@ -80,6 +80,18 @@ class LevelCrossing:
             else None,
         }
 
+    def level_change_properties(self) -> dict[str, object]:
+        """The crossing as a ``level_change`` record states it (names from
+        :mod:`monitor.records`; the time in epoch milliseconds)."""
+        item = self.as_dict()
+        return {
+            r.LEVEL: item[CrossingField.LEVEL],
+            r.RESOURCE: item[CrossingField.RESOURCE],
+            r.LEVEL_PERCENT: item[CrossingField.PERCENT],
+            r.SECONDS_TO_FULL: item[CrossingField.SECONDS_TO_FULL],
+            r.CROSSING_TIME: round(self.time * 1000),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class PhaseSpan:

@@ -38,6 +38,9 @@ class RecordKind(enum.StrEnum):
     """The end-of-invocation record: peaks, counts, the processing state, the lists below."""
     PHASE = "phase"
     """One phase's durations, with the ``Phase`` dimension."""
+    LEVEL_CHANGE = "level_change"
+    """One level crossing, written the moment it happens with the samples before it (the
+    last word before an out-of-memory kill takes the unflushed samples; no metrics)."""
 
 
 # -- context: on every document (and, spelled the same, on the handler's log lines) -------
@@ -83,6 +86,32 @@ PHASES: Final = "Phases"
 """The finished phases (at most 50), each with :class:`PhaseField` fields."""
 CALLBACKS: Final = "Callbacks"
 """The callback runs (at most 50), each with :class:`CallbackField` fields."""
+
+# -- a level change: the crossing, and the samples before it ------------------------------
+LEVEL: Final = "Level"
+"""warning, predicted_full or critical."""
+RESOURCE: Final = "Resource"
+"""tmp or memory."""
+LEVEL_PERCENT: Final = "LevelPercent"
+"""The resource's use at the crossing, percent of its limit."""
+SECONDS_TO_FULL: Final = "SecondsToFull"
+"""The predicted seconds until ``/tmp`` is full at the crossing (null when not filling)."""
+CROSSING_TIME: Final = "CrossingTime"
+"""Epoch milliseconds of the sample that crossed."""
+LAST_SAMPLES_START: Final = "LastSamplesStart"
+"""Epoch milliseconds of the first of the last samples before the crossing."""
+LAST_SAMPLES_OFFSETS_MS: Final = "LastSamplesOffsetsMs"
+"""Each of the last samples' milliseconds after LastSamplesStart; the lists below follow."""
+LAST_TMP_USED_BYTES: Final = "LastTmpUsedBytes"
+LAST_TMP_AVAILABLE_BYTES: Final = "LastTmpAvailableBytes"
+LAST_MEMORY_USED_BYTES: Final = "LastMemoryUsedBytes"
+LAST_SAMPLES: Final = (
+    LAST_SAMPLES_START,
+    LAST_SAMPLES_OFFSETS_MS,
+    LAST_TMP_USED_BYTES,
+    LAST_TMP_AVAILABLE_BYTES,
+    LAST_MEMORY_USED_BYTES,
+)
 
 # -- the processing state, on the invocation record (monitor.metrics.ProcessingState) ----
 FILES_PROCESSED: Final = "FilesProcessed"
@@ -154,6 +183,10 @@ PROPERTIES: Final[dict[RecordKind, frozenset[str]]] = {
         | {INVOCATION_START, INVOCATION_END, EVENTS, PHASES, CALLBACKS}
     ),
     RecordKind.PHASE: frozenset({RECORD_KIND, REQUEST_ID, FUNCTION_NAME, PHASE}),
+    RecordKind.LEVEL_CHANGE: frozenset(
+        {RECORD_KIND, REQUEST_ID, FUNCTION_NAME, PHASE, *LIMIT_PROPERTIES, *LAST_SAMPLES}
+        | {LEVEL, RESOURCE, LEVEL_PERCENT, SECONDS_TO_FULL, CROSSING_TIME}
+    ),
 }
 """The properties (besides metric values) each kind of record carries."""
 

@@ -368,7 +368,9 @@ class StorageMonitor:
 
     def _sample(self) -> None:
         """The hot path: kept lean, because every wakeup of a thread is costly on
-        Firecracker and this runs up to 100 times a second."""
+        Firecracker and this runs up to 100 times a second. A level change is written at
+        once (a ``level_change`` record with the samples before it), not at the next
+        flush: an out-of-memory kill takes the unflushed samples with it."""
         reading = self._probe()
         wall = self._wall()
         total, available, used, rss = reading
@@ -386,8 +388,16 @@ class StorageMonitor:
             self._buffer.add(wall, reading, seconds_to_full)
             if fired:
                 metrics = self._metrics(wall, reading)
-                for resource, level in fired:
-                    self._fire(resource, level, metrics, seconds_to_full)
+                crossings = [self._fire(*crossed, metrics, seconds_to_full) for crossed in fired]
+                if self._emitter is not None:
+                    cfg = self.config
+                    word = {**self._context_properties(), r.PHASE: self.state.current_phase}
+                    for crossing in crossings:
+                        self._emitter.emit_level_change(
+                            {**word, **crossing.level_change_properties()},
+                            self._history,
+                            min(cfg.flush_interval, cfg.sample_interval * MAX_VALUES_PER_METRIC),
+                        )
 
     def _fire(
         self,
@@ -395,15 +405,15 @@ class StorageMonitor:
         level: Level,
         metrics: StorageMetrics,
         seconds_to_full: float | None,
-    ) -> None:
-        self._recorder.crossed(
-            LevelCrossing(
-                metrics.timestamp, level, resource, metrics.fraction(resource), seconds_to_full
-            )
+    ) -> LevelCrossing:
+        crossing = LevelCrossing(
+            metrics.timestamp, level, resource, metrics.fraction(resource), seconds_to_full
         )
+        self._recorder.crossed(crossing)
         event = MonitorEvent(level, resource, metrics, seconds_to_full)
         for name, callback in self._callbacks.for_crossing(level, resource):
             self._runner.submit(callback, name, event)
+        return crossing
 
     def flush(self) -> int:
         """Write the buffered samples as EMF now; returns the lines written."""

@@ -79,3 +79,42 @@ def test_every_document_is_written_valid_and_within_256_kb(
         )
     ]
     assert len(durations) == len(steps)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    request_id=st.none() | long_text,
+    phase=any_text.filter(str.strip),
+    interval_ms=st.integers(1, 1000),
+    flush_s=st.integers(1, 60),
+    usage=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1.2)), min_size=1, max_size=300),
+)
+def test_every_level_change_is_written_at_once_valid_and_within_256_kb(
+    request_id: str | None,
+    phase: str,
+    interval_ms: int,
+    flush_s: int,
+    usage: list[tuple[float, float]],
+) -> None:
+    """Issue 11: a level change is written by the sample that saw it (no flush, no end),
+    whatever the names, intervals and climb; its samples are at most 100 and end there."""
+    interval = interval_ms / 1000
+    fake, sink = FakeSystem(), MemorySink()
+    monitor = fake.monitor(sink, sample_interval=interval, flush_interval=max(flush_s, interval))
+    monitor.begin_invocation(request_id)
+    with monitor.phase(phase):
+        for tmp, memory in usage:
+            fake.advance(interval)
+            fake.fill_fraction(tmp)
+            fake.rss = int(100 * MIB * memory)
+            events, lines = len(monitor.events), len(sink.lines)
+            monitor.sample_now()
+            new = [validate_emf_line(line) for line in sink.lines[lines:]]
+            assert len(new) == len(monitor.events) - events
+            for document, line in zip(new, sink.lines[lines:], strict=True):
+                assert document["TmpwardenRecord"] == "level_change"
+                assert len(line.encode()) + 1 <= MAX_EVENT_BYTES
+                used, rss = document["LastTmpUsedBytes"], document["LastMemoryUsedBytes"]
+                assert 1 <= len(used) == len(rss) <= 100
+                assert used[-1] >= fake.used and rss[-1] >= fake.rss  # the bucket's worst
+                assert document["LastSamplesOffsetsMs"][-1] <= 1000 * max(flush_s, interval)

@@ -52,7 +52,7 @@ def test_environment_then_arguments() -> None:
         ),
         ({"TMPWARDEN_TMP_CRITICAL": "150%"}, "tmp_critical=1.5"),
         ({"TMPWARDEN_ACTIONS": "maybe"}, "must be on or off"),
-        ({"TMPWARDEN_TRACING": "xray"}, "one of auto, on, off"),
+        ({"TMPWARDEN_TRACING": "jaeger"}, "one of auto, otel, xray, on, off"),
         ({"TMPWARDEN_SAMPLE_INTERVAL_MS": "0.1"}, "at least 1 ms"),
     ],
 )

@@ -54,6 +54,10 @@ def test_every_property_written_is_in_the_schema_of_its_record_kind(tmp_path: Pa
             assert set(item) == fields
     samples = [d for d in documents if d[records.RECORD_KIND] == RecordKind.SAMPLES]
     assert any(records.TIME_TO_FULL_OFFSETS_MS in d for d in samples)
+    changes = [d for d in documents if d[records.RECORD_KIND] == RecordKind.LEVEL_CHANGE]
+    assert changes, "the /tmp climb crosses levels"
+    for change in changes:
+        assert records.PROPERTIES[RecordKind.LEVEL_CHANGE] <= set(change)
 
 
 def test_every_field_logs_insights_can_see_is_known() -> None:

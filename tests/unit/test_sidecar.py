@@ -184,7 +184,7 @@ def test_every_emf_line_is_valid_and_uses_the_registry() -> None:
                 assert directive["Dimensions"] == [list(spec.dimensions)]
                 assert metric.get("StorageResolution", 60) == (1 if spec.high_resolution else 60)
                 assert len(metric_values(document, metric["Name"])) <= 100
-    assert records == {"samples", "invocation", "phase"}
+    assert records == {"samples", "invocation", "phase", "level_change"}
     invocation = next(json.loads(line) for line in sink.lines if '"invocation"' in line)
     assert invocation["RequestId"] == "req-9"
     assert invocation["TargetsSucceeded"] == 1
