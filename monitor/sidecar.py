@@ -40,6 +40,7 @@ from monitor.config import MonitorConfig
 from monitor.emf import MAX_VALUES_PER_METRIC, EmfEmitter, LineSink, SampleBuffer, StdoutSink
 from monitor.emf_rules import clean_dimension_value, clean_metric_value
 from monitor.errors import ConfigurationError
+from monitor.headroom import IntervalPlanner
 from monitor.invocation import (
     STATE_FIELDS,
     InvocationRecord,
@@ -102,12 +103,14 @@ class StorageMonitor:
         )
         self._clock = clock
         self._wall = wall_clock
+        self._planner = IntervalPlanner.of(cfg, self.memory_limit)  # None: fixed interval
         self._levels = LevelWatch(
             LevelSettings(
                 tmp=Thresholds(cfg.tmp_warning, cfg.tmp_critical, cfg.hysteresis),
                 memory=Thresholds(cfg.memory_warning, cfg.memory_critical, cfg.hysteresis),
                 predict_horizon=cfg.predict_horizon,
                 sample_interval=cfg.sample_interval,
+                max_sample_interval=self._planner.maximum if self._planner else 0.0,
             )
         )
         self._callbacks = CallbackRegistry()
@@ -130,9 +133,11 @@ class StorageMonitor:
             interval=cfg.sample_interval,
             flush_interval=cfg.flush_interval,
             clock=clock,
+            next_interval=self._planner.next_interval if self._planner else None,
         )
         self._lock = threading.RLock()
         self.samples_taken = 0
+        self._invocation_base = (0.0, 0)  # the thread's CPU seconds, samples taken
         self._recorder = InvocationRecorder(None, wall_clock())
         if cfg.actions:
             self.add_callback(Level.CRITICAL, cleanup_paths(self.cleanup_paths), resource="tmp")
@@ -206,6 +211,7 @@ class StorageMonitor:
             self._buffer.take()  # idle samples from between invocations are not reported
             self._levels.reset_trend()
             self._recorder = InvocationRecorder(request_id, self._wall())
+            self._invocation_base = (self._thread.cpu_seconds, self.samples_taken)
         self.sample_now()
 
     def end_invocation(self, error: BaseException | None = None) -> InvocationRecord:
@@ -217,8 +223,13 @@ class StorageMonitor:
         self.sample_now()
         finished = self._runner.drain(CALLBACK_DRAIN_SECONDS)
         with self._lock:
+            cpu_before, samples_before = self._invocation_base
             record = self._recorder.record(
-                self._wall(), self._runner.take_records(), 0 if finished else 1
+                self._wall(),
+                self._runner.take_records(),
+                0 if finished else 1,
+                monitor_cpu_seconds=max(0.0, self._thread.cpu_seconds - cpu_before),
+                samples_taken=self.samples_taken - samples_before,
             )
         self.flush()
         if self._emitter is not None:
@@ -341,6 +352,11 @@ class StorageMonitor:
         """The current level of ``resource`` (ok, warning or critical)."""
         return self._levels.level(Resource(resource))
 
+    def next_sample_interval(self) -> float:
+        """Seconds the sampling thread waits after the last sample (see
+        :class:`~monitor.headroom.IntervalPlanner`; fixed sampling: the sample interval)."""
+        return self._planner.next_interval() if self._planner else self.config.sample_interval
+
     def drain_callbacks(self, timeout: float = 5.0) -> bool:
         """Wait for queued callbacks to finish (for tests and orderly shutdown)."""
         return self._runner.drain(timeout)
@@ -380,7 +396,10 @@ class StorageMonitor:
             self._history.append(last)
             self._recorder.observe(used, tmp_fraction, rss, memory_fraction)
             levels = self._levels
-            fired = levels.observe(self._clock(), used, available, tmp_fraction, memory_fraction)
+            now = self._clock()
+            if self._planner is not None:
+                self._planner.observe(now, used, total, rss)
+            fired = levels.observe(now, used, available, tmp_fraction, memory_fraction)
             current = levels.prediction
             seconds_to_full = current.seconds_to_full if current is not None else None
             self._buffer.add(wall, reading, seconds_to_full)
