@@ -17,22 +17,32 @@ from collections.abc import Callable
 log = logging.getLogger("tmpwarden.monitor")
 
 LONGEST_SLEEP = 0.25
-"""The thread sleeps at most this long at a time, so stop() is never kept waiting long."""
+"""The thread sleeps at most this long at a time, so stop() is never kept waiting long;
+a longer wait (headroom-aware sampling's stretched intervals) is one timed wait on the
+stop flag's event instead: one wakeup per sample, however long the interval."""
 THREAD_NAME = "tmpwarden-monitor"
 LOGGED_ERRORS = 3
 
 
 class StopFlag:
-    """Tells one sampling thread to end (a plain attribute: the cheapest check)."""
+    """Tells one sampling thread to end: a plain attribute (the cheapest check) and an
+    event that cuts a long wait short."""
 
-    stopped = False
+    def __init__(self) -> None:
+        self.stopped = False
+        self.wakeup = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.wakeup.set()
 
 
 class SamplingThread:
     """A daemon thread calling ``sample`` every ``interval`` seconds (see module docstring).
 
     ``clock`` is monotonic seconds and ``sleep`` sleeps seconds (both injectable: a
-    test runs :meth:`run` on a fake clock). ``next_interval`` (seconds, called after each
+    test runs :meth:`run` on a fake clock; an injected ``sleep`` takes every wait, in
+    steps of at most :data:`LONGEST_SLEEP`). ``next_interval`` (seconds, called after each
     sample; ``interval`` when it fails) replaces the fixed ``interval``, which stays the
     first one. :meth:`start` and :meth:`stop` are idempotent; :attr:`cpu_seconds` is the
     CPU time the thread has used.
@@ -47,7 +57,7 @@ class SamplingThread:
         interval: float,
         flush_interval: float,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], object] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
         next_interval: Callable[[], float] | None = None,
     ) -> None:
         self._sample = sample
@@ -56,7 +66,8 @@ class SamplingThread:
         self.interval = interval
         self.flush_interval = flush_interval
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
+        self._long_waits = sleep is None
         self._next_interval = next_interval
         self._lock = threading.Lock()
         self._stop_flag = StopFlag()
@@ -99,7 +110,7 @@ class SamplingThread:
         if thread is None:
             return False
         self._cpu_before_stop = self.cpu_seconds
-        self._stop_flag.stopped = True
+        self._stop_flag.stop()
         thread.join(timeout=LONGEST_SLEEP + 2 * self.interval + 1.0)
         self._thread = None
         return True
@@ -111,15 +122,19 @@ class SamplingThread:
         base = interval = self.interval
         clock = self._clock
         sleep = self._sleep
+        long_waits = self._long_waits
         step = self._next_interval
         next_sample = clock() + interval
         next_flush = clock() + self.flush_interval
         while not stop.stopped:
             delay = next_sample - clock()
             if delay > 0:
-                sleep(min(delay, LONGEST_SLEEP))
-                if delay > LONGEST_SLEEP:
-                    continue
+                if long_waits and delay > LONGEST_SLEEP:
+                    stop.wakeup.wait(delay)
+                else:
+                    sleep(min(delay, LONGEST_SLEEP))
+                    if delay > LONGEST_SLEEP:
+                        continue
             if stop.stopped:
                 break
             interval = base
