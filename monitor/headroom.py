@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from monitor.config import MonitorConfig
 
 SAMPLES_BEFORE_CROSSING = 4
-"""A fill at the worst rate is sampled at least this many times while it covers the
-last stretched gap before a threshold (the interval is a quarter of the time to cross)."""
+"""The interval is at most this fraction (a quarter) of the time the nearest threshold
+takes at the worst rate: a fill at up to that rate is then sampled at least 3 times in the
+last 4 minimum intervals before it crosses (tests/property/test_headroom_sampling.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +76,11 @@ class IntervalPlanner:
 
     Thresholds are fractions (warning, critical) of ``/tmp`` and of ``memory_limit``
     (bytes); ``worst_rates`` bytes per second (``/tmp``, memory); ``minimum`` and
-    ``maximum`` seconds. Rates
-    are measured between samples at least ``minimum`` apart, so two samples taken back to
-    back (a phase's end and the next one's start) do not make a rate of noise. Not
-    locked: its owner calls it under its own lock or from its one sampling thread.
+    ``maximum`` seconds. Rates are measured between samples at least ``minimum`` apart,
+    so two samples taken back to back (a phase's end and the next one's start) do not
+    make a rate of noise. Not locked: :meth:`observe` runs under its owner's lock, and
+    :meth:`next_interval` reads tuples that are replaced whole, so it sees one sample or
+    the next, never half of one.
     """
 
     def __init__(
