@@ -16,9 +16,14 @@ from monitor.emf_rules import check_dimension, check_namespace
 from monitor.errors import ConfigurationError
 from monitor.metrics import DEFAULT_NAMESPACE, FUNCTION_DIMENSION
 from monitor.tracing import TRACING_MODES
+from monitor.units import GiB, parse_size
 
 PATH_ENV = "TMPWARDEN_PATH"
 SAMPLE_INTERVAL_ENV = "TMPWARDEN_SAMPLE_INTERVAL_MS"
+MAX_SAMPLE_INTERVAL_ENV = "TMPWARDEN_MAX_SAMPLE_INTERVAL_MS"
+SAMPLING_ENV = "TMPWARDEN_SAMPLING"
+WORST_FILL_RATE_ENV = "TMPWARDEN_WORST_FILL_RATE"
+WORST_MEMORY_RATE_ENV = "TMPWARDEN_WORST_MEMORY_RATE"
 FLUSH_INTERVAL_ENV = "TMPWARDEN_FLUSH_INTERVAL_S"
 TMP_WARNING_ENV = "TMPWARDEN_TMP_WARNING"
 TMP_CRITICAL_ENV = "TMPWARDEN_TMP_CRITICAL"
@@ -33,6 +38,7 @@ TRACING_ENV = "TMPWARDEN_TRACING"
 FUNCTION_NAME_ENV = "AWS_LAMBDA_FUNCTION_NAME"
 
 MIN_SAMPLE_INTERVAL = 0.001
+SAMPLING_MODES = ("headroom", "fixed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +48,26 @@ class MonitorConfig:
     ``namespace`` and ``function_name`` reach CloudWatch and follow its rules (see
     :mod:`monitor.emf_rules`): a namespace CloudWatch would not extract (``AWS/...``,
     spaces, parentheses) is a ConfigurationError here, not silently lost metrics.
+
+    ``sampling`` is ``headroom`` (the default: the interval stretches from
+    ``sample_interval`` up to ``max_sample_interval`` while every resource is far from
+    its next threshold, see :mod:`monitor.headroom`) or ``fixed`` (every
+    ``sample_interval``). ``worst_fill_rate`` and ``worst_memory_rate`` (bytes per
+    second) are the fastest growth of ``/tmp`` and of memory that headroom-aware sampling
+    still sees several samples before a threshold: two settings, because the two grow by
+    different means (writes to a disk, allocations) and a function that knows its memory
+    grows slowly can let a small memory limit stretch the interval too. A fill measured
+    faster than its worst rate tightens the interval from its next sample on (its first
+    stretched interval may overshoot). A ``max_sample_interval`` below
+    ``sample_interval`` is raised to it.
     """
 
     path: str = "/tmp"
     sample_interval: float = 0.1
+    max_sample_interval: float = 1.0
+    sampling: str = "headroom"
+    worst_fill_rate: float = float(GiB)
+    worst_memory_rate: float = float(GiB)
     flush_interval: float = 10.0
     tmp_warning: float = 0.80
     tmp_critical: float = 0.90
@@ -66,6 +88,27 @@ class MonitorConfig:
             self.sample_interval,
             f"at least {MIN_SAMPLE_INTERVAL * 1000:g} ms",
         )
+        _check(
+            self.max_sample_interval >= MIN_SAMPLE_INTERVAL
+            and math.isfinite(self.max_sample_interval),
+            "max_sample_interval",
+            self.max_sample_interval,
+            f"at least {MIN_SAMPLE_INTERVAL * 1000:g} ms",
+        )
+        _check(
+            self.sampling in SAMPLING_MODES,
+            "sampling",
+            self.sampling,
+            f"one of {', '.join(SAMPLING_MODES)}",
+        )
+        for name in ("worst_fill_rate", "worst_memory_rate"):
+            rate = getattr(self, name)
+            _check(
+                rate > 0 and math.isfinite(rate),
+                name,
+                rate,
+                "a positive rate in bytes per second (e.g. 1GiB/s or 512MiB/s)",
+            )
         _check(
             self.flush_interval >= self.sample_interval,
             "flush_interval",
@@ -128,6 +171,10 @@ class MonitorConfig:
         readers: dict[str, tuple[str, Callable[[str, str], Any]]] = {
             "path": (PATH_ENV, _text),
             "sample_interval": (SAMPLE_INTERVAL_ENV, lambda n, v: _number(n, v) / 1000),
+            "max_sample_interval": (MAX_SAMPLE_INTERVAL_ENV, lambda n, v: _number(n, v) / 1000),
+            "sampling": (SAMPLING_ENV, lambda n, v: v.strip().lower()),
+            "worst_fill_rate": (WORST_FILL_RATE_ENV, _rate),
+            "worst_memory_rate": (WORST_MEMORY_RATE_ENV, _rate),
             "flush_interval": (FLUSH_INTERVAL_ENV, _number),
             "tmp_warning": (TMP_WARNING_ENV, parse_fraction),
             "tmp_critical": (TMP_CRITICAL_ENV, parse_fraction),
@@ -177,6 +224,14 @@ def _number(name: str, value: str) -> float:
     if not math.isfinite(number):
         raise ConfigurationError(f"{name}={value!r} is not a finite number")
     return number
+
+
+def _rate(name: str, value: str) -> float:
+    """``1GiB``, ``1GiB/s``, ``512M`` or ``1073741824``: bytes per second."""
+    text = value.strip()
+    if text.lower().endswith("/s"):
+        text = text[:-2]
+    return float(parse_size(text, setting=name))
 
 
 def parse_fraction(name: str, value: str) -> float:

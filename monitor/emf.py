@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aws_embedded_metrics.logger.metrics_context import MetricsContext
 from aws_embedded_metrics.serializers.log_serializer import LogSerializer
@@ -36,6 +36,9 @@ from monitor.errors import ConfigurationError
 from monitor.metrics import FUNCTION_DIMENSION, PHASE_DIMENSION, MetricGroup, spec
 from monitor.records import RecordKind
 from monitor.sampler import Reading
+
+if TYPE_CHECKING:
+    from monitor.config import MonitorConfig
 
 MAX_VALUES_PER_METRIC = 100
 """EMF's limit of values per metric per document (aws-embedded-metrics splits beyond)."""
@@ -369,3 +372,26 @@ class EmfEmitter:
             return LogSerializer.serialize(context)
 
         return fit_lines(own, KEPT_PROPERTIES, serialize)
+
+
+def context_properties(
+    config: MonitorConfig, request_id: str | None, tmp_total: int | None, memory_limit: int
+) -> dict[str, object]:
+    """The request and the limits, stated on every sample, invocation and level-change
+    record (``tmp_total``: ``/tmp``'s size in bytes as last read; None before a sample)."""
+    return {
+        r.REQUEST_ID: request_id,
+        r.TMP_PATH: config.path,
+        r.TMP_TOTAL_BYTES: tmp_total,
+        r.MEMORY_LIMIT_BYTES: memory_limit,
+        r.TMP_WARNING_PERCENT: round(config.tmp_warning * 100, 2),
+        r.TMP_CRITICAL_PERCENT: round(config.tmp_critical * 100, 2),
+        r.MEMORY_WARNING_PERCENT: round(config.memory_warning * 100, 2),
+        r.MEMORY_CRITICAL_PERCENT: round(config.memory_critical * 100, 2),
+    }
+
+
+def last_word_window(config: MonitorConfig) -> float:
+    """Seconds of samples a level-change record carries: a flush interval's worth, at
+    most MAX_VALUES_PER_METRIC samples."""
+    return min(config.flush_interval, config.sample_interval * MAX_VALUES_PER_METRIC)

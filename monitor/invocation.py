@@ -145,6 +145,10 @@ class InvocationRecord:
     extra_metrics: dict[str, float]
     state: ProcessingState = field(default_factory=ProcessingState)
     """The processing state at the end (its phase: the last one entered, if none is open)."""
+    monitor_cpu_seconds: float = 0.0
+    """CPU seconds the sampling thread used during the invocation (its thread CPU clock)."""
+    samples_taken: int = 0
+    """Samples taken during the invocation (the thread's and ``sample_now``'s)."""
 
     @property
     def event_counts(self) -> Counter[tuple[Resource, Level]]:
@@ -200,6 +204,8 @@ class InvocationRecord:
             r.ESTIMATED_REMAINING_SECONDS: (
                 round(remaining, 3) if remaining is not None and math.isfinite(remaining) else None
             ),
+            r.MONITOR_CPU_SECONDS: round(self.monitor_cpu_seconds, 6),
+            r.SAMPLES_TAKEN: self.samples_taken,
             r.EVENTS: [e.as_dict() for e in self.events[:MAX_LISTED]],
             r.PHASES: [p.as_dict() for p in self.phases[:MAX_LISTED]],
             r.CALLBACKS: [c.as_dict() for c in self.callbacks[:MAX_LISTED]],
@@ -268,9 +274,16 @@ class InvocationRecorder:
         return self.state
 
     def record(
-        self, ended: float, callbacks: list[CallbackRun], callbacks_unfinished: int
+        self,
+        ended: float,
+        callbacks: list[CallbackRun],
+        callbacks_unfinished: int,
+        *,
+        monitor_cpu_seconds: float = 0.0,
+        samples_taken: int = 0,
     ) -> InvocationRecord:
-        """The invocation record as it stands at ``ended``."""
+        """The invocation record as it stands at ``ended`` (with the monitor's own cost:
+        its sampling thread's CPU seconds and the samples taken, during the invocation)."""
         state = self.state
         if state.current_phase is None and self.last_phase is not None:
             state = replace(state, current_phase=self.last_phase)
@@ -285,4 +298,6 @@ class InvocationRecorder:
             callbacks_unfinished=callbacks_unfinished,
             extra_metrics=dict(self.extra_metrics),
             state=state,
+            monitor_cpu_seconds=monitor_cpu_seconds,
+            samples_taken=samples_taken,
         )

@@ -87,6 +87,13 @@ PHASES: Final = "Phases"
 CALLBACKS: Final = "Callbacks"
 """The callback runs (at most 50), each with :class:`CallbackField` fields."""
 
+MONITOR_CPU_SECONDS: Final = "MonitorCpuSeconds"
+"""The monitor's own cost: CPU seconds its sampling thread used during the invocation
+(the thread's CPU clock, ``pthread_getcpuclockid``); samples taken from the caller's
+thread (phase boundaries, ``sample_now``) are in the caller's CPU time."""
+SAMPLES_TAKEN: Final = "SamplesTaken"
+"""Samples the monitor took during the invocation (the thread's and ``sample_now``'s)."""
+
 # -- a level change: the crossing, and the samples before it ------------------------------
 LEVEL: Final = "Level"
 """warning, predicted_full or critical."""
@@ -181,6 +188,7 @@ PROPERTIES: Final[dict[RecordKind, frozenset[str]]] = {
     RecordKind.INVOCATION: frozenset(
         {RECORD_KIND, REQUEST_ID, FUNCTION_NAME, *LIMIT_PROPERTIES, *STATE_PROPERTIES.values()}
         | {INVOCATION_START, INVOCATION_END, EVENTS, PHASES, CALLBACKS}
+        | {MONITOR_CPU_SECONDS, SAMPLES_TAKEN}
     ),
     RecordKind.PHASE: frozenset({RECORD_KIND, REQUEST_ID, FUNCTION_NAME, PHASE}),
     RecordKind.LEVEL_CHANGE: frozenset(

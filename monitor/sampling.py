@@ -1,9 +1,10 @@
 """The sampling thread: wakes every sample interval, samples, and flushes on time.
 
 It knows nothing of what a sample is: it calls ``sample()`` every ``interval`` seconds
-and ``flush()`` every ``flush_interval`` seconds or sooner when ``flush_due()`` says a
-document's worth is buffered. A failing call is counted and logged (the first three),
-never allowed to end the thread.
+(or, given ``next_interval``, after as many seconds as that says once each sample is
+taken: headroom-aware sampling) and ``flush()`` every ``flush_interval`` seconds or
+sooner when ``flush_due()`` says a document's worth is buffered. A failing call is
+counted and logged (the first three), never allowed to end the thread.
 """
 
 from __future__ import annotations
@@ -16,22 +17,35 @@ from collections.abc import Callable
 log = logging.getLogger("tmpwarden.monitor")
 
 LONGEST_SLEEP = 0.25
-"""The thread sleeps at most this long at a time, so stop() is never kept waiting long."""
+"""The thread sleeps at most this long at a time, so stop() is never kept waiting long;
+a longer wait (headroom-aware sampling's stretched intervals) is one timed wait on the
+stop flag's event instead: one wakeup per sample, however long the interval."""
 THREAD_NAME = "tmpwarden-monitor"
 LOGGED_ERRORS = 3
 
 
-class _StopFlag:
-    """Tells one sampling thread to end (a plain attribute: the cheapest check)."""
+class StopFlag:
+    """Tells one sampling thread to end: a plain attribute (the cheapest check) and an
+    event that cuts a long wait short."""
 
-    stopped = False
+    def __init__(self) -> None:
+        self.stopped = False
+        self.wakeup = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.wakeup.set()
 
 
 class SamplingThread:
     """A daemon thread calling ``sample`` every ``interval`` seconds (see module docstring).
 
-    ``clock`` is monotonic seconds (injectable). :meth:`start` and :meth:`stop` are
-    idempotent; :attr:`cpu_seconds` is the CPU time the thread has used.
+    ``clock`` is monotonic seconds and ``sleep`` sleeps seconds (both injectable: a
+    test runs :meth:`run` on a fake clock; an injected ``sleep`` takes every wait, in
+    steps of at most :data:`LONGEST_SLEEP`). ``next_interval`` (seconds, called after each
+    sample; ``interval`` when it fails) replaces the fixed ``interval``, which stays the
+    first one. :meth:`start` and :meth:`stop` are idempotent; :attr:`cpu_seconds` is the
+    CPU time the thread has used.
     """
 
     def __init__(
@@ -43,6 +57,8 @@ class SamplingThread:
         interval: float,
         flush_interval: float,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
+        next_interval: Callable[[], float] | None = None,
     ) -> None:
         self._sample = sample
         self._flush = flush
@@ -50,8 +66,11 @@ class SamplingThread:
         self.interval = interval
         self.flush_interval = flush_interval
         self._clock = clock
+        self._sleep = sleep or time.sleep
+        self._long_waits = sleep is None
+        self._next_interval = next_interval
         self._lock = threading.Lock()
-        self._stop_flag = _StopFlag()
+        self._stop_flag = StopFlag()
         self._cpu_before_stop = 0.0
         self._thread: threading.Thread | None = None
         self.errors = 0
@@ -79,9 +98,9 @@ class SamplingThread:
                 return
             # Each thread has its own stop flag: a thread that outlives stop()'s join (a
             # slow statvfs) still ends, even if start() has made a new one meanwhile.
-            self._stop_flag = _StopFlag()
+            self._stop_flag = StopFlag()
             self._thread = threading.Thread(
-                target=self._run, args=(self._stop_flag,), name=THREAD_NAME, daemon=True
+                target=self.run, args=(self._stop_flag,), name=THREAD_NAME, daemon=True
             )
             self._thread.start()
 
@@ -91,28 +110,38 @@ class SamplingThread:
         if thread is None:
             return False
         self._cpu_before_stop = self.cpu_seconds
-        self._stop_flag.stopped = True
+        self._stop_flag.stop()
         thread.join(timeout=LONGEST_SLEEP + 2 * self.interval + 1.0)
         self._thread = None
         return True
 
-    def _run(self, stop: _StopFlag) -> None:
+    def run(self, stop: StopFlag) -> None:
+        """The thread's loop, in the calling thread, until ``stop.stopped``."""
         # Plain sleeps and a flag: on Firecracker every wakeup costs tens of microseconds
         # of CPU, and a timed Event/Lock wait costs more than a sleep.
-        interval = self.interval
+        base = interval = self.interval
         clock = self._clock
+        sleep = self._sleep
+        long_waits = self._long_waits
+        step = self._next_interval
         next_sample = clock() + interval
         next_flush = clock() + self.flush_interval
         while not stop.stopped:
             delay = next_sample - clock()
             if delay > 0:
-                time.sleep(min(delay, LONGEST_SLEEP))
-                if delay > LONGEST_SLEEP:
-                    continue
+                if long_waits and delay > LONGEST_SLEEP:
+                    stop.wakeup.wait(delay)
+                else:
+                    sleep(min(delay, LONGEST_SLEEP))
+                    if delay > LONGEST_SLEEP:
+                        continue
             if stop.stopped:
                 break
+            interval = base
             try:
                 self._sample()
+                if step is not None:
+                    interval = step()
                 # Flush on time, or when a document's worth of buckets is ready.
                 if next_sample >= next_flush or self._flush_due():
                     self._flush()

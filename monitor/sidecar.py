@@ -37,9 +37,18 @@ from monitor.callbacks import (
     collect_garbage,
 )
 from monitor.config import MonitorConfig
-from monitor.emf import MAX_VALUES_PER_METRIC, EmfEmitter, LineSink, SampleBuffer, StdoutSink
+from monitor.emf import (
+    MAX_VALUES_PER_METRIC,
+    EmfEmitter,
+    LineSink,
+    SampleBuffer,
+    StdoutSink,
+    context_properties,
+    last_word_window,
+)
 from monitor.emf_rules import clean_dimension_value, clean_metric_value
 from monitor.errors import ConfigurationError
+from monitor.headroom import IntervalPlanner
 from monitor.invocation import (
     STATE_FIELDS,
     InvocationRecord,
@@ -48,14 +57,7 @@ from monitor.invocation import (
     OpenPhase,
     Peaks,
 )
-from monitor.metrics import (
-    REGISTRY,
-    Level,
-    MetricGroup,
-    ProcessingState,
-    Resource,
-    StorageMetrics,
-)
+from monitor.metrics import REGISTRY, Level, MetricGroup, ProcessingState, Resource, StorageMetrics
 from monitor.sampler import Probe, Reading, SystemProbe, memory_limit_bytes
 from monitor.sampling import SamplingThread
 from monitor.thresholds import LevelSettings, LevelWatch, Prediction, Thresholds
@@ -102,12 +104,14 @@ class StorageMonitor:
         )
         self._clock = clock
         self._wall = wall_clock
+        self._planner = IntervalPlanner.of(cfg, self.memory_limit)  # None: fixed interval
         self._levels = LevelWatch(
             LevelSettings(
                 tmp=Thresholds(cfg.tmp_warning, cfg.tmp_critical, cfg.hysteresis),
                 memory=Thresholds(cfg.memory_warning, cfg.memory_critical, cfg.hysteresis),
                 predict_horizon=cfg.predict_horizon,
                 sample_interval=cfg.sample_interval,
+                max_sample_interval=self._planner.maximum if self._planner else 0.0,
             )
         )
         self._callbacks = CallbackRegistry()
@@ -130,9 +134,11 @@ class StorageMonitor:
             interval=cfg.sample_interval,
             flush_interval=cfg.flush_interval,
             clock=clock,
+            next_interval=self._planner.next_interval if self._planner else None,
         )
         self._lock = threading.RLock()
         self.samples_taken = 0
+        self._invocation_base = (0.0, 0)  # the thread's CPU seconds, samples taken
         self._recorder = InvocationRecorder(None, wall_clock())
         if cfg.actions:
             self.add_callback(Level.CRITICAL, cleanup_paths(self.cleanup_paths), resource="tmp")
@@ -206,6 +212,7 @@ class StorageMonitor:
             self._buffer.take()  # idle samples from between invocations are not reported
             self._levels.reset_trend()
             self._recorder = InvocationRecorder(request_id, self._wall())
+            self._invocation_base = (self._thread.cpu_seconds, self.samples_taken)
         self.sample_now()
 
     def end_invocation(self, error: BaseException | None = None) -> InvocationRecord:
@@ -217,8 +224,13 @@ class StorageMonitor:
         self.sample_now()
         finished = self._runner.drain(CALLBACK_DRAIN_SECONDS)
         with self._lock:
+            cpu_before, samples_before = self._invocation_base
             record = self._recorder.record(
-                self._wall(), self._runner.take_records(), 0 if finished else 1
+                self._wall(),
+                self._runner.take_records(),
+                0 if finished else 1,
+                monitor_cpu_seconds=max(0.0, self._thread.cpu_seconds - cpu_before),
+                samples_taken=self.samples_taken - samples_before,
             )
         self.flush()
         if self._emitter is not None:
@@ -341,6 +353,11 @@ class StorageMonitor:
         """The current level of ``resource`` (ok, warning or critical)."""
         return self._levels.level(Resource(resource))
 
+    def next_sample_interval(self) -> float:
+        """Seconds the sampling thread waits after the last sample (see
+        :class:`~monitor.headroom.IntervalPlanner`; fixed sampling: the sample interval)."""
+        return self._planner.next_interval() if self._planner else self.config.sample_interval
+
     def drain_callbacks(self, timeout: float = 5.0) -> bool:
         """Wait for queued callbacks to finish (for tests and orderly shutdown)."""
         return self._runner.drain(timeout)
@@ -382,7 +399,10 @@ class StorageMonitor:
             self._history.append(last)
             self._recorder.observe(used, tmp_fraction, rss, memory_fraction)
             levels = self._levels
-            fired = levels.observe(self._clock(), used, available, tmp_fraction, memory_fraction)
+            now = self._clock()
+            if self._planner is not None:
+                self._planner.observe(now, used, total, rss)
+            fired = levels.observe(now, used, available, tmp_fraction, memory_fraction)
             current = levels.prediction
             seconds_to_full = current.seconds_to_full if current is not None else None
             self._buffer.add(wall, reading, seconds_to_full)
@@ -390,14 +410,11 @@ class StorageMonitor:
                 metrics = self._metrics(wall, reading)
                 crossings = [self._fire(*crossed, metrics, seconds_to_full) for crossed in fired]
                 if self._emitter is not None:
-                    cfg = self.config
                     word = {**self._context_properties(), r.PHASE: self.state.current_phase}
+                    window = last_word_window(self.config)
                     for crossing in crossings:
-                        self._emitter.emit_level_change(
-                            {**word, **crossing.level_change_properties()},
-                            self._history,
-                            min(cfg.flush_interval, cfg.sample_interval * MAX_VALUES_PER_METRIC),
-                        )
+                        properties = {**word, **crossing.level_change_properties()}
+                        self._emitter.emit_level_change(properties, self._history, window)
 
     def _fire(
         self,
@@ -426,14 +443,5 @@ class StorageMonitor:
 
     def _context_properties(self) -> dict[str, object]:
         """The request and the limits, stated on every sample and invocation record."""
-        cfg = self.config
-        return {
-            r.REQUEST_ID: self._recorder.request_id,
-            r.TMP_PATH: cfg.path,
-            r.TMP_TOTAL_BYTES: self._last[1].total_space if self._last else None,
-            r.MEMORY_LIMIT_BYTES: self.memory_limit,
-            r.TMP_WARNING_PERCENT: round(cfg.tmp_warning * 100, 2),
-            r.TMP_CRITICAL_PERCENT: round(cfg.tmp_critical * 100, 2),
-            r.MEMORY_WARNING_PERCENT: round(cfg.memory_warning * 100, 2),
-            r.MEMORY_CRITICAL_PERCENT: round(cfg.memory_critical * 100, 2),
-        }
+        total = self._last[1].total_space if self._last else None
+        return context_properties(self.config, self._recorder.request_id, total, self.memory_limit)

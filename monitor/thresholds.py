@@ -188,6 +188,9 @@ class LevelSettings:
     memory: Thresholds
     predict_horizon: float
     sample_interval: float
+    max_sample_interval: float = 0.0
+    """The longest headroom-aware interval (0: fixed sampling); the trend does not take a
+    wait this long for a gap."""
 
 
 class LevelWatch:
@@ -204,7 +207,10 @@ class LevelWatch:
         interval = settings.sample_interval
         window = min(max(settings.predict_horizon / 3, 5 * interval), MAX_TREND_WINDOW)
         self.trend = TrendPredictor(
-            window, min_samples=5, min_span=window / 4, max_gap=max(10 * interval, 2.0)
+            window,
+            min_samples=5,
+            min_span=window / 4,
+            max_gap=max(10 * interval, 2.0, 2 * settings.max_sample_interval),
         )
         self.predictive = PredictiveAlarm(settings.predict_horizon)
         self.prediction: Prediction | None = None

@@ -10,6 +10,7 @@ import pytest
 from monitor.config import MonitorConfig
 from monitor.errors import ConfigurationError
 from monitor.sidecar import StorageMonitor
+from monitor.units import GiB, MiB
 from tests.fakes import FakeSystem
 
 
@@ -39,6 +40,24 @@ def test_environment_then_arguments() -> None:
     assert config.function_name == "packager"
 
 
+def test_sampling_settings_from_the_environment() -> None:
+    config = MonitorConfig.resolve(environ={})
+    assert (config.sampling, config.max_sample_interval) == ("headroom", 1.0)
+    assert config.worst_fill_rate == config.worst_memory_rate == 1 * GiB
+    env = {
+        "TMPWARDEN_SAMPLING": "Fixed",
+        "TMPWARDEN_MAX_SAMPLE_INTERVAL_MS": "2500",
+        "TMPWARDEN_WORST_FILL_RATE": "512MiB/s",
+        "TMPWARDEN_WORST_MEMORY_RATE": "64 MiB",
+    }
+    config = MonitorConfig.resolve(environ=env)
+    assert config.sampling == "fixed"
+    assert config.max_sample_interval == pytest.approx(2.5)
+    assert config.worst_fill_rate == 512 * MiB
+    assert config.worst_memory_rate == 64 * MiB
+    assert MonitorConfig.resolve(environ={"TMPWARDEN_WORST_FILL_RATE": "1G"}).worst_fill_rate == GiB
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -54,6 +73,11 @@ def test_environment_then_arguments() -> None:
         ({"TMPWARDEN_ACTIONS": "maybe"}, "must be on or off"),
         ({"TMPWARDEN_TRACING": "jaeger"}, "one of auto, otel, xray, on, off"),
         ({"TMPWARDEN_SAMPLE_INTERVAL_MS": "0.1"}, "at least 1 ms"),
+        ({"TMPWARDEN_SAMPLING": "sometimes"}, "sampling='sometimes' is invalid; expected one of"),
+        ({"TMPWARDEN_MAX_SAMPLE_INTERVAL_MS": "0"}, "max_sample_interval=0.0 is invalid"),
+        ({"TMPWARDEN_WORST_FILL_RATE": "fast"}, "TMPWARDEN_WORST_FILL_RATE: 'fast' is not a size"),
+        ({"TMPWARDEN_WORST_FILL_RATE": "0"}, "worst_fill_rate=0.0 is invalid"),
+        ({"TMPWARDEN_WORST_MEMORY_RATE": "-1G"}, "TMPWARDEN_WORST_MEMORY_RATE: '-1G' is not"),
     ],
 )
 def test_invalid_settings_name_the_setting(env: dict[str, str], message: str) -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 
 from monitor.sampling import THREAD_NAME, SamplingThread
+from monitor.units import GiB, MiB
 from tests.fakes import FakeSystem
 
 
@@ -46,3 +47,30 @@ def test_a_failing_sample_is_counted_and_the_thread_goes_on() -> None:
     assert len(calls) >= 10 and thread.errors >= 5
     assert flushed and names >= 1
     assert thread.cpu_seconds >= 0.0
+
+
+def test_stop_cuts_a_stretched_interval_short() -> None:
+    # GIVEN headroom-aware sampling far from every threshold: a 5 s interval
+    fake = FakeSystem(total=10 * GiB)
+    monitor = fake.monitor(
+        fake_clocks=False,
+        memory_limit=10 * GiB,
+        max_sample_interval=5.0,
+        flush_interval=60.0,
+        worst_fill_rate=64 * MiB,
+        worst_memory_rate=64 * MiB,
+    )
+    monitor.start()
+    deadline = time.monotonic() + 5
+    while monitor.samples_taken < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert monitor.next_sample_interval() == 5.0
+    taken = monitor.samples_taken
+    time.sleep(0.3)
+    # WHEN the monitor stops in the middle of the wait
+    started = time.monotonic()
+    monitor.stop()
+    # THEN it does not wait out the interval, and no sample was taken meanwhile
+    assert time.monotonic() - started < 1.0
+    assert not monitor.running
+    assert monitor.samples_taken == taken

@@ -1,0 +1,1 @@
+../../../monitor/headroom.py
