@@ -1,0 +1,85 @@
+"""The real S3 server of the test bed (SeaweedFS on 127.0.0.1): it enforces the rules moto
+lets pass, and tmpwarden packages S3 to S3 through it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from benchmarks.seaweed import ACCESS_KEY, REGION, SECRET_KEY, SeaweedS3
+from monitor.units import MiB
+from tests.helpers import archive_digests, python_env
+
+
+def _bucket(server: SeaweedS3) -> str:
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    server.client().create_bucket(Bucket=name)
+    return name
+
+
+def test_non_last_part_under_5_mib_is_refused_with_entity_too_small(seaweed: SeaweedS3) -> None:
+    # S3's minimum part size (5 MiB except the last part); moto accepts such uploads.
+    s3, bucket = seaweed.client(), _bucket(seaweed)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    parts = [
+        {
+            "PartNumber": number,
+            "ETag": s3.upload_part(
+                Bucket=bucket, Key="k", UploadId=upload, PartNumber=number, Body=body
+            )["ETag"],
+        }
+        for number, body in ((1, b"a" * MiB), (2, b"b" * 10))
+    ]
+    with pytest.raises(ClientError) as refused:
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="k", UploadId=upload, MultipartUpload={"Parts": parts}
+        )
+    assert refused.value.response["Error"]["Code"] == "EntityTooSmall"
+    s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload)
+    with pytest.raises(ClientError) as named:
+        s3.create_bucket(Bucket="ab")  # bucket names have 3 to 63 characters
+    assert named.value.response["Error"]["Code"] == "InvalidBucketName"
+
+
+def test_package_s3_to_s3_round_trips_through_the_real_server(
+    seaweed: SeaweedS3, small_artifact: Path, tmp_path: Path
+) -> None:
+    s3, bucket = seaweed.client(), _bucket(seaweed)
+    s3.upload_file(str(small_artifact), bucket, "in/model.tar.gz")
+    env = python_env() | {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "TMPDIR": str(tmp_path),
+    }
+    env.pop("AWS_SESSION_TOKEN", None)
+    source, dest = f"s3://{bucket}/in/model.tar.gz", f"s3://{bucket}/out/model.zip"
+    result = subprocess.run(
+        [sys.executable, "-m", "handler", "package", "--endpoint-url", seaweed.url, source, dest],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    packaged = tmp_path / "model.zip"
+    s3.download_file(bucket, "out/model.zip", str(packaged))
+    assert archive_digests(packaged) == archive_digests(small_artifact)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_stop_ends_the_server_and_its_sockets(tmp_path: Path) -> None:
+    server = SeaweedS3(tmp_path / "weed").start()
+    pid = server.pid
+    assert pid is not None
+    server.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not list(Path("/tmp").glob(f"seaweedfs-*-grpc-{server.ports['s3.grpc']}.sock"))
