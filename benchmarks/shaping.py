@@ -67,21 +67,25 @@ def modelled_floor(bytes_in: int, bytes_out: int, model: Profile) -> float:
 
 
 class TokenBucket:
-    """Paces bytes to ``rate`` per second (virtual scheduling: each reservation of ``n``
-    bytes starts when the previous one's ``n / rate`` seconds have passed). Thread-safe."""
+    """Paces bytes to ``rate`` per second, thread-safe: each reservation of ``n`` bytes
+    starts when the previous one's ``n / rate`` seconds have passed, and a sender that fell
+    behind may catch up by at most ``burst_s`` seconds' worth (absorbs a late wakeup on a
+    busy machine without lifting the long-run rate)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, burst_s: float = 0.010) -> None:
         self.rate = rate
-        self._next = 0.0
+        self.burst_s = burst_s
+        self._next = time.monotonic()
         self._lock = threading.Lock()
 
     def reserve(self, count: int, earliest: float = 0.0) -> float:
         """Reserve ``count`` bytes to be sent no sooner than ``earliest`` (monotonic
         seconds); the monotonic time at which they may be sent."""
         with self._lock:
-            start = max(time.monotonic(), earliest, self._next)
+            now = time.monotonic()
+            start = max(now - self.burst_s, earliest, self._next)
             self._next = start + count / self.rate
-            return start
+            return max(start, now, earliest)
 
 
 class ShapingProxy:
