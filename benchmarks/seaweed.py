@@ -110,8 +110,7 @@ class SeaweedS3:
         self.scratch = Path(tempfile.mkdtemp(prefix="seaweedfs-")) if scratch is None else scratch
         self.access_key = access_key
         self.secret_key = secret_key
-        names = ("master", "volume", "filer", "s3")
-        names = names + tuple(f"{name}.grpc" for name in names)
+        names = [*GRPC_SERVERS, *(f"{name}.grpc" for name in GRPC_SERVERS)]
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         self.url = f"http://127.0.0.1:{self.ports['s3']}"
         self.log = self.scratch / "weed.log"

@@ -133,7 +133,7 @@ def network_line(proxy: ShapingProxy, seconds: float) -> str:
         floor = proxy.floor()
         ceiling = (
             f"modelled ceiling {(model.ingress or 0) / MB:g} MB/s in, "
-            f"{(model.egress or 0) / MB:g} MB/s out: floor {floor:.1f} s, "
+            f"{(model.egress or 0) / MB:g} MB/s out: floor {floor:.2f} s, "
             f"{seconds / floor:.2f}x the floor"
         )
     return (

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from botocore.exceptions import ClientError
@@ -15,6 +16,9 @@ from botocore.exceptions import ClientError
 from benchmarks.seaweed import ACCESS_KEY, REGION, SECRET_KEY, SeaweedS3
 from monitor.units import MiB
 from tests.helpers import archive_digests, python_env
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 
 def _bucket(server: SeaweedS3) -> str:
@@ -27,7 +31,7 @@ def test_non_last_part_under_5_mib_is_refused_with_entity_too_small(seaweed: Sea
     # S3's minimum part size (5 MiB except the last part); moto accepts such uploads.
     s3, bucket = seaweed.client(), _bucket(seaweed)
     upload = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
-    parts = [
+    parts: list[CompletedPartTypeDef] = [
         {
             "PartNumber": number,
             "ETag": s3.upload_part(
