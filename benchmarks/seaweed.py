@@ -19,6 +19,8 @@ Used by tests (``tests/integration/conftest.py``'s ``seaweed`` fixture), ``make 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -44,6 +46,16 @@ REGION = "us-east-1"
 START_TIMEOUT_S = 60.0
 TERM_GRACE_S = 1.0
 GRPC_SERVERS = ("master", "volume", "filer", "s3")
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the process that started it ends, even by
+    ``os._exit`` or SIGKILL (pytest-timeout's exit skips ``atexit``)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class SeaweedUnavailableError(RuntimeError):
@@ -164,6 +176,7 @@ class SeaweedS3:
                 cwd=self.scratch,
                 env=dict(os.environ, TMPDIR=str(self.scratch)),
                 start_new_session=True,  # its own process group, stopped as one
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 (one prctl call, no locks)
             )
         atexit.register(self.stop)
         try:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
 import pytest
 from botocore.exceptions import ClientError
 
@@ -79,11 +81,46 @@ def test_package_s3_to_s3_round_trips_through_the_real_server(
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-def test_stop_ends_the_server_and_its_sockets(tmp_path: Path) -> None:
+def test_listens_only_on_127_0_0_1_and_stop_ends_it_with_its_sockets(tmp_path: Path) -> None:
     server = SeaweedS3(tmp_path / "weed").start()
     pid = server.pid
     assert pid is not None
-    server.stop()
+    try:
+        listening = {
+            (c.laddr.ip, c.laddr.port)
+            for c in psutil.Process(pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+    finally:
+        server.stop()
+    assert {ip for ip, _ in listening} == {"127.0.0.1"}
+    assert set(server.ports.values()) <= {port for _, port in listening}
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not list(Path("/tmp").glob(f"seaweedfs-*-grpc-{server.ports['s3.grpc']}.sock"))
+
+
+def test_the_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    # pytest-timeout ends a stuck session with os._exit: no finally, no atexit runs
+    code = (
+        "import os, sys; from pathlib import Path; from benchmarks.seaweed import SeaweedS3\n"
+        "s = SeaweedS3(Path(sys.argv[1])).start()\n"
+        "print(s.pid, *s.ports.values(), flush=True)\n"
+        "os._exit(1)\n"
+    )
+    started = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "weed")],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    pid, *ports = (int(word) for word in started.stdout.split())
+    for port in ports:  # what os._exit left behind
+        for name in ("master", "volume", "filer", "s3"):
+            Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock").unlink(missing_ok=True)
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"weed {pid} outlived its parent"
+        time.sleep(0.1)
