@@ -200,11 +200,12 @@ def run(args: argparse.Namespace, out: Path, artifact: Path, s3: Any, proxy: Sha
         targets = outcome.response.get("targets") or [None]
         print(row(label, outcome, targets[0]))
     naive = 3 * artifact.stat().st_size
+    network = "" if proxy.model.name == "none" else f"the {proxy.model.name} network model and "
     print(
         f"\nthe naive path (download, extractall, make_archive) would need about "
         f"{format_size(naive)} of /tmp; this /tmp has {format_size(limits.tmp_size)}.\n"
-        f"(times here are bound by the {args.profile} network model and this machine's "
-        "cores, shared by the S3 server; see benchmarks/RESULTS.md)"
+        f"(times here are bound by {network}this machine's cores, shared by the S3 "
+        "server; see benchmarks/RESULTS.md)"
     )
     ok = [o.response.get("status") for _, o in outcomes] == ["failed", "succeeded"]
     return 0 if ok else 1
