@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,7 +41,9 @@ def package_through(size: int, profile: str, workdir: Path) -> int:
     if not artifact.exists():
         print(f"generating a {format_size(size)} artifact: {artifact}")
         build_sample_artifact(artifact, size, seed=1)
-    with SeaweedS3(workdir / "seaweedfs") as server:
+    scratch = workdir / "seaweedfs"
+    shutil.rmtree(scratch, ignore_errors=True)  # the server's data, fresh each run
+    with SeaweedS3(scratch) as server:
         server.start(buckets=(BUCKET,))
         server.client().upload_file(str(artifact), BUCKET, "in/model.tar.gz")
         env = dict(
@@ -66,6 +69,7 @@ def package_through(size: int, profile: str, workdir: Path) -> int:
                 f"({proxy.bytes_in / MB / wall:.1f} MB/s in); modelled floor {floor:.2f} s"
                 + (f", {wall / floor:.2f}x the floor" if floor > 0 else "")
             )
+    shutil.rmtree(scratch, ignore_errors=True)
     if result.returncode:
         print(f"error: the packaging failed: {result.stderr.strip()[-400:]}", file=sys.stderr)
     return result.returncode
