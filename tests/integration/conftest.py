@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from benchmarks.seaweed import SeaweedS3
 from handler.app import reset_runtime
 from handler.cli.sample import build_sample_artifact
 from monitor.units import MiB
@@ -29,6 +30,17 @@ def moto_s3() -> Iterator[MotoS3]:
     server = MotoS3()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real S3 server (SeaweedFS) on 127.0.0.1, for tests that need S3's real rules or
+    speed; stopped by its process id when the session ends, also after a failure."""
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
