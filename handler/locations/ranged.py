@@ -112,6 +112,12 @@ class ReadPlan:
         """Ranges held at once (fetched or in flight, the one being consumed included)."""
         return max(1, self.read_ahead // self.range_size)
 
+    def bytes_held(self, size: int) -> int:
+        """The most a stream of a ``size``-byte object holds: its ranges (at most the
+        read-ahead) and each connection's chunk being copied in (for the memory plan)."""
+        ranges = min(self.window, math.ceil(size / self.range_size))
+        return ranges * self.range_size + min(self.connections, max(ranges, 1)) * CHUNK_SIZE
+
 
 class RangeFetcher:
     """Fetches byte ranges of one object version (``etag``), resuming each where it broke."""

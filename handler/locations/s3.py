@@ -231,7 +231,7 @@ class S3RangeReader(ReadOnlyStream):
         self._fetcher = RangeFetcher(str(url), size, range_getter(client, url, etag))
         self._size = size
         self._position = 0
-        self._buffer = b""
+        self._buffer = bytearray()
         self._buffer_start = 0
 
     def seekable(self) -> bool:
@@ -255,13 +255,13 @@ class S3RangeReader(ReadOnlyStream):
         if not (offset >= 0 and self._position + size <= self._buffer_start + len(self._buffer)):
             self._fetch(self._position, max(end - self._position, READAHEAD))
             offset = 0
-        data = self._buffer[offset : offset + (end - self._position)]
+        data = bytes(memoryview(self._buffer)[offset : offset + (end - self._position)])
         self._position += len(data)
         return data
 
     def _fetch(self, start: int, length: int) -> None:
-        self._buffer = b""  # let go of the old range first
-        self._buffer = bytes(self._fetcher.fetch(start, length))
+        self._buffer = bytearray()  # let go of the old range first
+        self._buffer = self._fetcher.fetch(start, length)
         self._buffer_start = start
 
     @property
