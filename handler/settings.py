@@ -6,7 +6,7 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from handler.deadline import (
     DEFAULT_STALL_TIMEOUT_S,
@@ -45,7 +45,7 @@ class HandlerSettings:
     tmp_critical: float = 0.9
     log_level: str = "INFO"
     endpoint_url: str | None = None
-    read_plan: ReadPlan = ReadPlan()
+    read_plan: ReadPlan = field(default_factory=ReadPlan)
     """How S3 sources are read: ``TMPWARDEN_SOURCE_CONNECTIONS`` ranged GETs at once
     (default 4), ``TMPWARDEN_READ_AHEAD_MIB`` read ahead (:mod:`handler.locations.ranged`)."""
 
