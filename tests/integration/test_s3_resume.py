@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from handler.cli.sample import build_sample_artifact
 from handler.errors import RemoteServiceError, SourceReadError
 from handler.events import StrategyChoice, Target, TargetResult
 from handler.locations.s3 import S3Source, make_client
@@ -180,3 +181,30 @@ def test_a_failed_read_names_its_offset_and_ends_its_threads(
     finally:
         proxy.stop()
     assert not [t for t in threading.enumerate() if t.name.startswith("tmpwarden-range")]
+
+
+def test_a_zip_source_read_at_random_resumes_too(
+    s3_env: MotoS3, bucket: str, tmp_path: Path
+) -> None:
+    archive = build_sample_artifact(tmp_path / "m.zip", 20 * MiB, fmt="zip", seed=5)
+    source = upload(s3_env.client(), bucket, "models/m.zip", archive)
+    counting = FaultProxy(s3_env.url)
+    try:
+        clean = package(counting.url, source, f"s3://{bucket}/clean.zip")
+    finally:
+        counting.stop()
+    assert clean.status == "succeeded", clean
+    size = archive.stat().st_size
+    clean_sent = counting.sent[f"/{bucket}/models/m.zip"]
+    proxy = FaultProxy(
+        s3_env.url, range_rules=[cut_once("models/m.zip", Fault(200, reset_at=size // 2))]
+    )
+    try:
+        result = package(proxy.url, source, f"s3://{bucket}/faulted.zip")
+    finally:
+        proxy.stop()
+    sent = proxy.sent[f"/{bucket}/models/m.zip"]
+    print(f"zip: {clean_sent} B read clean, {sent} B with a reset, of {size} B")
+    assert result.status == "succeeded" and result.attempts == 1, result
+    assert stored_bytes(s3_env, bucket, "faulted.zip") == stored_bytes(s3_env, bucket, "clean.zip")
+    assert sent <= clean_sent + 0.1 * size
