@@ -3,10 +3,13 @@ fault-injecting proxy in front of it for failure tests."""
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import socket
 import struct
+import termios
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,7 +70,8 @@ class Fault:
     that byte of the object (of the body, for a GET of the whole object; at once, for a
     range past it), for ``stall_s`` seconds or until the proxy stops (a stalled read).
     ``reset_at`` / ``end_at``: send the body up to that byte of the object, then reset the
-    connection (TCP RST) / close it early (fewer bytes than its Content-Length)."""
+    connection (TCP RST, once the client has taken in what was sent) / close it early
+    (fewer bytes than its Content-Length)."""
 
     status: int = 500
     code: str = "InternalError"
@@ -194,6 +198,7 @@ class FaultProxy:
                     proxy.stalled.append(self.path)
                     proxy.stopping.wait(fault.stall_s)
                 elif fault.reset_at is not None:
+                    self._drain()  # the client has what was sent: the cut is at the byte
                     self.connection.setsockopt(
                         socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
                     )
@@ -201,6 +206,18 @@ class FaultProxy:
                     self.rfile.close()
                     self.connection.close()
                 return True
+
+            def _drain(self, timeout: float = 5.0) -> None:
+                """Wait until the client has acknowledged every byte sent (the send queue,
+                TIOCOUTQ, is empty) and has had a moment to read it: a reset then loses
+                nothing in flight, so the cut falls at the fault's byte."""
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    queued = fcntl.ioctl(self.connection.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+                    if struct.unpack("i", queued)[0] == 0:
+                        break
+                    time.sleep(0.01)
+                time.sleep(0.2)
 
             def _answer_fault(self, fault: Fault) -> None:
                 proxy.seen.append((self.command, self.path, fault.status))
