@@ -13,7 +13,7 @@ offset. Every request is checked against the invocation's deadline (the client's
 ranges fetched by ``connections`` threads at once and handed out in order. The ranges
 fetched or being fetched and not yet consumed hold at most ``read_ahead`` bytes (each
 range is one buffer of its size, filled in place); each connection also holds the one
-chunk (:data:`handler.streams.CHUNK_SIZE`) it is copying in.
+piece (:data:`READ_PIECE`) it is copying in.
 
 The default of 4 connections follows AWS's guidance of one concurrent request per
 85-90 MB/s wanted ("Performance design patterns for Amazon S3", Amazon S3 User Guide;
@@ -36,8 +36,8 @@ from typing import Any
 
 from handler.deadline import check as check_deadline
 from handler.errors import ConfigurationError, SourceReadError, TmpwardenError
-from handler.streams import CHUNK_SIZE, ReadOnlyStream
-from monitor.units import MiB
+from handler.streams import ReadOnlyStream
+from monitor.units import KiB, MiB
 
 __all__ = [
     "MAX_RESUMES",
@@ -51,6 +51,9 @@ __all__ = [
 RANGE_SIZE = 8 * MiB
 """Bytes per ranged GET: AWS's guidance for byte-range fetches is 8 or 16 MB
 ("Performance guidelines for Amazon S3"); also the upload's part size."""
+READ_PIECE = 256 * KiB
+"""Bytes per read of a body: a read cut by a reset or a stall loses what it had taken in
+(http.client), so a resume asks again for at most this much."""
 MAX_RESUMES = 5
 """Resumes per range after a dropped connection, an early end or a stall."""
 CONNECTIONS_ENV = "TMPWARDEN_SOURCE_CONNECTIONS"
@@ -116,7 +119,7 @@ class ReadPlan:
         """The most a stream of a ``size``-byte object holds: its ranges (at most the
         read-ahead) and each connection's chunk being copied in (for the memory plan)."""
         ranges = min(self.window, math.ceil(size / self.range_size))
-        return ranges * self.range_size + min(self.connections, max(ranges, 1)) * CHUNK_SIZE
+        return ranges * self.range_size + min(self.connections, max(ranges, 1)) * READ_PIECE
 
 
 class RangeFetcher:
@@ -173,7 +176,7 @@ class RangeFetcher:
                 check_deadline(self._name)  # each read waits at most the stall timeout
                 if cancelled is not None and cancelled.is_set():
                     raise _Cancelled
-                chunk = body.read(min(CHUNK_SIZE, len(view) - part.filled))
+                chunk = body.read(min(READ_PIECE, len(view) - part.filled))
                 if not chunk:
                     return
                 view[part.filled : part.filled + len(chunk)] = chunk

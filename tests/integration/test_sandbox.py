@@ -280,8 +280,8 @@ def test_too_little_memory_is_named_with_the_need_and_the_setting(
     s3_env: MotoS3, bucket: str, small_artifact: Path, tmp_path: Path, memory: str, when: str
 ) -> None:
     # issue 8: at 128 MB `RuntimeError: can't start new thread`; at 160 `RemoteServiceError:
-    # ...: MemoryError:`. 128 is refused by the plan's estimate (170 MiB with 10% kept free,
-    # 36 MiB of it the S3 source's read-ahead: handler.locations.ranged); 192 passes it, and
+    # ...: MemoryError:`. 128 is refused by the plan's estimate (167 MiB with 10% kept free,
+    # 33 MiB of it the S3 source's read-ahead: handler.locations.ranged); 192 passes it, and
     # RLIMIT_AS (address space, stricter than Lambda's RSS: each thread reserves its stack)
     # then fails a real allocation (here the start of a reading thread), which is reported
     # as the same error
@@ -305,7 +305,7 @@ def test_too_little_memory_is_named_with_the_need_and_the_setting(
     assert target["error"]["type"] == "ResourceExhaustedError"
     message = target["error"]["message"]
     assert message.startswith(when)
-    assert "the work needs about 170.0 MiB" in message
+    assert "the work needs about 167.0 MiB" in message
     assert f"the function has {memory}.0 MiB" in message
     assert "raise the function's MemorySize in template.yaml" in message
     assert "invoke --memory MB) to at least" in message

@@ -14,8 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handler.errors import ConfigurationError, SourceReadError
-from handler.locations.ranged import ParallelRangeStream, RangeFetcher, ReadPlan
-from handler.streams import CHUNK_SIZE
+from handler.locations.ranged import READ_PIECE, ParallelRangeStream, RangeFetcher, ReadPlan
 from monitor.units import MiB
 
 
@@ -98,9 +97,9 @@ def test_the_read_ahead_in_memory_stays_under_its_byte_bound() -> None:
     print(f"64 MiB read through an 8 MiB read-ahead: traced peak {peak} B")
     assert digest.digest() == hashlib.sha256(data).digest()
     assert stream.peak_held <= 8 * MiB
-    # the ranges, each connection's chunk being copied in, the reads' copies out and 2 MiB
-    # for what else runs in this process (10.3 MiB alone, 11.3 among the other tests)
-    assert peak <= 8 * MiB + 2 * CHUNK_SIZE + 2 * MiB
+    # the ranges, each connection's piece being copied in, the reads' copies out and 2 MiB
+    # for what else runs in this process
+    assert peak <= 8 * MiB + 2 * READ_PIECE + 2 * MiB
 
 
 def test_a_broken_range_resumes_from_the_byte_it_reached() -> None:
@@ -159,6 +158,7 @@ def test_any_plan_and_any_breaks_give_the_object_in_order(
 
 def test_the_settings_are_checked() -> None:
     assert ReadPlan.from_env({}) == ReadPlan(4, 32 * MiB, 8 * MiB)
+    assert ReadPlan().bytes_held(3 * MiB) == 8 * MiB + READ_PIECE
     assert ReadPlan.from_env({"TMPWARDEN_SOURCE_CONNECTIONS": "8"}).read_ahead == 64 * MiB
     small = ReadPlan.from_env({"TMPWARDEN_READ_AHEAD_MIB": "2"})
     assert (small.read_ahead, small.range_size, small.window) == (2 * MiB, 2 * MiB, 1)
