@@ -7,7 +7,8 @@ for the span of a target (:func:`bounded`) and checked
 * before every S3 request, botocore's own retries included (a ``before-send`` hook
   installed by :func:`install`), so no request (and no retry after a backoff) starts
   once ``remaining - margin`` is spent;
-* before every read of a streaming GetObject body (``handler.locations.s3``).
+* before every read of a GetObject body (``handler.locations.ranged``, where a stalled
+  read resumes from the byte it reached).
 
 Each wait that has started is bounded by the client's timeouts (connect
 :data:`CONNECT_TIMEOUT_S`, read ``TMPWARDEN_STALL_TIMEOUT_S``), so the last one ends

@@ -18,7 +18,9 @@ The estimate, in bytes, is ``BASELINE_BYTES + parts in flight x part size + read
   destination holds one ``WRITE_BUFFER`` instead.
 - Read buffers: ``READ_BUFFER``, the tar reader's and the gzip decoder's chunks and the
   zipper's (1 MiB each), plus ``READAHEAD`` (8 MiB) for a ZIP read from S3 through ranged
-  GETs.
+  GETs, or for another S3 source the ranges read ahead (``TMPWARDEN_READ_AHEAD_MIB``,
+  32 MiB by default, less for a smaller object) and each connection's 256 KiB piece
+  (:meth:`handler.locations.ranged.ReadPlan.bytes_held`).
 
 ``HEADROOM`` (10%) of the function's memory is kept free for the allocator's
 fragmentation and the spread of the measured peaks. The function's memory is

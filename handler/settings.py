@@ -6,7 +6,7 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from handler.deadline import (
     DEFAULT_STALL_TIMEOUT_S,
@@ -15,6 +15,7 @@ from handler.deadline import (
     stall_timeout_from_env,
 )
 from handler.events import StrategyChoice
+from handler.locations.ranged import CONNECTIONS_ENV, ReadPlan
 from monitor.config import MonitorConfig
 from monitor.errors import ConfigurationError
 
@@ -23,6 +24,7 @@ MAX_ATTEMPTS_ENV = "TMPWARDEN_MAX_ATTEMPTS"
 TIME_MARGIN_ENV = "TMPWARDEN_TIME_MARGIN_S"
 LOG_LEVEL_ENV = "TMPWARDEN_LOG_LEVEL"
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+SOURCE_CONNECTIONS_ENV = CONNECTIONS_ENV
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -43,6 +45,9 @@ class HandlerSettings:
     tmp_critical: float = 0.9
     log_level: str = "INFO"
     endpoint_url: str | None = None
+    read_plan: ReadPlan = field(default_factory=ReadPlan)
+    """How S3 sources are read: ``TMPWARDEN_SOURCE_CONNECTIONS`` ranged GETs at once
+    (default 4), ``TMPWARDEN_READ_AHEAD_MIB`` read ahead (:mod:`handler.locations.ranged`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -84,4 +89,5 @@ class HandlerSettings:
             tmp_critical=monitor.tmp_critical,
             log_level=level,
             endpoint_url=env.get(ENDPOINT_ENV) or None,
+            read_plan=ReadPlan.from_env(env),
         )

@@ -3,8 +3,13 @@ fault-injecting proxy in front of it for failure tests."""
 
 from __future__ import annotations
 
+import fcntl
 import http.client
+import socket
+import struct
+import termios
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,19 +66,37 @@ class Fault:
 
     ``status``/``code``: the S3 error answered. ``forward``: send the request upstream
     first (it takes effect, as when S3 did the work but the answer was lost), then answer
-    the error. ``stall_after``: pass the response through but stop sending its body after
-    that many bytes, for ``stall_s`` seconds or until the proxy stops (a stalled read)."""
+    the error. ``stall_after``: pass the response through but stop sending its body at
+    that byte of the object (of the body, for a GET of the whole object; at once, for a
+    range past it), for ``stall_s`` seconds or until the proxy stops (a stalled read).
+    ``reset_at`` / ``end_at``: send the body up to that byte of the object, then reset the
+    connection (TCP RST, once the client has taken in what was sent) / close it early
+    (fewer bytes than its Content-Length)."""
 
     status: int = 500
     code: str = "InternalError"
     forward: bool = False
     stall_after: int | None = None
     stall_s: float = 600.0
+    reset_at: int | None = None
+    end_at: int | None = None
 
 
 Rule = Callable[[str, str, dict[str, list[str]]], int | Fault | None]
 """(method, path, query) -> an HTTP status or a :class:`Fault` for the request, or None to
 pass it. A rule may block to force an order between clients."""
+
+RangeRule = Callable[[str, str, int, int], Fault | None]
+"""(method, path, first byte, end byte) of a response body -> a :class:`Fault` cutting it
+(``stall_after``, ``reset_at``, ``end_at``), or None to pass it."""
+
+
+def range_start(range_header: str | None) -> int:
+    """The first byte a ``Range: bytes=first-last`` header asks for (0 without one)."""
+    if not range_header or not range_header.startswith("bytes="):
+        return 0
+    first = range_header.removeprefix("bytes=").split("-", 1)[0]
+    return int(first) if first else 0
 
 
 @dataclass
@@ -84,11 +107,19 @@ class FaultProxy:
     rules: list[Rule] = field(default_factory=list)
     seen: list[tuple[str, str, int]] = field(default_factory=list)
     stalled: list[str] = field(default_factory=list)
+    range_rules: list[RangeRule] = field(default_factory=list)
+    sent: dict[str, int] = field(default_factory=dict)
+    """Body bytes sent per path for GETs (cut bodies counted as far as they went)."""
 
     def __post_init__(self) -> None:
         target = urlsplit(self.upstream)
         proxy = self
         self.stopping = threading.Event()
+        count_lock = threading.Lock()
+
+        def count(path: str, size: int) -> None:
+            with count_lock:
+                proxy.sent[path] = proxy.sent.get(path, 0) + size
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -135,14 +166,58 @@ class FaultProxy:
                 self.end_headers()
                 if self.command == "HEAD":
                     return
-                if fault is not None and fault.stall_after is not None:
-                    self.wfile.write(data[: fault.stall_after])
-                    self.wfile.flush()
+                first = range_start(self.headers.get("Range"))
+                if fault is None and self.command == "GET":
+                    for range_rule in proxy.range_rules:
+                        fault = range_rule(self.command, parts.path, first, first + len(data))
+                        if fault is not None:
+                            break
+                if fault is not None and self._cut(fault, data, first, parts.path):
+                    return
+                if self.command == "GET":
+                    count(parts.path, len(data))
+                self.wfile.write(data)
+
+            def _cut(self, fault: Fault, data: bytes, first: int, path: str) -> bool:
+                """Send ``data`` (from byte ``first`` of the object) up to the fault's byte
+                and stall, reset or end there; False when the fault's byte is past it."""
+                at = next(
+                    (a for a in (fault.stall_after, fault.reset_at, fault.end_at) if a is not None),
+                    None,
+                )
+                if at is None:
+                    return False
+                cut = max(0, at - first)
+                if cut >= len(data):
+                    return False
+                self.wfile.write(data[:cut])
+                self.wfile.flush()
+                count(path, cut)
+                self.close_connection = True
+                if fault.stall_after is not None:
                     proxy.stalled.append(self.path)
                     proxy.stopping.wait(fault.stall_s)
-                    self.close_connection = True
-                    return
-                self.wfile.write(data)
+                elif fault.reset_at is not None:
+                    self._drain()  # the client has what was sent: the cut is at the byte
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.wfile.close()
+                    self.rfile.close()
+                    self.connection.close()
+                return True
+
+            def _drain(self, timeout: float = 5.0) -> None:
+                """Wait until the client has acknowledged every byte sent (the send queue,
+                TIOCOUTQ, is empty) and has had a moment to read it: a reset then loses
+                nothing in flight, so the cut falls at the fault's byte."""
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    queued = fcntl.ioctl(self.connection.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+                    if struct.unpack("i", queued)[0] == 0:
+                        break
+                    time.sleep(0.01)
+                time.sleep(0.2)
 
             def _answer_fault(self, fault: Fault) -> None:
                 proxy.seen.append((self.command, self.path, fault.status))
@@ -255,12 +330,31 @@ def hold(
 
 
 def stall_gets(key_suffix: str, after: int) -> Rule:
-    """Every GetObject of keys ending in ``key_suffix`` stops sending after ``after`` bytes
-    of its body, until the proxy stops."""
+    """Every GetObject of keys ending in ``key_suffix`` stops sending at byte ``after`` of
+    the object (a ranged GET past it at once), until the proxy stops."""
 
     def rule(method: str, path: str, query: dict[str, list[str]]) -> Fault | None:
         if method == "GET" and path.endswith(key_suffix) and not query:
             return Fault(200, stall_after=after)
         return None
+
+    return rule
+
+
+def cut_once(key_suffix: str, fault: Fault) -> RangeRule:
+    """The first GET of a key ending in ``key_suffix`` whose body holds the fault's byte
+    (``stall_after``, ``reset_at`` or ``end_at``) is cut there; later ones pass."""
+    at = next(a for a in (fault.stall_after, fault.reset_at, fault.end_at) if a is not None)
+    fired = [False]
+    lock = threading.Lock()
+
+    def rule(method: str, path: str, first: int, end: int) -> Fault | None:
+        if method != "GET" or not path.endswith(key_suffix) or not first <= at < end:
+            return None
+        with lock:
+            if fired[0]:
+                return None
+            fired[0] = True
+        return fault
 
     return rule

@@ -40,6 +40,10 @@ def plan_memory(
         from handler.locations.s3 import READAHEAD  # noqa: PLC0415
 
         read_buffers += READAHEAD
+    elif is_s3(source):
+        from handler.locations.ranged import ReadPlan  # noqa: PLC0415
+
+        read_buffers += ReadPlan.from_env().bytes_held(source_size)
     if is_s3(destination):
         from handler.locations.multipart import MAX_IN_FLIGHT  # noqa: PLC0415
 

@@ -1,8 +1,9 @@
 """S3 plumbing: URLs, the client, error translation, and S3 sources.
 
-A source is read as a stream (the GetObject body) for tar formats, and through
-ranged GETs for zip (central directory first, then each member), pinned to the
-ETag seen at the start so a concurrent overwrite cannot mix two objects.
+A source is read through ranged GETs (:mod:`handler.locations.ranged`): as a stream of
+ranges fetched several at once for tar formats, and at random for zip (central
+directory first, then each member), each pinned to the ETag seen at the start so a
+concurrent overwrite cannot mix two objects, and each resumed where it broke.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from botocore.exceptions import (
 )
 
 from handler.deadline import CONNECT_TIMEOUT_S, stall_timeout_from_env
-from handler.deadline import check as check_deadline
 from handler.deadline import install as install_deadline
 from handler.errors import (
     AccessDeniedError,
@@ -35,6 +35,7 @@ from handler.errors import (
     SourceReadError,
     TmpwardenError,
 )
+from handler.locations.ranged import GetRange, ParallelRangeStream, RangeFetcher, ReadPlan
 from handler.memory import explain
 from handler.streams import ReadOnlyStream
 from monitor.units import MiB
@@ -120,7 +121,7 @@ def make_client(endpoint_url: str | None = None, *, stall_timeout: float | None 
         )
     config = Config(
         retries={"mode": "standard", "max_attempts": 4},
-        max_pool_connections=8,
+        max_pool_connections=max(8, ReadPlan.from_env().connections + 4),  # + the upload's
         s3={"addressing_style": "path"} if endpoint else {},
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=stall_timeout if stall_timeout is not None else stall_timeout_from_env(),
@@ -198,39 +199,40 @@ def call(what: str, action: Callable[[], T], *, reading_source: bool) -> T:
         raise translate(exc, what, reading_source=reading_source) from exc
 
 
-class _Body(ReadOnlyStream):
-    """A GetObject body as a raw stream; network errors become SourceReadError."""
+def range_getter(client: S3Client, url: S3Url, etag: str) -> GetRange:
+    """Ranged GetObjects of ``url`` pinned to ``etag`` (IfMatch: 412 once it is replaced)."""
+    name = str(url)
 
-    def __init__(self, body: Any, name: str) -> None:
-        self._body = body
-        self._name = name
+    def get_range(first: int, last: int) -> Any:
+        response = call(
+            name,
+            lambda: client.get_object(
+                Bucket=url.bucket, Key=url.key, Range=f"bytes={first}-{last}", IfMatch=etag
+            ),
+            reading_source=True,
+        )
+        answered = str(response.get("ContentRange") or "")
+        if not answered.startswith(f"bytes {first}-"):  # a server that ignored the Range
+            response["Body"].close()
+            raise SourceReadError(
+                f"{name}: asked for bytes {first}-{last}, the answer held {answered or 'all'}; "
+                "the endpoint must support ranged GETs"
+            )
+        return response["Body"]
 
-    def read(self, size: int = -1) -> bytes:
-        check_deadline(self._name)  # each read waits at most the stall timeout
-        try:
-            return cast(bytes, self._body.read(None if size < 0 else size))
-        except Exception as exc:
-            raise translate(exc, self._name, reading_source=True) from exc
-
-    def close(self) -> None:
-        try:
-            self._body.close()
-        finally:
-            super().close()
+    return get_range
 
 
 class S3RangeReader(ReadOnlyStream):
-    """A seekable view of an object through ranged GETs, with one read-ahead buffer."""
+    """A seekable view of an object through ranged GETs (each resumed where it broke,
+    :class:`handler.locations.ranged.RangeFetcher`), with one read-ahead buffer."""
 
     def __init__(self, client: S3Client, url: S3Url, size: int, etag: str) -> None:
-        self._client = client
-        self._url = url
+        self._fetcher = RangeFetcher(str(url), size, range_getter(client, url, etag))
         self._size = size
-        self._etag = etag
         self._position = 0
-        self._buffer = b""
+        self._buffer = bytearray()
         self._buffer_start = 0
-        self.requests = 0
 
     def seekable(self) -> bool:
         return True
@@ -253,26 +255,19 @@ class S3RangeReader(ReadOnlyStream):
         if not (offset >= 0 and self._position + size <= self._buffer_start + len(self._buffer)):
             self._fetch(self._position, max(end - self._position, READAHEAD))
             offset = 0
-        data = self._buffer[offset : offset + (end - self._position)]
+        data = bytes(memoryview(self._buffer)[offset : offset + (end - self._position)])
         self._position += len(data)
         return data
 
     def _fetch(self, start: int, length: int) -> None:
-        last = min(start + length, self._size) - 1
-        name = str(self._url)
-        response = call(
-            name,
-            lambda: self._client.get_object(
-                Bucket=self._url.bucket,
-                Key=self._url.key,
-                Range=f"bytes={start}-{last}",
-                IfMatch=self._etag,
-            ),
-            reading_source=True,
-        )
-        self.requests += 1
-        self._buffer = _Body(response["Body"], name).read()
+        self._buffer = bytearray()  # let go of the old range first
+        self._buffer = self._fetcher.fetch(start, length)
         self._buffer_start = start
+
+    @property
+    def requests(self) -> int:
+        """GetObject requests made so far (resumes included)."""
+        return self._fetcher.requests
 
 
 class S3Source:
@@ -288,6 +283,7 @@ class S3Source:
         )
         self._size = int(head["ContentLength"])
         self._etag = str(head["ETag"])
+        self._plan = ReadPlan.from_env()
 
     @property
     def name(self) -> str:
@@ -297,14 +293,13 @@ class S3Source:
         return self._size
 
     def open_stream(self) -> BinaryIO:
-        response = call(
-            self.name,
-            lambda: self.client.get_object(
-                Bucket=self.url.bucket, Key=self.url.key, IfMatch=self._etag
-            ),
-            reading_source=True,
+        """The object front to back, through ``TMPWARDEN_SOURCE_CONNECTIONS`` ranged GETs
+        at once, each resumed where it broke (:mod:`handler.locations.ranged`)."""
+        fetcher = RangeFetcher(
+            self.name, self._size, range_getter(self.client, self.url, self._etag)
         )
-        return cast(BinaryIO, io.BufferedReader(_Body(response["Body"], self.name), 1 * MiB))
+        stream = ParallelRangeStream(fetcher, self._size, self._plan)
+        return cast(BinaryIO, io.BufferedReader(stream, 1 * MiB))
 
     def open_random_access(self) -> BinaryIO:
         return cast(BinaryIO, S3RangeReader(self.client, self.url, self._size, self._etag))

@@ -144,6 +144,9 @@ def test_transient_read_errors_are_retried_with_backoff(
     # botocore itself retries 4 times; the fifth failure reaches the handler's own retry
     proxy = FaultProxy(s3_env.url, [fail_first_gets(5, "/models/flaky.tar.gz")])
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    # one connection: the five failures all fall on the first range's request (with four
+    # at once they spread over four requests, and botocore's own retries absorb them)
+    monkeypatch.setenv("TMPWARDEN_SOURCE_CONNECTIONS", "1")
     destination = f"s3://{bucket}/out/flaky.zip"
     try:
         response = lambda_handler(

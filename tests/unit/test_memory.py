@@ -24,7 +24,7 @@ from handler.memory import (
     function_memory_limit,
 )
 from handler.settings import HandlerSettings
-from monitor.units import MiB
+from monitor.units import KiB, MiB
 from tests.helpers import build_archive
 
 FILES = {f"model/shard-{i}.bin": bytes([i]) * 1000 for i in range(3)}
@@ -33,9 +33,12 @@ THREAD_START = "can't start new thread"
 
 def test_the_plan_names_its_parts_and_their_sum() -> None:
     s3_to_s3 = plan_memory("s3://models/m.tar.gz", "s3://packages/m.zip", 32 * MiB)
-    assert (s3_to_s3.parts, s3_to_s3.part_size, s3_to_s3.total) == (5, 8 * MiB, 134 * MiB)
+    # read buffers: 4 x 1 MiB, 32 MiB of ranges read ahead, 4 connections' 256 KiB pieces
+    assert (s3_to_s3.parts, s3_to_s3.part_size, s3_to_s3.total) == (5, 8 * MiB, 167 * MiB)
     extract = plan_memory("s3://models/m.tar.gz", "s3://packages/m.zip", 32 * MiB, extract=True)
-    assert extract.total == 154 * MiB
+    assert extract.total == 187 * MiB
+    # a 3 MiB object is one range: 4 MiB + 8 MiB + 256 KiB
+    assert plan_memory("s3://m/a.tar", "a.zip", 3 * MiB).read_buffers == 12 * MiB + 256 * KiB
     # parts double every 1,000 (8 GiB): a 20 GiB output holds 16 MiB parts
     assert plan_memory("s3://m/a.tar", "s3://p/a.zip", 20 * 1024 * MiB).part_size == 16 * MiB
     assert plan_memory("s3://m/a.zip", "s3://p/a.zip", MiB).read_buffers == 12 * MiB
@@ -47,16 +50,16 @@ def test_the_plan_names_its_parts_and_their_sum() -> None:
 
 def test_a_plan_over_the_limit_less_headroom_is_refused_with_the_setting() -> None:
     plan = plan_memory("s3://models/m.tar.gz", "s3://packages/m.zip", 32 * MiB)
-    check_memory(plan, 160 * MiB)
+    check_memory(plan, 192 * MiB)
     check_memory(plan, None)
     with pytest.raises(ResourceExhaustedError) as caught:
         check_memory(plan, 128 * MiB)
     error = caught.value
     assert isinstance(error, MemoryError) and isinstance(error, TmpwardenError)
-    assert (error.resource, error.needed, error.limit) == ("memory", 134 * MiB, 128 * MiB)
+    assert (error.resource, error.needed, error.limit) == ("memory", 167 * MiB, 128 * MiB)
     assert str(error) == (
         "short of memory (checked before starting: 90.0 MiB baseline + 5 parts of 8.0 MiB + "
-        "4.0 MiB of read buffers, with 10% kept free); the work needs about 134.0 MiB, the "
+        "37.0 MiB of read buffers, with 10% kept free); the work needs about 167.0 MiB, the "
         "function has 128.0 MiB; raise the function's MemorySize in template.yaml (locally: "
         "python -m handler invoke --memory MB) to at least 192 MB"
     )

@@ -1,0 +1,171 @@
+"""The parallel ranged reader (handler.locations.ranged) over a fake GetObject: order,
+memory bound, resume from the byte reached, the settings."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import threading
+import tracemalloc
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handler.errors import ConfigurationError, SourceReadError
+from handler.locations.ranged import READ_PIECE, ParallelRangeStream, RangeFetcher, ReadPlan
+from monitor.units import MiB
+
+
+class Body:
+    """A GetObject body over ``data[first:last + 1]`` that breaks after ``break_after``
+    bytes (ConnectionResetError) when given."""
+
+    def __init__(
+        self, data: memoryview, first: int, last: int, break_after: int | None, fake: Any = None
+    ) -> None:
+        self._view = data[first : last + 1]
+        self._position = 0
+        self._break_after = break_after
+        self._fake = fake
+
+    def read(self, size: int) -> bytes:
+        if self._break_after is not None and self._position >= self._break_after:
+            raise ConnectionResetError("connection reset by peer")
+        end = self._position + size
+        if self._break_after is not None:
+            end = min(end, self._break_after)
+        chunk = bytes(self._view[self._position : end])
+        self._position += len(chunk)
+        if self._fake is not None:
+            with self._fake.lock:
+                self._fake.served += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self._view.release()
+
+
+class FakeS3:
+    """Ranged GETs of ``data``; ``breaks`` maps a first byte to where its body breaks,
+    ``in_turn`` says where the n-th request's body breaks (None: it does not)."""
+
+    def __init__(
+        self, data: bytes, breaks: dict[int, int] | None = None, in_turn: list[int] | None = None
+    ) -> None:
+        self.view = memoryview(data)
+        self.breaks = dict(breaks or {})
+        self.in_turn = list(in_turn or [])
+        self.asked: list[tuple[int, int]] = []
+        self.served = 0
+        self.lock = threading.Lock()
+
+    def get_range(self, first: int, last: int) -> Any:
+        with self.lock:
+            self.asked.append((first, last))
+            broken = self.breaks.pop(first, None)
+            if self.in_turn:
+                broken = self.in_turn.pop(0)
+        return Body(self.view, first, last, broken, self)
+
+
+def read_all(stream: ParallelRangeStream, size: int = 1 * MiB) -> bytes:
+    out = bytearray()
+    while chunk := stream.read(size):
+        out += chunk
+    return bytes(out)
+
+
+def test_the_read_ahead_in_memory_stays_under_its_byte_bound() -> None:
+    data = hashlib.shake_256(b"bound").digest(64 * MiB)
+    fake = FakeS3(data)
+    plan = ReadPlan(connections=2, read_ahead=8 * MiB, range_size=2 * MiB)
+    digest = hashlib.sha256()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        stream = ParallelRangeStream(
+            RangeFetcher("s3://b/k", len(data), fake.get_range), len(data), plan
+        )
+        while chunk := stream.read(256 * 1024):
+            digest.update(chunk)
+        stream.close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"64 MiB read through an 8 MiB read-ahead: traced peak {peak} B")
+    assert digest.digest() == hashlib.sha256(data).digest()
+    assert stream.peak_held <= 8 * MiB
+    # the ranges, each connection's piece being copied in, the reads' copies out and 2 MiB
+    # for what else runs in this process
+    assert peak <= 8 * MiB + 2 * READ_PIECE + 2 * MiB
+
+
+def test_a_broken_range_resumes_from_the_byte_it_reached() -> None:
+    data = hashlib.shake_256(b"resume").digest(10 * MiB)
+    fake = FakeS3(data, breaks={4 * MiB: 3 * MiB + 5})
+    fetcher = RangeFetcher("s3://b/k", len(data), fake.get_range)
+    plan = ReadPlan(connections=2, read_ahead=8 * MiB, range_size=4 * MiB)
+    stream = ParallelRangeStream(fetcher, len(data), plan)
+    assert read_all(stream) == data
+    stream.close()
+    assert (7 * MiB + 5, 8 * MiB - 1) in fake.asked  # from the byte reached, to the range's end
+    assert fetcher.resumes == 1 and fetcher.requests == 4
+
+
+def test_a_range_that_never_completes_names_the_offset() -> None:
+    data = bytes(3 * MiB)
+    fetcher = RangeFetcher(
+        "s3://b/k", len(data), lambda first, last: Body(memoryview(data), first, last, 0)
+    )
+    with pytest.raises(
+        SourceReadError,
+        match=r"s3://b/k: reading stopped at byte 1048576 of 3145728 after 5 resumes",
+    ):
+        fetcher.fetch(1 * MiB, 1 * MiB)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    size=st.integers(0, 100_000),
+    range_size=st.integers(1_000, 40_000),
+    window=st.integers(1, 5),
+    connections=st.integers(1, 4),
+    read_size=st.integers(100, 50_000),
+    breaks=st.lists(st.integers(0, 40_000), max_size=5),
+)
+def test_any_plan_and_any_breaks_give_the_object_in_order(
+    size: int,
+    range_size: int,
+    window: int,
+    connections: int,
+    read_size: int,
+    breaks: list[int],
+) -> None:
+    # the first len(breaks) requests break (ConnectionResetError) after so many bytes
+    data = hashlib.shake_256(b"order").digest(size) if size else b""
+    fake = FakeS3(data, in_turn=breaks)
+    plan = ReadPlan(connections=connections, read_ahead=window * range_size, range_size=range_size)
+    stream = ParallelRangeStream(RangeFetcher("s3://b/k", size, fake.get_range), size, plan)
+    try:
+        assert read_all(stream, read_size) == data
+        assert stream.peak_held <= plan.read_ahead
+        assert fake.served == size  # each resume from the byte reached: nothing sent twice
+    finally:
+        stream.close()
+
+
+def test_the_settings_are_checked() -> None:
+    assert ReadPlan.from_env({}) == ReadPlan(4, 32 * MiB, 8 * MiB)
+    assert ReadPlan().bytes_held(3 * MiB) == 8 * MiB + READ_PIECE
+    assert ReadPlan.from_env({"TMPWARDEN_SOURCE_CONNECTIONS": "8"}).read_ahead == 64 * MiB
+    small = ReadPlan.from_env({"TMPWARDEN_READ_AHEAD_MIB": "2"})
+    assert (small.read_ahead, small.range_size, small.window) == (2 * MiB, 2 * MiB, 1)
+    for bad in (
+        {"TMPWARDEN_SOURCE_CONNECTIONS": "0"},
+        {"TMPWARDEN_SOURCE_CONNECTIONS": "x"},
+        {"TMPWARDEN_READ_AHEAD_MIB": "0.5"},
+    ):
+        with pytest.raises(ConfigurationError, match="TMPWARDEN_"):
+            ReadPlan.from_env(bad)
