@@ -102,6 +102,7 @@ def test_every_level_change_is_written_at_once_valid_and_within_256_kb(
     fake, sink = FakeSystem(), MemorySink()
     monitor = fake.monitor(sink, sample_interval=interval, flush_interval=max(flush_s, interval))
     monitor.begin_invocation(request_id)
+    monitor.stop()  # only this test's samples: the thread's, at real intervals, would race
     with monitor.phase(phase):
         for tmp, memory in usage:
             fake.advance(interval)
