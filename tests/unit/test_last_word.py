@@ -25,7 +25,6 @@ def test_each_crossing_is_in_the_sink_at_once_with_the_climb_before_it() -> None
     fake, sink = FakeSystem(), MemorySink()
     monitor = fake.monitor(sink, flush_interval=10.0)
     monitor.begin_invocation("req-climb")
-    monitor.stop()  # only the test's samples: the thread's would race with its counts
     seen_tmp: list[int] = [fake.used]
     seen_rss: list[int] = [fake.rss]
     crossings: list[tuple[str, str]] = []
@@ -90,7 +89,6 @@ def test_a_predicted_full_is_written_at_once_with_its_seconds_to_full() -> None:
     fake, sink = FakeSystem(), MemorySink()
     monitor = fake.monitor(sink, predict_horizon=30)
     monitor.begin_invocation("req-trend")
-    monitor.stop()  # only the test's samples: the thread's would race with its counts
     for step in range(1, 40):  # /tmp fills by 10% a second from 10%
         fake.advance(0.1)
         fake.fill_fraction(0.1 + 0.01 * step)
