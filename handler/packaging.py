@@ -22,7 +22,7 @@ from handler.archive.formats import SNIFF_SIZE, detect_format
 from handler.deadline import OutOfTimeError, bounded
 from handler.errors import CommitUnverifiedError, InsufficientStorageError
 from handler.events import SUCCEEDED, UNVERIFIED, StrategyChoice, Target, TargetResult, error_dict
-from handler.locations.buffers import plan_memory
+from handler.locations.buffers import plan_memory, plan_upload
 from handler.locations.local import Destination, IfExists, Source, open_destination, open_source
 from handler.logs import log_context
 from handler.members import ArchiveFormat
@@ -92,6 +92,7 @@ def package(
         if not isinstance(destination, str | os.PathLike)
         else open_destination(destination, s3=s3, if_exists=if_exists)
     )
+    plan_upload(dest, src.name, src.size())
     try:
         return run_stream(src, dest, options or PackageOptions(), progress=progress, clock=clock)
     except (MemoryError, RuntimeError) as exc:
@@ -233,6 +234,7 @@ class _Attempts:
         src = open_source(target.source, s3=self.s3)
         dest = open_destination(target.destination, s3=self.s3, if_exists=target.if_exists)
         self.memory = plan_memory(target.source, target.destination, src.size())
+        plan_upload(dest, target.source, src.size())
         check_memory(self.memory, function_memory_limit())
         if self.strategy is None:
             self.strategy = self._plan(src)

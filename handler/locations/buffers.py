@@ -7,7 +7,7 @@ what a (source, destination) pair holds, and loads the S3 modules (boto3) only f
 
 from __future__ import annotations
 
-from handler.locations.local import READ_BUFFER, WRITE_BUFFER, is_s3
+from handler.locations.local import READ_BUFFER, WRITE_BUFFER, Destination, is_s3
 from handler.memory import (
     BASELINE_BYTES,
     EXTRACT_EXTRA_BYTES,
@@ -15,17 +15,33 @@ from handler.memory import (
     MemoryPlan,
 )
 
-__all__ = ["plan_memory"]
+__all__ = ["plan_memory", "plan_upload"]
 
 
-def _part_size_for(output_bytes: int) -> int:
-    from handler.locations.multipart import MAX_PARTS, part_size  # noqa: PLC0415 - boto3 only for S3
+def _part_size_for(source: str, source_size: int) -> int:
+    """The largest part the S3 writer uploads for the planned output (the same rule)."""
+    from handler.locations.multipart import (  # noqa: PLC0415 - boto3 only for S3
+        largest_part_size,
+        plan_part_size,
+        planned_output_bytes,
+    )
 
-    written, number = 0, 1
-    while number < MAX_PARTS and written + part_size(number) < output_bytes:
-        written += part_size(number)
-        number += 1
-    return part_size(number)
+    planned = planned_output_bytes(source, source_size)
+    return largest_part_size(planned, plan_part_size(planned))
+
+
+def plan_upload(destination: Destination, source: str, source_size: int) -> None:
+    """Give an S3 destination the planned output size of ``source`` (``source_size`` bytes),
+    which its parts are sized from (:func:`handler.locations.multipart.plan_part_size`)."""
+    if not is_s3(destination.name):
+        return
+    from handler.locations.multipart import (  # noqa: PLC0415 - boto3 only for S3
+        S3Destination,
+        planned_output_bytes,
+    )
+
+    if isinstance(destination, S3Destination):
+        destination.planned_bytes = planned_output_bytes(source, source_size)
 
 
 def plan_memory(
@@ -48,6 +64,6 @@ def plan_memory(
         from handler.locations.multipart import MAX_IN_FLIGHT  # noqa: PLC0415
 
         parts = MAX_IN_FLIGHT + 3  # uploading, filling, being cut, held for its header
-        size = _part_size_for(source_size)
+        size = _part_size_for(source, source_size)
         return MemoryPlan(BASELINE_BYTES, parts, size, read_buffers, extracting)
     return MemoryPlan(BASELINE_BYTES, 1, WRITE_BUFFER, read_buffers, extracting)

@@ -2,8 +2,10 @@
 byte and verified (:mod:`handler.locations.commit`), or aborted on any failure, so no partial
 object ever appears.
 
-Parts start at 8 MiB and double every 1,000 parts, so an object of up to 5 TB fits in
-S3's 10,000 parts while memory stays at a few parts for any realistic artifact. Parts
+Parts are sized from the planned output (:func:`plan_part_size`): the plan fits in
+``PLANNED_PARTS`` (2,500) parts of at least 8 MiB, so large outputs get few large parts; past
+the plan they double every 1,000 parts (:func:`part_size`), so an output that outgrows its
+plan (even 4x) still fits in S3's 10,000 parts while memory stays at a few parts. Parts
 upload on background threads (at most ``MAX_IN_FLIGHT`` at once) while the next one fills.
 The part holding a member's local header is held back until the zipper patches the
 header's CRC and sizes (:class:`handler.locations.parts.PartCutter`), so the ZIP needs no data
@@ -51,10 +53,48 @@ MAX_OBJECT_SIZE = 5 * TiB
 MAX_IN_FLIGHT = 2
 
 
-def part_size(part_number: int) -> int:
-    """The size of part ``part_number`` (1-based): 8 MiB, doubling every 1,000 parts."""
-    doublings = (part_number - 1) // PARTS_PER_DOUBLING
-    return min(FIRST_PART_SIZE << doublings, MAX_PART_SIZE)
+PLANNED_PARTS = 2_500
+GZIP_OUTPUT_FACTOR = 2
+
+
+def planned_output_bytes(source: str, source_size: int) -> int:
+    """The ZIP size, in bytes, planned for ``source`` (``source_size`` bytes) before the work:
+    the source's size, times ``GZIP_OUTPUT_FACTOR`` (2) for a gzip-compressed source, whose
+    uncompressed size is unknown until it is read (model weights shrink only 7-18% under
+    deflate, so 2x over-covers them; an output past the plan is covered by the doubling)."""
+    name = source.lower().rstrip("/")
+    gzipped = name.endswith((".gz", ".tgz"))
+    return max(0, source_size) * (GZIP_OUTPUT_FACTOR if gzipped else 1)
+
+
+def plan_part_size(planned_bytes: int) -> int:
+    """The first part size, in bytes, for an output of ``planned_bytes``: the smallest of
+    8 MiB x 2^k that fits the plan in ``PLANNED_PARTS`` (2,500) parts, at most 5 GiB.
+    S3's limits (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html): parts
+    5 MiB to 5 GiB, at most 10,000 parts, so 5 GiB x 10,000 = 48.8 TiB is the largest plan."""
+    size = FIRST_PART_SIZE
+    while size < MAX_PART_SIZE and size * PLANNED_PARTS < planned_bytes:
+        size *= 2
+    return min(size, MAX_PART_SIZE)
+
+
+def part_size(part_number: int, first: int = FIRST_PART_SIZE) -> int:
+    """The size of part ``part_number`` (1-based), in bytes: ``first`` (from
+    :func:`plan_part_size`) for the planned ``PLANNED_PARTS``, then doubling every 1,000
+    parts (a safety net for an output larger than planned), at most 5 GiB."""
+    past_plan = part_number - 1 - PLANNED_PARTS
+    doublings = 0 if past_plan < 0 else past_plan // PARTS_PER_DOUBLING + 1
+    return min(first << doublings, MAX_PART_SIZE)
+
+
+def largest_part_size(output_bytes: int, first: int) -> int:
+    """The size, in bytes, of the part that holds byte ``output_bytes`` of the output
+    (the largest part an output that size uploads) with :func:`part_size` from ``first``."""
+    written, number = 0, 1
+    while number < MAX_PARTS and written + part_size(number, first) < output_bytes:
+        written += part_size(number, first)
+        number += 1
+    return part_size(number, first)
 
 
 class _UploadSink:
@@ -84,7 +124,14 @@ class _UploadSink:
 class S3MultipartWriter:
     """One attempt at one S3 destination."""
 
-    def __init__(self, client: S3Client, location: str, if_exists: IfExists = "overwrite") -> None:
+    def __init__(
+        self,
+        client: S3Client,
+        location: str,
+        if_exists: IfExists = "overwrite",
+        *,
+        planned_bytes: int = 0,
+    ) -> None:
         self._client = client
         self._url = S3Url.parse(location)
         self.name = location
@@ -97,7 +144,9 @@ class S3MultipartWriter:
             reading_source=False,
         )
         self.upload_id = created["UploadId"]
-        self._cutter = PartCutter(part_size)
+        first = plan_part_size(planned_bytes)
+        self.first_part_size = first
+        self._cutter = PartCutter(lambda number: part_size(number, first))
         self._parts: list[tuple[int, concurrent.futures.Future[str]]] = []
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=MAX_IN_FLIGHT, thread_name_prefix="tmpwarden-upload"
@@ -215,6 +264,7 @@ class S3Destination:
         self.client = client
         self._location = location
         self.if_exists = if_exists
+        self.planned_bytes = 0  # the planned ZIP size (planned_output_bytes); 0: unknown
 
     @property
     def name(self) -> str:
@@ -239,4 +289,6 @@ class S3Destination:
 
     def begin(self) -> S3MultipartWriter:
         self.check_writable()
-        return S3MultipartWriter(self.client, self._location, self.if_exists)
+        return S3MultipartWriter(
+            self.client, self._location, self.if_exists, planned_bytes=self.planned_bytes
+        )
