@@ -13,8 +13,8 @@ The estimate, in bytes, is ``BASELINE_BYTES + parts in flight x part size + read
 - Parts in flight, for an S3 destination: ``MAX_IN_FLIGHT`` parts uploading, one filling,
   one being cut from the buffer, and one held back until the local header it carries is
   filled in (:mod:`handler.locations.multipart`, :mod:`handler.locations.parts`), each of
-  the part size an output as large as the source reaches
-  (:func:`handler.locations.multipart.part_size`: 8 MiB up to about 8 GB). A local
+  the largest part the planned output reaches (the source's size, twice it for gzip:
+  :func:`handler.locations.multipart.plan_part_size`, 8 MiB up to about 20 GiB). A local
   destination holds one ``WRITE_BUFFER`` instead.
 - Read buffers: ``READ_BUFFER``, the tar reader's and the gzip decoder's chunks and the
   zipper's (1 MiB each), plus ``READAHEAD`` (8 MiB) for a ZIP read from S3 through ranged
