@@ -22,6 +22,7 @@ import pytest
 if TYPE_CHECKING:
     from handler.archive import StreamingExtractor
     from handler.members import OpenMember
+    from handler.strategies import PackageResult
 
 ArchiveKind = Literal["tar", "tar.gz", "tar.bz2", "tar.xz", "zip"]
 ALL_FORMATS: tuple[ArchiveKind, ...] = ("tar", "tar.gz", "tar.bz2", "tar.xz", "zip")
@@ -153,3 +154,32 @@ def open_members(
     (:meth:`StreamingExtractor.open`, then the reader's ``members``)."""
     with extractor.open(archive) as reader:
         yield from reader.members(patterns)
+
+
+def stream_locally(
+    archive: Path, out: Path, _scratch: Path, include: tuple[str, ...] = ()
+) -> PackageResult:
+    """Package a local ``archive`` into ``out`` with the stream strategy."""
+    from handler.locations.local import LocalDestination, LocalSource
+    from handler.strategies import PackageOptions, run_stream
+
+    return run_stream(LocalSource(archive), LocalDestination(out), PackageOptions(include=include))
+
+
+def extract_locally(
+    archive: Path, out: Path, scratch: Path, include: tuple[str, ...] = ()
+) -> PackageResult:
+    """Package a local ``archive`` into ``out`` with the extract strategy, scratch in
+    ``scratch`` and no critical threshold in the way."""
+    from handler.locations.local import LocalDestination, LocalSource
+    from handler.storage import StorageManager
+    from handler.strategies import PackageOptions, run_extract
+
+    return run_extract(
+        LocalSource(archive),
+        LocalDestination(out),
+        PackageOptions(include=include),
+        scratch_root=scratch,
+        storage=StorageManager(scratch),
+        critical=1.0,
+    )

@@ -10,7 +10,6 @@ member of the ZIP it wrote. Faults are real: a destination filled until only
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
@@ -20,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +29,7 @@ from handler.locations.local import LocalSource, Source, open_destination
 from handler.packaging import plan
 from handler.storage import StorageManager, Strategy
 from handler.strategies import PackageOptions, run_extract, run_stream
+from tests.helpers import archive_digests
 from tests.lazy_archive import LazyMember, LazyTar
 
 CRITICAL = 0.9
@@ -75,20 +74,6 @@ def _fill(directory: Path, leave: int) -> None:
         block = bytes(1 << 20)
         while size > 0:
             size -= filler.write(block[: min(size, len(block))])
-
-
-def _digests(path: Path) -> dict[str, str]:
-    digests: dict[str, str] = {}
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if info.is_dir():
-                continue
-            digest = hashlib.sha256()
-            with archive.open(info) as member:
-                while chunk := member.read(1 << 20):
-                    digest.update(chunk)
-            digests[info.filename] = digest.hexdigest()
-    return digests
 
 
 def _listing(directory: Path) -> list[str]:
@@ -144,7 +129,7 @@ def handle(request: Mapping[str, Any]) -> dict[str, Any]:
     if local:
         reply["dest_listing"] = _listing(out_dir)
         if reply["ok"] and request.get("digests", True):
-            reply["digests"] = _digests(Path(destination))
+            reply["digests"] = archive_digests(Path(destination))
         Path(destination).unlink(missing_ok=True)
         (out_dir / FILLER).unlink(missing_ok=True)
     return reply

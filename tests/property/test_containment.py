@@ -23,11 +23,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from handler.errors import ExtractionError
-from handler.locations.local import LocalDestination, LocalSource
-from handler.packaging import PackageOptions
-from handler.storage import StorageManager
-from handler.strategies import run_extract, run_stream
-from tests.helpers import FIXED_MTIME, listing
+from tests.helpers import FIXED_MTIME, extract_locally, listing, stream_locally
 
 Kind = Literal["file", "dir", "symlink", "hardlink"]
 ROOT = "@ROOT@"
@@ -178,19 +174,8 @@ def _contained(links: dict[str, str], directory: list[str], target: str) -> bool
 Runner = Callable[[Path, Path, Path], object]
 
 
-def _stream(archive: Path, out: Path, _scratch: Path) -> object:
-    return run_stream(LocalSource(archive), LocalDestination(out), PackageOptions())
-
-
-def _extract(archive: Path, out: Path, scratch: Path) -> object:
-    return run_extract(
-        LocalSource(archive),
-        LocalDestination(out),
-        PackageOptions(),
-        scratch_root=scratch,
-        storage=StorageManager(scratch),
-        critical=1.0,
-    )
+_stream = stream_locally
+_extract = extract_locally
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate name")  # duplicates are part of the hostility

@@ -22,11 +22,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handler.locations.local import LocalDestination, LocalSource
-from handler.packaging import PackageOptions, PackageResult
-from handler.storage import StorageManager
-from handler.strategies import run_extract, run_stream
-from tests.helpers import FIXED_MTIME
+from handler.packaging import PackageResult
+from tests.helpers import FIXED_MTIME, extract_locally, stream_locally
 
 Kind = Literal["file", "dir", "symlink", "hardlink"]
 TAR_MODES = {"tar": "w", "tar.gz": "w:gz", "tar.bz2": "w:bz2", "tar.xz": "w:xz"}
@@ -111,19 +108,8 @@ def _build(path: Path, entries: list[Entry], fmt: str) -> None:
 Runner = Callable[[Path, Path, Path], PackageResult]
 
 
-def _stream(archive: Path, out: Path, _scratch: Path) -> PackageResult:
-    return run_stream(LocalSource(archive), LocalDestination(out), PackageOptions())
-
-
-def _extract(archive: Path, out: Path, scratch: Path) -> PackageResult:
-    return run_extract(
-        LocalSource(archive),
-        LocalDestination(out),
-        PackageOptions(),
-        scratch_root=scratch,
-        storage=StorageManager(scratch),
-        critical=1.0,
-    )
+_stream = stream_locally
+_extract = extract_locally
 
 
 @given(data=st.data(), fmt=st.sampled_from(["tar", "tar.gz", "tar.bz2", "tar.xz", "zip"]))

@@ -26,11 +26,8 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from handler.errors import ExtractionError, InputError
-from handler.locations.local import LocalDestination, LocalSource
-from handler.packaging import PackageOptions, PackageResult
-from handler.storage import StorageManager
-from handler.strategies import run_extract, run_stream
-from tests.helpers import FIXED_MTIME
+from handler.packaging import PackageResult
+from tests.helpers import FIXED_MTIME, extract_locally, stream_locally
 
 Kind = Literal["file", "dir", "symlink", "hardlink", "device", "fifo"]
 LINKS = ("symlink", "hardlink")
@@ -182,19 +179,8 @@ def selects(name: str, chosen: Sequence[str]) -> bool:
 Runner = Callable[[Path, Path, Path, tuple[str, ...]], PackageResult]
 
 
-def _stream(archive: Path, out: Path, _scratch: Path, include: tuple[str, ...]) -> PackageResult:
-    return run_stream(LocalSource(archive), LocalDestination(out), PackageOptions(include=include))
-
-
-def _extract(archive: Path, out: Path, scratch: Path, include: tuple[str, ...]) -> PackageResult:
-    return run_extract(
-        LocalSource(archive),
-        LocalDestination(out),
-        PackageOptions(include=include),
-        scratch_root=scratch,
-        storage=StorageManager(scratch),
-        critical=1.0,
-    )
+_stream = stream_locally
+_extract = extract_locally
 
 
 def _zip_contents(path: Path) -> tuple[dict[str, tuple[str, bytes]], set[str]]:
