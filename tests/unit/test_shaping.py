@@ -150,8 +150,11 @@ def test_bytes_are_counted_exactly_each_way(origin: Origin) -> None:
         with _connect(proxy) as sock:
             _get(sock, 5_000_001)
             _put(sock, 3_000_003)
+        # The proxy counts a chunk after delivering it: wait for both directions to settle.
+        want_in = 5_000_001 + len(b"ok")
+        want_out = len(b"G5000001\n") + len(b"P3000003\n") + 3_000_003
         deadline = time.monotonic() + 5
-        while proxy.bytes_out < len(b"G5000001\n") + len(b"P3000003\n") + 3_000_003:
+        while proxy.bytes_in < want_in or proxy.bytes_out < want_out:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         assert proxy.bytes_in == 5_000_001 + len(b"ok")
