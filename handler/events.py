@@ -5,10 +5,12 @@ Event::
     {"targets": [{"source": "s3://bucket/models/m.tar.gz",
                   "destination": "s3://bucket/packages/m.zip",
                   "include": ["*.safetensors", "config.json"],
-                  "compression": "deflate", "level": 6,
+                  "compression": "auto", "level": 6,
                   "name_encoding": "latin-1", "if_exists": "overwrite"}],
      "strategy": "auto"}
 
+``compression`` (optional, default ``auto``) and ``level`` (optional, 0-9; default: from
+the destination) are explained in :mod:`handler.zipwriter.method`.
 ``name_encoding`` (optional) is the codec of member names that are not UTF-8; without it
 such names are refused (see :mod:`handler.archive.names`).
 
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from handler.archive.names import check_name_encoding
-from handler.codec import COMPRESSIONS, DEFAULT_LEVEL, Compression
+from handler.codec import COMPRESSIONS, Compression
 from handler.errors import InputError
 from handler.locations.local import IF_EXISTS, IfExists, check_location
 from handler.validation import location_problems, same_location, shown, shown_repr, text_problem
@@ -112,8 +114,9 @@ class Target:
     source: str
     destination: str
     include: tuple[str, ...] = ()
-    compression: Compression = "deflate"
-    level: int = DEFAULT_LEVEL
+    compression: Compression = "auto"
+    level: int | None = None
+    """None: chosen from the destination (handler.zipwriter.method)."""
     name_encoding: str | None = None
     if_exists: IfExists = "overwrite"
 
@@ -159,7 +162,7 @@ def _include(value: Any, path: str) -> tuple[str, ...]:
 
 def _compression(value: Any, path: str) -> Compression:
     if value is None:
-        return "deflate"
+        return "auto"
     if value not in COMPRESSIONS:
         raise EventValidationError(
             path, f"must be one of {', '.join(COMPRESSIONS)}; got {shown_repr(value)}"
@@ -167,9 +170,9 @@ def _compression(value: Any, path: str) -> Compression:
     return value  # type: ignore[no-any-return]
 
 
-def _level(value: Any, path: str) -> int:
+def _level(value: Any, path: str) -> int | None:
     if value is None:
-        return DEFAULT_LEVEL
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
         raise EventValidationError(
             path, f"must be a whole number from 0 to 9; got {shown_repr(value)}"
@@ -232,7 +235,7 @@ def parse_target(raw: Any, path: str) -> Target:
     if_exists = found.check(_if_exists, raw.get("if_exists"), f"{path}.if_exists")
     found.raise_any()
     assert source is not None and destination is not None and include is not None
-    assert compression is not None and level is not None and if_exists is not None
+    assert compression is not None and if_exists is not None  # level None: auto
     return Target(
         source=source,
         destination=destination,

@@ -11,6 +11,8 @@ and aborted on failure, and report their work as monitor phases.
 from __future__ import annotations
 
 import contextlib
+import functools
+import stat
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -21,12 +23,13 @@ from typing import Any, Protocol
 from handler.archive import StreamingExtractor
 from handler.archive.names import check_name_encoding
 from handler.archive.safety import Limits
-from handler.codec import DEFAULT_LEVEL, Compression, check_compression, check_level
+from handler.codec import Compression, check_compression, check_level
 from handler.errors import CompressionError, InputError
 from handler.locations.leftovers import LockedScratch, remove_stale_scratch, sources_in_use
-from handler.locations.local import Destination, Source
+from handler.locations.local import Destination, Source, is_s3
 from handler.members import Member, MemberKind, OpenMember
 from handler.storage import CleanupContext, StorageManager
+from handler.zipwriter.method import copies_raw, resolve_level
 from handler.zipwriter.tree import add_tree
 from handler.zipwriter.zipper import IncrementalZipper, ZipCounts, iter_chunks
 from monitor.errors import shown, shown_repr
@@ -59,8 +62,10 @@ class PackageOptions:
     """What to put in the ZIP and how to compress it."""
 
     include: tuple[str, ...] = ()
-    compression: Compression = "deflate"
-    level: int = DEFAULT_LEVEL
+    compression: Compression = "auto"
+    level: int | None = None
+    """The deflate level 0-9; None: chosen from the destination
+    (:func:`handler.zipwriter.method.resolve_level`)."""
     limits: Limits = field(default_factory=Limits)
     name_encoding: str | None = None
     """The codec of member names that are not UTF-8 (None: refuse them); see
@@ -68,7 +73,8 @@ class PackageOptions:
 
     def __post_init__(self) -> None:
         check_compression(self.compression)
-        check_level(self.level)
+        if self.level is not None:
+            check_level(self.level)
         check_name_encoding(self.name_encoding)
         for pattern in self.include:
             if not pattern.strip():
@@ -101,9 +107,23 @@ class PackageResult:
         return asdict(self)
 
 
-def add_member(zipper: IncrementalZipper, opened: OpenMember) -> int:
-    """Stream one archive member into the zipper; returns its uncompressed bytes."""
+def add_member(
+    zipper: IncrementalZipper, opened: OpenMember, copies: Callable[[int], bool] | None = None
+) -> int:
+    """Stream one archive member into the zipper; returns its uncompressed bytes. A
+    member whose compressed data the archive gives (``opened.raw``) by a method
+    ``copies`` accepts is copied as it is (see :func:`handler.zipwriter.method.copies_raw`)."""
     member = opened.member
+    raw = opened.raw
+    if member.kind is MemberKind.FILE and raw is not None and copies and copies(raw.method):
+        entry = zipper.add_precompressed(
+            member.name,
+            raw,
+            size_hint=member.size,
+            mode=stat.S_IFREG | member.mode,
+            mtime=member.mtime,
+        )
+        return entry.uncompressed_size
     if member.kind is MemberKind.FILE:
         entry = zipper.add_stream(
             member.name,
@@ -127,12 +147,14 @@ def transcode(
     members: Iterable[OpenMember],
     zipper: IncrementalZipper,
     file_done: Callable[[], None] | None = None,
+    copies: Callable[[int], bool] | None = None,
 ) -> ZipCounts:
     """Stream each member from the archive reader into the zipper; nothing touches disk.
-    ``file_done`` is called after each file member."""
+    ``file_done`` is called after each file member; ``copies`` says which compression
+    methods are copied as they are (see :func:`add_member`)."""
     files = directories = links = size = 0
     for opened in members:
-        size += add_member(zipper, opened)
+        size += add_member(zipper, opened, copies)
         kind = opened.member.kind
         if kind is MemberKind.FILE and file_done is not None:
             file_done()
@@ -168,7 +190,7 @@ def write_zip(
             zipper = IncrementalZipper(
                 writer.sink,
                 compression=opts.compression,
-                level=opts.level,
+                level=resolve_level(opts.compression, opts.level, network_bound=is_s3(dest.name)),
                 progress_callback=progress_callback,
             )
             counts = fill(zipper)
@@ -204,7 +226,12 @@ def run_stream(
                 callback(reader.source_bytes_read, source_size)
 
         def fill(zipper: IncrementalZipper) -> ZipCounts:
-            counts = transcode(reader.members(opts.include or None), zipper, reporter.file_done)
+            counts = transcode(
+                reader.members(opts.include or None),
+                zipper,
+                reporter.file_done,
+                functools.partial(copies_raw, opts.compression, opts.level),
+            )
             if opts.include and counts.files == 0:
                 raise InputError(no_match_message(src.name, opts.include))
             return counts

@@ -20,7 +20,7 @@ from handler.archive.safety import Limits
 from handler.cli.progress import ProgressBar
 from handler.cli.sample import build_sample_artifact
 from handler.cli.sandbox import DEFAULT_TEMPLATE
-from handler.codec import COMPRESSIONS, DEFAULT_LEVEL
+from handler.codec import COMPRESSIONS
 from handler.errors import CommitUnverifiedError, InputError, TmpwardenError
 from handler.events import UNVERIFIED, error_dict
 from handler.locations.local import IF_EXISTS, is_s3, open_source
@@ -128,8 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="only members matching GLOB (repeatable); without '/' it matches "
         "base names, with '/' whole paths",
     )
-    pack.add_argument("--compression", choices=COMPRESSIONS, default="deflate")
-    pack.add_argument("--level", type=_level, default=DEFAULT_LEVEL, help="deflate level 0-9")
+    pack.add_argument(
+        "--compression",
+        choices=COMPRESSIONS,
+        default="auto",
+        help="auto (default): deflate at the level the destination calls for (1 to S3, 6 "
+        "locally), members that do not compress stored, a ZIP source's deflated members "
+        "copied as they are",
+    )
+    pack.add_argument(
+        "--level", type=_level, default=None, help="deflate level 0-9 (default: auto)"
+    )
     pack.add_argument(
         "--if-exists",
         choices=IF_EXISTS,

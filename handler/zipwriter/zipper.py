@@ -47,6 +47,7 @@ from handler.codec import (
 )
 from handler.errors import CompressionError
 from handler.zipwriter.centraldir import CentralRecords
+from handler.zipwriter.method import incompressible, sample_of
 from handler.zipwriter.records import (
     FLAG_DATA_DESCRIPTOR,
     METHOD_DEFLATED,
@@ -100,8 +101,10 @@ class ZipCounts:
 class IncrementalZipper:
     """Writes a ZIP archive member by member into ``sink``; call :meth:`finalize` at the end.
 
-    ``compression`` is ``"deflate"`` (levels 0-9) or ``"store"``; ``compressor_factory``
-    replaces the default (ISA-L, else zlib) deflate implementation.
+    ``compression`` is ``"deflate"`` (levels 0-9), ``"store"`` or ``"auto"`` (deflate,
+    but a member whose first bytes do not compress is stored, see
+    :mod:`handler.zipwriter.method`); ``compressor_factory`` replaces the default
+    (ISA-L, else zlib) deflate implementation.
     """
 
     def __init__(
@@ -167,9 +170,9 @@ class IncrementalZipper:
                 data,
                 mode=stat.S_IFREG | mode,
                 mtime=mtime,
-                deflate=self._compression == "deflate",
+                deflate=self._compression != "store",
             )
-        compressor, method = self._streaming_codec()
+        compressor, method = self._streaming_codec(prefix)
         stream = CompressingStream(replay(prefix, raw), compressor, method, on_raw=self._advance)
         return self._add_streaming(
             arcname, stream, iter(stream), size_hint, stat.S_IFREG | mode, mtime
@@ -284,9 +287,12 @@ class IncrementalZipper:
             return int(tell())
         return 0
 
-    def _streaming_codec(self) -> tuple[Compressor, int]:
-        """The compressor and method for a member too large to buffer."""
-        if self._compression == "deflate":
+    def _streaming_codec(self, prefix: Iterable[bytes]) -> tuple[Compressor, int]:
+        """The compressor and method for a member too large to buffer; under ``auto``
+        its first bytes decide whether it is worth deflating (:mod:`.method`)."""
+        if self._compression == "deflate" or (
+            self._compression == "auto" and not incompressible(sample_of(prefix), self._factory)
+        ):
             return self._factory(self._level), METHOD_DEFLATED
         if self._patcher is not None:
             return StoreCompressor(), METHOD_STORED
