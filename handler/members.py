@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 
 class MemberKind(enum.StrEnum):
@@ -39,12 +40,31 @@ class Member:
     compressed_size: int | None = None
 
 
+class RawData(Protocol):
+    """A member's data as its archive compressed it (by ZIP ``method``), verified by the
+    end of iteration against ``crc32`` and ``uncompressed_size``."""
+
+    method: int
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    @property
+    def crc32(self) -> int: ...
+
+    @property
+    def uncompressed_size(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class OpenMember:
-    """A member and a stream of its data; read it before asking for the next member."""
+    """A member and a stream of its data; read it (or ``raw``) before asking for the next
+    member."""
 
     member: Member
     stream: BinaryIO
+    raw: RawData | None = None
+    """The data still compressed, when the archive can give it (a ZIP's deflated member):
+    read either this or ``stream``, not both."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from handler.archive.names import Name
 from handler.archive.readchecks import CORRUPT_ADVICE
 from handler.archive.safety import LONG_TARGET_ADVICE, MAX_SYMLINK_TARGET, safe_name
 from handler.archive.unpackable import zip_refusal
+from handler.archive.zip_raw import RawZipMember
 from handler.errors import ExtractionError
 from handler.members import Member, MemberKind, OpenMember
 from handler.streams import GuardedReader
@@ -52,13 +53,16 @@ def zip_members(
         if member is None:
             continue
         stream: BinaryIO = cast(BinaryIO, io.BytesIO())
+        raw = None
         if with_data and member.kind is MemberKind.FILE:
             try:
                 opened = archive.open(info)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise reader.corrupt(exc) from exc
             stream = cast(BinaryIO, GuardedReader(opened, reader.corrupt))
-        yield OpenMember(member, stream)
+            if info.compress_type == zipfile.ZIP_DEFLATED:
+                raw = RawZipMember(handle, info, reader.corrupt)
+        yield OpenMember(member, stream, raw)
 
 
 def _zip_member(

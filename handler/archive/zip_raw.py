@@ -1,0 +1,148 @@
+"""A ZIP source member's compressed bytes as they are, for copying into the output ZIP
+without inflating and deflating them again (:func:`handler.zipwriter.method.copies_raw`).
+
+The bytes are copied, not trusted: as they stream, they are inflated into a counter and
+a CRC and the inflated bytes are dropped, so a copied member is verified exactly as a
+re-compressed one is (zipfile checks CRC-32 and size at the end of a member). Trusting the
+source's CRC would cost nothing but would copy a damaged member into an output that then
+verifies against its own directory. The cost is one ISA-L inflate: 482 MB/s of one core on
+the sample's weights, against zlib's inflate (244 MB/s, what zipfile reads a member with)
+plus ISA-L level 1's deflate (1,067 MB/s) on the re-compressing path, so about 2.4x less
+CPU per byte, and the output bytes are the source's (``python -m benchmarks.codec_levels``,
+64 MiB, CPU time of one thread, best of 3, 2026-11-30).
+A member that inflates past its declared size (a zip bomb or a lie), ends early, or
+whose CRC-32 differs fails with the same :class:`~handler.errors.ExtractionError` the
+re-compressing path gives; the output ZIP is then aborted by its writer.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, cast
+
+from handler.codec import crc32, raw_inflater
+from handler.streams import CHUNK_SIZE
+
+LOCAL_HEADER = struct.Struct("<4s22xHH")
+"""A local file header's signature and the lengths of its name and extra field
+(APPNOTE.TXT 4.3.7: 30 bytes, the lengths at offsets 26 and 28)."""
+LOCAL_SIGNATURE = b"PK\x03\x04"
+
+
+class RawZipMember:
+    """The compressed bytes of one deflated member of a ZIP read through ``handle``
+    (a :class:`~handler.zipwriter.zipdata.PrecompressedMember`).
+
+    ``crc32`` and ``uncompressed_size`` are the central directory's, and are verified
+    against the data by the time iteration ends; ``corrupt`` turns a failure into the
+    reader's error naming the member. Holds at most one chunk of compressed and one of
+    inflated data.
+    """
+
+    def __init__(
+        self,
+        handle: BinaryIO,
+        info: zipfile.ZipInfo,
+        corrupt: Callable[[Exception], Exception],
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        self.method = info.compress_type
+        self._handle = handle
+        self._info = info
+        self._corrupt = corrupt
+        self._chunk_size = chunk_size
+
+    @property
+    def crc32(self) -> int:
+        return self._info.CRC
+
+    @property
+    def uncompressed_size(self) -> int:
+        return self._info.file_size
+
+    @property
+    def compressed_size(self) -> int:
+        return self._info.compress_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._blocks()
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+            raise self._corrupt(exc) from exc
+
+    def _blocks(self) -> Iterator[bytes]:
+        info = self._info
+        position = self._data_offset()
+        remaining = info.compress_size
+        check = _InflateCheck(info, self._chunk_size)
+        while remaining > 0:
+            self._handle.seek(position)
+            block = self._handle.read(min(self._chunk_size, remaining))
+            if not block:
+                raise EOFError(f"the data of {info.filename!r} ends {remaining} bytes early")
+            position += len(block)
+            remaining -= len(block)
+            check.feed(block)
+            yield block
+        check.finish()
+
+    def _data_offset(self) -> int:
+        """Where the member's data starts: after its local header's name and extra field
+        (which may differ from the central directory's extra field)."""
+        self._handle.seek(self._info.header_offset)
+        header = self._handle.read(LOCAL_HEADER.size)
+        if len(header) < LOCAL_HEADER.size:
+            raise EOFError(f"the local header of {self._info.filename!r} is cut short")
+        signature, name_length, extra_length = cast(
+            "tuple[bytes, int, int]", LOCAL_HEADER.unpack(header)
+        )
+        if signature != LOCAL_SIGNATURE:
+            raise zipfile.BadZipFile(f"bad local header signature for {self._info.filename!r}")
+        return self._info.header_offset + LOCAL_HEADER.size + name_length + extra_length
+
+
+class _InflateCheck:
+    """Inflates what it is fed into a CRC-32 and a count, keeping none of it."""
+
+    def __init__(self, info: zipfile.ZipInfo, chunk_size: int) -> None:
+        self._info = info
+        self._chunk_size = chunk_size
+        self._inflater = raw_inflater()
+        self._crc = 0
+        self._size = 0
+
+    def feed(self, block: bytes) -> None:
+        data = block
+        while True:  # bounded output per call: a zip bomb never lands in memory
+            out = self._inflater.decompress(data, self._chunk_size)
+            self._count(out)
+            data = self._inflater.unconsumed_tail
+            if not data and len(out) < self._chunk_size:
+                return
+
+    def finish(self) -> None:
+        self._count(self._inflater.flush())
+        info = self._info
+        if not self._inflater.eof or self._inflater.unused_data:
+            raise zipfile.BadZipFile(
+                f"the deflate stream of {info.filename!r} does not end where its "
+                f"{info.compress_size:,} compressed bytes do"
+            )
+        if self._size != info.file_size:
+            raise zipfile.BadZipFile(
+                f"{info.filename!r} inflates to {self._size:,} bytes, not the "
+                f"{info.file_size:,} its header declares"
+            )
+        if self._crc != info.CRC:
+            raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+
+    def _count(self, out: bytes) -> None:
+        self._size += len(out)
+        if self._size > self._info.file_size:
+            raise zipfile.BadZipFile(
+                f"{self._info.filename!r} inflates past the {self._info.file_size:,} bytes "
+                "its header declares"
+            )
+        self._crc = crc32(out, self._crc)
