@@ -1,0 +1,145 @@
+"""How members are compressed when the user does not fix it (handler.zipwriter.method):
+the level from the destination, stored for data that does not deflate, raw copies."""
+
+from __future__ import annotations
+
+import io
+import random
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from handler.cli.main import build_parser
+from handler.cli.sample import weight_chunks
+from handler.codec import DEFAULT_LEVEL, fastest_deflate
+from handler.events import parse_event
+from handler.packaging import PackageOptions, package
+from handler.zipwriter.method import (
+    LOCAL_LEVEL,
+    NETWORK_LEVEL,
+    SAMPLE_SIZE,
+    copies_raw,
+    incompressible,
+    resolve_level,
+    sample_of,
+)
+from handler.zipwriter.records import METHOD_DEFLATED, METHOD_STORED
+from handler.zipwriter.zipper import BUFFER_LIMIT, IncrementalZipper
+from monitor.units import MiB
+from tests.streaming_readers import PartSink, zipfile_contents
+
+RANDOM = random.Random(7).randbytes(2 * MiB)  # as already-compressed shards are
+WEIGHTS = b"".join(weight_chunks(2 * MiB, seed=7))  # float32 weights deflate by ~7%
+
+
+class PipeSink:
+    """A sink that can neither seek nor patch (a pipe)."""
+
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+
+    def write(self, data: bytes) -> int:
+        return self.buffer.write(data)
+
+
+def test_the_level_follows_the_destination_unless_the_user_fixed_one() -> None:
+    assert resolve_level("auto", None, network_bound=True) == NETWORK_LEVEL == 1
+    assert resolve_level("auto", None, network_bound=False) == LOCAL_LEVEL == 6
+    # an explicit level, or an explicit deflate without one, is what it always was
+    for compression in ("auto", "deflate"):
+        for level in (0, 3, 9):
+            assert resolve_level(compression, level, network_bound=True) == level  # type: ignore[arg-type]
+    assert resolve_level("deflate", None, network_bound=True) == DEFAULT_LEVEL
+
+
+def test_auto_is_the_default_of_the_cli_the_event_and_the_options() -> None:
+    args = build_parser().parse_args(["package", "in.tar", "out.zip"])
+    assert (args.compression, args.level) == ("auto", None)
+    event = parse_event({"targets": [{"source": "a.tar", "destination": "b.zip"}]})
+    assert (event.targets[0].compression, event.targets[0].level) == ("auto", None)
+    fixed = parse_event(
+        {
+            "targets": [
+                {"source": "a.tar", "destination": "b.zip", "compression": "deflate", "level": 9}
+            ]
+        }
+    )
+    assert (fixed.targets[0].compression, fixed.targets[0].level) == ("deflate", 9)
+    assert (PackageOptions().compression, PackageOptions().level) == ("auto", None)
+
+
+def test_the_sample_tells_random_bytes_from_weights_and_text() -> None:
+    assert incompressible(sample_of([RANDOM]), fastest_deflate)
+    assert not incompressible(sample_of([WEIGHTS]), fastest_deflate)
+    assert not incompressible(sample_of([b'{"a": 1}\n' * 50_000]), fastest_deflate)
+    assert not incompressible(b"", fastest_deflate)
+    assert len(sample_of([RANDOM[:100], RANDOM])) == SAMPLE_SIZE  # spans blocks
+
+
+def test_only_deflated_members_are_copied_raw_and_only_without_a_level() -> None:
+    assert copies_raw("auto", None, METHOD_DEFLATED)
+    assert copies_raw("deflate", None, METHOD_DEFLATED)
+    assert not copies_raw("auto", 9, METHOD_DEFLATED)  # the user's level is honoured
+    assert not copies_raw("store", None, METHOD_DEFLATED)
+    assert not copies_raw("auto", None, METHOD_STORED)
+
+
+def _methods(data: bytes) -> dict[str, int]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {info.filename: info.compress_type for info in archive.infolist()}
+
+
+@pytest.mark.parametrize("sink_kind", ["file", "parts"])
+def test_auto_stores_a_large_member_that_does_not_deflate(sink_kind: str) -> None:
+    # GIVEN a seekable file and an S3-like sink that patches its held part
+    sink = io.BytesIO() if sink_kind == "file" else PartSink(5 * MiB)
+    with IncrementalZipper(sink, compression="auto", level=1) as zipper:
+        zipper.add_stream("random.bin", [RANDOM[i : i + MiB] for i in range(0, len(RANDOM), MiB)])
+        zipper.add_stream("weights.bin", [WEIGHTS[:MiB], WEIGHTS[MiB:]])
+    data = sink.getvalue()
+    # THEN the random member is stored (no bigger than its data), the weights deflated
+    assert len(RANDOM) > BUFFER_LIMIT
+    assert _methods(data) == {"random.bin": METHOD_STORED, "weights.bin": METHOD_DEFLATED}
+    assert zipfile_contents(data) == {"random.bin": RANDOM, "weights.bin": WEIGHTS}
+    entries = {e.name: e for e in zipper.entries}
+    print(
+        f"{sink_kind}: random {entries['random.bin'].compressed_size} of {len(RANDOM)}, "
+        f"weights {entries['weights.bin'].compressed_size} of {len(WEIGHTS)}"
+    )
+    assert entries["random.bin"].compressed_size == len(RANDOM)
+    assert entries["weights.bin"].compressed_size < 0.95 * len(WEIGHTS)
+
+
+def test_explicit_deflate_deflates_even_random_bytes() -> None:
+    sink = io.BytesIO()
+    with IncrementalZipper(sink, compression="deflate", level=1) as zipper:
+        zipper.add_stream("random.bin", [RANDOM])
+    assert _methods(sink.getvalue()) == {"random.bin": METHOD_DEFLATED}
+
+
+def test_on_a_pipe_auto_keeps_random_bytes_in_stored_deflate_blocks() -> None:
+    # a stored member would need a data descriptor there; deflate's stored blocks do not
+    sink = PipeSink()
+    with IncrementalZipper(sink, compression="auto", level=1) as zipper:
+        zipper.add_stream("random.bin", [RANDOM])
+    data = sink.buffer.getvalue()
+    assert _methods(data) == {"random.bin": METHOD_DEFLATED}
+    size = zipper.entries[0].compressed_size
+    print(f"pipe: random member {size} bytes for {len(RANDOM)}")
+    assert size <= len(RANDOM) * 1.0001  # 5 bytes per stored block of up to 64 KiB
+    assert zipfile_contents(data) == {"random.bin": RANDOM}
+
+
+def test_package_auto_deflates_locally_at_the_local_level(tmp_path: Path) -> None:
+    source = tmp_path / "model.zip"
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("weights.bin", WEIGHTS)
+        archive.writestr("random.bin", RANDOM)
+    out = tmp_path / "out.zip"
+    package(source, out, PackageOptions())
+    methods = _methods(out.read_bytes())
+    assert methods == {"weights.bin": METHOD_DEFLATED, "random.bin": METHOD_STORED}
+    with zipfile.ZipFile(out) as archive:
+        assert archive.read("weights.bin") == WEIGHTS
+        assert archive.read("random.bin") == RANDOM
