@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import monitor_overhead
+from benchmarks import codec_levels, monitor_overhead
 from benchmarks.measure import Measurement, measure
 from handler.cli.sample import build_sample_artifact
 from monitor.units import MiB, format_size, parse_size
@@ -41,6 +41,17 @@ checks thresholds and the trend, and aggregates and serializes EMF (to a sink th
 drops the lines). The floor rows run a bare thread that only sleeps and makes the two
 system calls every sampler needs: on this Firecracker VM each wakeup and each system
 call after a sleep costs tens of microseconds of CPU, which no Python sampler avoids.
+
+"""
+CODEC_INTRO = """
+## Deflate levels on weight-like data
+
+`python -m benchmarks.codec_levels --size 64MiB` (part of `make bench`): each codec's best
+CPU time of one thread over 3 interleaved rounds, on the sample artifact's float32
+weights and 8 copies of its tokenizer. `handler/zipwriter/method.py` chooses levels by
+these figures (`auto`: ISA-L level 1 to S3, where the network is the limit; level 2
+locally); the inflate rows are what verifying a raw-copied ZIP member costs. Goal: ISA-L
+level 1 deflates weights at least 10x faster than zlib level 6, output within 1%.
 
 """
 THROUGHPUT_GOAL = 3.0
@@ -175,10 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("measuring the monitor's overhead ...", flush=True)
     monitor_rows = monitor_overhead.main(["--seconds", str(args.monitor_seconds)])
+    print("measuring deflate levels ...", flush=True)
+    codec_rows = codec_levels.main(["--size", "64MiB"])
     text = (
         _report(args.size, results, small_run, goals)
         + MONITOR_INTRO
         + "\n".join(monitor_rows)
+        + "\n"
+        + CODEC_INTRO
+        + "\n".join(codec_rows)
         + "\n"
     )
     args.results.write_text(text)
