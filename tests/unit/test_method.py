@@ -15,6 +15,7 @@ from handler.cli.sample import weight_chunks
 from handler.codec import DEFAULT_LEVEL, fastest_deflate
 from handler.events import parse_event
 from handler.packaging import PackageOptions, package
+from handler.strategies import NoPhases, write_zip
 from handler.zipwriter.method import (
     LOCAL_LEVEL,
     NETWORK_LEVEL,
@@ -25,7 +26,7 @@ from handler.zipwriter.method import (
     sample_of,
 )
 from handler.zipwriter.records import METHOD_DEFLATED, METHOD_STORED
-from handler.zipwriter.zipper import BUFFER_LIMIT, IncrementalZipper
+from handler.zipwriter.zipper import BUFFER_LIMIT, IncrementalZipper, ZipCounts
 from monitor.units import MiB
 from tests.streaming_readers import PartSink, zipfile_contents
 
@@ -131,7 +132,7 @@ def test_on_a_pipe_auto_keeps_random_bytes_in_stored_deflate_blocks() -> None:
     assert zipfile_contents(data) == {"random.bin": RANDOM}
 
 
-def test_package_auto_deflates_locally_at_the_local_level(tmp_path: Path) -> None:
+def test_package_auto_deflates_weights_and_stores_random_members_of_a_stored_zip(tmp_path: Path) -> None:
     source = tmp_path / "model.zip"
     with zipfile.ZipFile(source, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("weights.bin", WEIGHTS)
@@ -143,3 +144,55 @@ def test_package_auto_deflates_locally_at_the_local_level(tmp_path: Path) -> Non
     with zipfile.ZipFile(out) as archive:
         assert archive.read("weights.bin") == WEIGHTS
         assert archive.read("random.bin") == RANDOM
+
+
+class MemoryWriter:
+    """A destination writer that keeps the ZIP in memory."""
+
+    def __init__(self) -> None:
+        self.sink = io.BytesIO()
+
+    def commit(self, entries: object) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+class NamedDestination:
+    """Only the name tells write_zip where the output goes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.writer = MemoryWriter()
+
+    def check_writable(self) -> None:
+        pass
+
+    def begin(self) -> MemoryWriter:
+        return self.writer
+
+
+@pytest.mark.parametrize(
+    ("destination", "options", "level"),
+    [
+        ("s3://bucket/model.zip", PackageOptions(), NETWORK_LEVEL),
+        ("/srv/model.zip", PackageOptions(), LOCAL_LEVEL),
+        ("s3://bucket/model.zip", PackageOptions(level=9), 9),
+        ("s3://bucket/model.zip", PackageOptions(compression="deflate"), DEFAULT_LEVEL),
+    ],
+)
+def test_write_zip_deflates_at_the_level_of_the_destination(
+    destination: str, options: PackageOptions, level: int
+) -> None:
+    dest = NamedDestination(destination)
+
+    def fill(zipper: IncrementalZipper) -> ZipCounts:
+        zipper.add_stream("weights.bin", [WEIGHTS[:MiB], WEIGHTS[MiB:]])
+        return ZipCounts(files=1)
+
+    write_zip(dest, options, NoPhases(), fill)  # type: ignore[arg-type]
+    compressor = fastest_deflate(level)
+    expected = compressor.compress(WEIGHTS[:MiB]) + compressor.compress(WEIGHTS[MiB:])
+    expected += compressor.flush()
+    assert expected in dest.writer.sink.getvalue()
