@@ -75,9 +75,8 @@ def test_auto_reads_back_and_storing_costs_at_most_the_threshold(
     for name, data in members.items():
         stored = auto_info[f"{name}#method"] == METHOD_STORED
         allowed = deflate_info[name]
-        event(
-            f"{'large' if len(data) > BUFFER_LIMIT else 'small'} {'stored' if stored else 'deflated'}"
-        )
+        size_class = "large" if len(data) > BUFFER_LIMIT else "small"
+        event(f"{size_class} {'stored' if stored else 'deflated'}")
         if stored and data:
             # stored only when the sample deflated to more than STORE_RATIO of itself
             allowed = math.ceil(deflate_info[name] / STORE_RATIO) + SLACK

@@ -50,7 +50,7 @@ def test_the_level_follows_the_destination_unless_the_user_fixed_one() -> None:
     # an explicit level, or an explicit deflate without one, is what it always was
     for compression in ("auto", "deflate"):
         for level in (0, 3, 9):
-            assert resolve_level(compression, level, network_bound=True) == level  # type: ignore[arg-type]
+            assert resolve_level(compression, level, network_bound=True) == level
     assert resolve_level("deflate", None, network_bound=True) == DEFAULT_LEVEL
 
 
@@ -132,7 +132,9 @@ def test_on_a_pipe_auto_keeps_random_bytes_in_stored_deflate_blocks() -> None:
     assert zipfile_contents(data) == {"random.bin": RANDOM}
 
 
-def test_package_auto_deflates_weights_and_stores_random_members_of_a_stored_zip(tmp_path: Path) -> None:
+def test_package_auto_deflates_weights_and_stores_random_bytes_of_a_stored_zip(
+    tmp_path: Path,
+) -> None:
     source = tmp_path / "model.zip"
     with zipfile.ZipFile(source, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("weights.bin", WEIGHTS)
@@ -191,7 +193,7 @@ def test_write_zip_deflates_at_the_level_of_the_destination(
         zipper.add_stream("weights.bin", [WEIGHTS[:MiB], WEIGHTS[MiB:]])
         return ZipCounts(files=1)
 
-    write_zip(dest, options, NoPhases(), fill)  # type: ignore[arg-type]
+    write_zip(dest, options, NoPhases(), fill)
     compressor = fastest_deflate(level)
     expected = compressor.compress(WEIGHTS[:MiB]) + compressor.compress(WEIGHTS[MiB:])
     expected += compressor.flush()
