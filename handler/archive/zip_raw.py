@@ -65,10 +65,6 @@ class RawZipMember:
     def uncompressed_size(self) -> int:
         return self._info.file_size
 
-    @property
-    def compressed_size(self) -> int:
-        return self._info.compress_size
-
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield from self._blocks()
