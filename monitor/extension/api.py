@@ -35,7 +35,7 @@ ERROR_TYPE_HEADER = "Lambda-Extension-Function-Error-Type"
 EVENTS = ("INVOKE", "SHUTDOWN")
 
 
-class ExtensionsApiError(TmpwardenError):
+class ExtensionsApiError(TmpwardenError, OSError):
     """The Extensions API refused a call or could not be reached."""
 
 

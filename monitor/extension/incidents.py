@@ -100,7 +100,8 @@ class IncidentTracker:
             return
         status = record.get("status")
         request_id = record.get("requestId")
-        metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+        found = record.get("metrics")
+        metrics: dict[str, Any] = found if isinstance(found, dict) else {}
         ended = event_time(event) or self._clock()
         with self._lock:
             if status not in FAILED_STATUSES:

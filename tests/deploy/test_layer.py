@@ -33,7 +33,7 @@ def _shipped() -> set[str]:
     return {
         p.name
         for p in (REPO_ROOT / "monitor").iterdir()
-        if p.suffix in (".py", ".typed") or (p / "__init__.py").is_file() and p.name != "report"
+        if p.suffix in (".py", ".typed") or ((p / "__init__.py").is_file() and p.name != "report")
     }
 
 
