@@ -48,9 +48,9 @@ EXTENSION_INTRO = """
 
 `python -m benchmarks.extension_cost --seconds 60` (part of `make bench`): the external
 extension's process (deploy/layer/extensions/tmpwarden-monitor) against a fake
-Extensions and Telemetry API, after one INVOKE, at its default sample interval; its CPU
-time from the schedstat of each of its threads, its peak RSS (VmHWM), and a bare
-thread's floor at the same interval in the same window.
+Extensions and Telemetry API, after one INVOKE, at its defaults, for a 10,240 MB function
+(far from every threshold) and a 128 MB one; its CPU time from the schedstat of each of
+its threads, its peak RSS (VmHWM), and a bare thread's floor at 500 ms in the same window.
 
 """
 THROUGHPUT_GOAL = 3.0

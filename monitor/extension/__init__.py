@@ -18,7 +18,9 @@ The contract (stable; an emulator such as ``python -m handler invoke`` relies on
 * ``TMPWARDEN_EXTENSION_PORT``: its port (default 0: any free port).
 * ``TMPWARDEN_RUNTIME_PID``: the process whose RSS is sampled (default: found by
   scanning ``/proc``, see ``monitor.extension.probe``).
-* ``TMPWARDEN_EXTENSION_INTERVAL_MS``: the sample interval (default 500; 10 to 60,000).
+* ``TMPWARDEN_EXTENSION_INTERVAL_MS``: the longest sample interval (default 500; 10 to
+  60,000); near a threshold it shrinks to the monitor's ``TMPWARDEN_SAMPLE_INTERVAL_MS``
+  (headroom-aware, as the in-process monitor; ``TMPWARDEN_SAMPLING=fixed``: fixed).
 * the monitor's ``TMPWARDEN_PATH``, ``TMPWARDEN_NAMESPACE``, ``AWS_LAMBDA_FUNCTION_NAME``
   and ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``, read as the in-process monitor reads them;
   the in-process monitor's shared state is read from ``<TMPWARDEN_PATH>/.tmpwarden/``

@@ -20,7 +20,7 @@ from typing import Any
 from monitor import records as r
 from monitor.extension.api import Event
 from monitor.extension.classify import FAILED_STATUSES, Evidence, classify
-from monitor.extension.probe import Sample, Sampler
+from monitor.extension.probe import Sample, Sampler, peak_rss_bytes
 from monitor.extension.record import incident_line, last_samples_properties
 from monitor.shared_state import SharedState, read_shared_state
 
@@ -196,7 +196,7 @@ class IncidentTracker:
     ) -> dict[str, object]:
         worst = shared.worst_level if shared is not None else None
         resource_name, _, level = worst.partition(":") if worst else (None, "", None)
-        usage = resource.getrusage(resource.RUSAGE_SELF)
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # CPU; the peak RSS from VmHWM
         last = samples[-1] if samples else None
         return {
             r.REQUEST_ID: item.request_id,
@@ -215,7 +215,7 @@ class IncidentTracker:
             r.RESOURCE: resource_name,
             r.STATE_TIME: round(shared.time * 1000) if shared is not None else None,
             r.EXTENSION_CPU_SECONDS: round(usage.ru_utime + usage.ru_stime, 3),
-            r.EXTENSION_PEAK_RSS_BYTES: usage.ru_maxrss * 1024,
+            r.EXTENSION_PEAK_RSS_BYTES: peak_rss_bytes(),
             **last_samples_properties(samples),
         }
 

@@ -18,6 +18,7 @@ from monitor.extension.api import ExtensionsApiError, ExtensionsClient
 from monitor.extension.incidents import IncidentTracker
 from monitor.extension.probe import Sampler, find_runtime_pid
 from monitor.extension.telemetry import DEFAULT_HOST, TelemetryListener, subscribe
+from monitor.headroom import IntervalPlanner
 from monitor.shared_state import state_dir
 
 RUNTIME_API_ENV = "AWS_LAMBDA_RUNTIME_API"
@@ -27,9 +28,13 @@ RUNTIME_PID_ENV = "TMPWARDEN_RUNTIME_PID"
 INTERVAL_ENV = "TMPWARDEN_EXTENSION_INTERVAL_MS"
 MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 DEFAULT_INTERVAL_MS = 500
-"""Half a second: a bare Python thread costs about 0.195% of a core at 100 ms on
-Firecracker (issue 11), so about 0.04% here, under the 0.1% goal; 20 samples in the
-last 10 s. Lambda freezes the sandbox between invocations, so idle time costs nothing."""
+"""The longest sample interval, far from every threshold: a bare Python thread costs
+about 0.195% of a core at 100 ms on Firecracker (issue 11), so about 0.04% here, under the
+0.1% goal; 20 samples in the last 10 s. Near a threshold, or in a climb at up to the
+monitor's worst rates, the interval shrinks to the monitor's ``TMPWARDEN_SAMPLE_INTERVAL_MS``
+(headroom-aware, :class:`monitor.headroom.IntervalPlanner`, unless
+``TMPWARDEN_SAMPLING=fixed``). Lambda freezes the sandbox between invocations, so idle
+time costs nothing there."""
 WINDOW_SECONDS = 10.0
 """The last samples an incident record carries."""
 MEBIBYTE = 1024 * 1024
@@ -55,8 +60,33 @@ class ExtensionSettings:
             runtime_pid=_whole(env, RUNTIME_PID_ENV, 0, 1, 2**22) or None,
             interval=_whole(env, INTERVAL_ENV, DEFAULT_INTERVAL_MS, 10, 60_000) / 1000,
             monitor=MonitorConfig.resolve(None, env),
-            memory_limit=_whole(env, MEMORY_ENV, 0, 1, 10**7) * MEBIBYTE,
+            memory_limit=_whole(env, MEMORY_ENV, 0, 1, 10**7) * MEBIBYTE or _machine_memory(),
         )
+
+    def planner(self) -> IntervalPlanner | None:
+        """Headroom-aware sampling as the monitor's settings say (None: fixed)."""
+        cfg = self.monitor
+        if cfg.sampling != "headroom":
+            return None
+        return IntervalPlanner(
+            (cfg.tmp_warning, cfg.tmp_critical),
+            (cfg.memory_warning, cfg.memory_critical),
+            self.memory_limit,
+            worst_rates=(cfg.worst_fill_rate, cfg.worst_memory_rate),
+            minimum=min(cfg.sample_interval, self.interval),
+            maximum=self.interval,
+        )
+
+
+def _machine_memory() -> int:
+    """MemTotal of /proc/meminfo (bytes): the limit outside Lambda."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -82,7 +112,12 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextIO) -
         return 1
     try:
         settings = ExtensionSettings.from_environ(env)
-        sampler = Sampler(settings.monitor.path, settings.interval, WINDOW_SECONDS)
+        sampler = Sampler(
+            settings.monitor.path,
+            settings.interval,
+            WINDOW_SECONDS,
+            planner=settings.planner(),
+        )
         sampler.watch(settings.runtime_pid)
         sampler.sample()
     except (TmpwardenError, OSError) as exc:

@@ -19,7 +19,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from monitor.headroom import IntervalPlanner
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -78,9 +81,24 @@ def find_runtime_pid(own_pid: int | None = None, proc: str = "/proc") -> int | N
     return chosen[1] if chosen else None
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (VmHWM: unlike ``ru_maxrss``, it starts afresh
+    at exec, so a large parent that started the extension does not count)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 class Sampler:
-    """Samples ``/tmp`` and the runtime's RSS every ``interval`` seconds on a daemon
-    thread into a ring of the last ``window`` seconds; :meth:`last` reads it."""
+    """Samples ``/tmp`` and the runtime's RSS on a daemon thread into a ring of the last
+    ``window`` seconds; :meth:`last` reads it. The interval is ``interval`` seconds, or,
+    with a ``planner``, headroom-aware as the in-process monitor's
+    (:class:`monitor.headroom.IntervalPlanner`): the minimum near a threshold or in a
+    fast climb, up to its maximum far from every one."""
 
     def __init__(
         self,
@@ -88,12 +106,15 @@ class Sampler:
         interval: float,
         window: float,
         clock: Callable[[], float] = time.time,
+        planner: IntervalPlanner | None = None,
     ) -> None:
         self.tmp_path = tmp_path
         self.interval = interval
         self.window = window
         self._clock = clock
-        self._ring: deque[Sample] = deque(maxlen=max(2, int(window / interval) + 2))
+        self.planner = planner
+        shortest = planner.minimum if planner is not None else interval
+        self._ring: deque[Sample] = deque(maxlen=max(2, int(window / shortest) + 2))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._statm = -1
@@ -139,6 +160,8 @@ class Sampler:
                     rss = 0  # the runtime has gone: rescanned at the next INVOKE
             taken = Sample(self._clock(), used, available, rss)
             self._ring.append(taken)
+            if self.planner is not None:
+                self.planner.observe(time.monotonic(), used, used + available, rss)
             self.samples_taken += 1
         return taken
 
@@ -149,10 +172,12 @@ class Sampler:
         if not samples:
             return []
         end = samples[-1].time if until is None else until
-        return [s for s in samples if end - self.window <= s.time <= end + self.interval]
+        slack = self.planner.maximum if self.planner is not None else self.interval
+        return [s for s in samples if end - self.window <= s.time <= end + slack]
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        planner = self.planner
+        while not self._stop.wait(planner.next_interval() if planner else self.interval):
             try:
                 self.sample()
             except OSError:

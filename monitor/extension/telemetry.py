@@ -9,9 +9,10 @@ Lambda then POSTs JSON arrays of events (``{"time", "type", "record"}``) to the 
 the sandbox the listener binds the host name ``sandbox.localdomain`` (the document's
 destination host); ``TMPWARDEN_EXTENSION_HOST`` overrides it (a local emulator: 127.0.0.1).
 
-Buffering: the smallest the document allows (``timeoutMs`` 25, ``maxItems`` 25,
-``maxBytes`` 262,144), so ``platform.runtimeDone`` / ``platform.report`` arrive within
-25 ms: the extension only subscribes to ``platform`` events, a few per invocation.
+Buffering: the smallest the document allows (its ranges: ``timeoutMs`` 25 to 30,000,
+``maxItems`` 1,000 to 10,000, ``maxBytes`` 262,144 to 1,048,576), so
+``platform.runtimeDone`` / ``platform.report`` arrive within 25 ms: the extension only
+subscribes to ``platform`` events, a few per invocation, so a batch never fills.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from monitor.extension.api import ID_HEADER, ExtensionsApiError
 
 TELEMETRY_PATH = "/2022-07-01/telemetry"
 SCHEMA_VERSION = "2022-12-13"
-BUFFERING = {"maxItems": 25, "maxBytes": 262_144, "timeoutMs": 25}
+BUFFERING = {"maxItems": 1_000, "maxBytes": 262_144, "timeoutMs": 25}
 DEFAULT_HOST = "sandbox.localdomain"
 MAX_BATCH_BYTES = 1_048_576
 """The largest batch body read (the document's maxBytes ceiling); larger is refused."""
