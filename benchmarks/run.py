@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import codec_levels, monitor_overhead
+from benchmarks import codec_levels, extension_cost, monitor_overhead
 from benchmarks.measure import Measurement, measure
 from handler.cli.sample import build_sample_artifact
 from monitor.units import MiB, format_size, parse_size
@@ -52,6 +52,16 @@ weights and 8 copies of its tokenizer. `handler/zipwriter/method.py` chooses lev
 these figures (`auto`: ISA-L level 1 to S3, where the network is the limit; level 2
 locally); the inflate rows are what verifying a raw-copied ZIP member costs. Goal: ISA-L
 level 1 deflates weights at least 10x faster than zlib level 6, output within 1%.
+
+"""
+EXTENSION_INTRO = """
+## The extension's cost
+
+`python -m benchmarks.extension_cost --seconds 60` (part of `make bench`): the external
+extension's process (deploy/layer/extensions/tmpwarden-monitor) against a fake
+Extensions and Telemetry API, after one INVOKE, at its defaults, for a 10,240 MB function
+(far from every threshold) and a 128 MB one; its CPU time from the schedstat of each of
+its threads, its peak RSS (VmHWM), and a bare thread's floor at 500 ms in the same window.
 
 """
 THROUGHPUT_GOAL = 3.0
@@ -188,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     monitor_rows = monitor_overhead.main(["--seconds", str(args.monitor_seconds)])
     print("measuring deflate levels ...", flush=True)
     codec_rows = codec_levels.main(["--size", "64MiB"])
+    print("measuring the extension's cost ...", flush=True)
+    extension_rows = extension_cost.main(["--seconds", str(2 * args.monitor_seconds)])
     text = (
         _report(args.size, results, small_run, goals)
         + MONITOR_INTRO
@@ -195,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         + "\n"
         + CODEC_INTRO
         + "\n".join(codec_rows)
+        + "\n"
+        + EXTENSION_INTRO
+        + "\n".join(extension_rows)
         + "\n"
     )
     args.results.write_text(text)
