@@ -17,6 +17,8 @@ from pathlib import Path
 from handler.archive.reader import ArchiveReader
 from handler.archive.safety import Limits
 from handler.archive.to_disk import CleanupCallback, ExtractionSummary, write_members
+from handler.archive.tree_members import TreeReader
+from handler.locations.listing import TreeSource
 from handler.locations.local import Source, open_source
 from handler.members import ArchiveInfo
 from handler.streams import CHUNK_SIZE
@@ -40,9 +42,13 @@ class StreamingExtractor:
         self.chunk_size = chunk_size
         self.name_encoding = name_encoding
 
-    def open(self, source: ArchiveLike) -> ArchiveReader:
-        """A reader for one pass over ``source``; use it as a context manager."""
-        return ArchiveReader(_as_source(source), self.limits, self.chunk_size, self.name_encoding)
+    def open(self, source: ArchiveLike) -> ArchiveReader | TreeReader:
+        """A reader for one pass over ``source`` (an archive, or a directory or S3 prefix:
+        :mod:`handler.archive.tree_members`); use it as a context manager."""
+        opened = _as_source(source)
+        if isinstance(opened, TreeSource):
+            return TreeReader(opened, self.limits, self.chunk_size)
+        return ArchiveReader(opened, self.limits, self.chunk_size, self.name_encoding)
 
     def get_archive_info(
         self, source: ArchiveLike, patterns: Sequence[str] | None = None
