@@ -195,7 +195,7 @@ def run_stream(
     reporter = phases or NoPhases()
     started = clock()
     source_size = src.size()
-    with sources_in_use(src.name), opts.extractor().open(src) as reader:
+    with sources_in_use(src.name), opts.extractor().open_reader(src) as reader:
         report = None
         if progress is not None:
             callback = progress

@@ -4,8 +4,9 @@ The door to reading archives: :meth:`~StreamingExtractor.get_archive_info` (head
 only), :meth:`~StreamingExtractor.extract_streaming` (members to disk, one at a time),
 :meth:`~StreamingExtractor.extract_selective` (the same, for matching names) and
 :meth:`~StreamingExtractor.open` (members with their data streams, for zipping without
-disk). Every member passes :class:`~handler.archive.safety.MemberGuard` before its data
-is touched.
+disk); :meth:`~StreamingExtractor.open_reader` also opens a directory or an S3 prefix
+(:mod:`handler.archive.tree_members`). Every member passes
+:class:`~handler.archive.safety.MemberGuard` before its data is touched.
 """
 
 from __future__ import annotations
@@ -42,13 +43,18 @@ class StreamingExtractor:
         self.chunk_size = chunk_size
         self.name_encoding = name_encoding
 
-    def open(self, source: ArchiveLike) -> ArchiveReader | TreeReader:
-        """A reader for one pass over ``source`` (an archive, or a directory or S3 prefix:
-        :mod:`handler.archive.tree_members`); use it as a context manager."""
+    def open(self, source: ArchiveLike) -> ArchiveReader:
+        """A reader for one pass over ``source``; use it as a context manager."""
+        return ArchiveReader(_as_source(source), self.limits, self.chunk_size, self.name_encoding)
+
+    def open_reader(self, source: ArchiveLike) -> ArchiveReader | TreeReader:
+        """A reader for one pass over ``source``: an archive (:meth:`open`), or a directory
+        or an S3 prefix (:class:`~handler.archive.tree_members.TreeReader`); use it as a
+        context manager."""
         opened = _as_source(source)
         if isinstance(opened, TreeSource):
             return TreeReader(opened, self.limits, self.chunk_size)
-        return ArchiveReader(opened, self.limits, self.chunk_size, self.name_encoding)
+        return self.open(opened)
 
     def get_archive_info(
         self, source: ArchiveLike, patterns: Sequence[str] | None = None
@@ -56,7 +62,7 @@ class StreamingExtractor:
         """Members (those matching ``patterns``, if any) and totals from headers only: the
         zip central directory, or one streaming pass over the tar headers that writes
         nothing."""
-        with self.open(source) as reader:
+        with self.open_reader(source) as reader:
             members = tuple(m.member for m in reader.members(patterns, with_data=False))
             assert reader.format is not None
             return ArchiveInfo(
@@ -78,7 +84,7 @@ class StreamingExtractor:
         after each file or link is written."""
         root = Path(dest_dir)
         root.mkdir(parents=True, exist_ok=True)
-        with self.open(archive) as reader:
+        with self.open_reader(archive) as reader:
             return write_members(reader, root, cleanup_callback, patterns)
 
     def extract_selective(

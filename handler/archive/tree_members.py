@@ -1,7 +1,9 @@
 """TreeReader: the members of a tree source (a directory or an S3 prefix), one at a time.
 
-The tree source's listing (:mod:`handler.locations.listing`) gives every member, so the
-totals are checked against the limits before any data is read, and each member passes
+The tree source's plan (:meth:`~handler.locations.listing.TreeSource.totals`, one pass
+over its listing) is checked against the limits before any data is read; the members
+come from a second pass, whose totals must match the plan's (SourceReadError
+otherwise: the tree changed while it was packaged), and each member passes
 the same name checks (:func:`~handler.archive.safety.safe_name`) and the same
 :class:`~handler.archive.safety.MemberGuard` (links inside, no duplicates, member count)
 as an archive's. One member's stream is open at a time; it must deliver exactly the
@@ -65,12 +67,15 @@ class TreeReader:
         """Yield each member (matching ``patterns``, if any) with a stream of its data
         (empty unless ``with_data`` and a file), in the listing's order."""
         name = self.source.name
-        listing = self.source.listing()
+        planned = self.source.totals()
         guard = MemberGuard(name, self._limits)
-        guard.check_total(sum(e.size for e in listing if e.kind is MemberKind.FILE), None)
+        guard.check_total(planned[1], None)
         selected: set[str] = set()
         directories: set[str] = set()
-        for entry in listing:
+        files = size = 0
+        for entry in self.source.entries():
+            if entry.kind is MemberKind.FILE:
+                files, size = files + 1, size + entry.size
             is_dir = entry.kind is MemberKind.DIRECTORY
             path = safe_name(name, entry.name, is_dir=is_dir)
             if patterns and (is_dir or not matches(path, patterns)):
@@ -92,6 +97,12 @@ class TreeReader:
             self._current = self.source.open_member(entry)
             yield OpenMember(member, cast(BinaryIO, _Exact(self, self._current, entry)))
             self._close_current()
+        if (files, size) != planned:
+            raise SourceReadError(
+                f"{name}: changed while it was packaged: the plan listed {planned[0]:,} files "
+                f"of {planned[1]:,} bytes, the second listing {files:,} of {size:,}; run "
+                "again once nothing writes to it"
+            )
 
     def counted(self, size: int) -> None:
         self._read += size

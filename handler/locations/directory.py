@@ -23,7 +23,7 @@ import io
 import os
 import posixpath
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -31,11 +31,9 @@ from handler.errors import ExtractionError, SourceNotFoundError, SourceReadError
 from handler.locations.listing import Listed, TreeSource
 from handler.members import MemberKind, TreeFormat
 from handler.zipwriter.tree import walk_tree
-from monitor.units import MiB
 
 __all__ = ["LocalDirectorySource"]
 
-READ_BUFFER = 1 * MiB
 UTF8_ADVICE = "rename it to a UTF-8 name (ZIP names are UTF-8)"
 LINK_ADVICE = (
     "package a directory that holds the link's target too, or copy the tree with its links "
@@ -45,7 +43,7 @@ SPECIAL_ADVICE = "move it out of the directory (a ZIP holds only files, director
 
 
 class LocalDirectorySource(TreeSource):
-    """A directory on a local filesystem, listed once when first asked."""
+    """A directory on a local filesystem, listed by walking it (sorted at each level)."""
 
     format = TreeFormat.DIRECTORY
 
@@ -61,26 +59,19 @@ class LocalDirectorySource(TreeSource):
             raise SourceNotFoundError(
                 f"{self.path}: permission denied; make the directory readable by this user"
             )
-        self._listing: tuple[Listed, ...] | None = None
 
     @property
     def name(self) -> str:
         return str(self.path)
 
-    def listing(self) -> Sequence[Listed]:
-        if self._listing is None:
-            self._listing = tuple(self._list())
-        return self._listing
-
-    def _list(self) -> list[Listed]:
-        found: list[Listed] = []
+    def entries(self) -> Iterator[Listed]:
         first_name: dict[tuple[int, int], str] = {}  # (device, inode) -> the file's name
         walk = walk_tree(self.path)
         while True:
             try:
                 path, name, info = next(walk)
             except StopIteration:
-                return found
+                return
             except OSError as exc:
                 raise ExtractionError(
                     self.name,
@@ -88,7 +79,7 @@ class LocalDirectorySource(TreeSource):
                     f"it cannot be read ({exc.strerror or exc})",
                     "make every file and directory in it readable by this user",
                 ) from exc
-            found.append(self._entry(path, name, info, first_name))
+            yield self._entry(path, name, info, first_name)
 
     def _entry(
         self,
@@ -122,10 +113,11 @@ class LocalDirectorySource(TreeSource):
             device = stat.S_ISBLK(info.st_mode) or stat.S_ISCHR(info.st_mode)
             what = "a device file" if device else "a FIFO or socket"
             raise ExtractionError(self.name, name, f"it is {what}", SPECIAL_ADVICE)
-        key = (info.st_dev, info.st_ino)
-        if info.st_nlink > 1 and key in first_name:
-            return Listed(name, MemberKind.HARDLINK, 0, mode, mtime, first_name[key])
-        first_name[key] = name
+        if info.st_nlink > 1:  # only inodes with several names are remembered
+            key = (info.st_dev, info.st_ino)
+            if key in first_name:
+                return Listed(name, MemberKind.HARDLINK, 0, mode, mtime, first_name[key])
+            first_name[key] = name
         return Listed(
             name, MemberKind.FILE, info.st_size, mode, mtime, pin=f"{info.st_dev}:{info.st_ino}"
         )
@@ -147,7 +139,9 @@ class LocalDirectorySource(TreeSource):
         except BaseException:
             os.close(fd)
             raise
-        return cast(BinaryIO, io.BufferedReader(io.FileIO(fd, "rb"), READ_BUFFER))
+        # unbuffered: the reader asks for whole chunks, and a buffer per file would be
+        # allocated and freed once per member
+        return cast(BinaryIO, io.FileIO(fd, "rb"))
 
     def _changed(self, entry: Listed, what: str) -> SourceReadError:
         return SourceReadError(

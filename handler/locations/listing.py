@@ -1,9 +1,10 @@
-"""Tree sources: a directory or an S3 prefix, listed once, then read member by member.
+"""Tree sources: a directory or an S3 prefix, listed, then read member by member.
 
 A tree source is listed before any data is read, so the plan (file count, total bytes)
-comes from the listing alone. Each entry is pinned to the version listed (a local file's
-device and inode, an S3 object's ETag): a member replaced after the listing fails with a
-clear error instead of mixing versions. The names in a listing are as found (relative,
+comes from the listing alone; it is listed again, member by member, as it is read. Each
+entry of that listing is pinned to the version listed (a local file's device and inode,
+an S3 object's ETag): a member replaced after it was listed fails with a clear error
+instead of mixing versions. The names in a listing are as found (relative,
 ``/``-separated, not yet checked); :mod:`handler.archive.tree_members` makes them safe
 exactly as it does an archive's.
 
@@ -15,7 +16,7 @@ all that is needed.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -42,10 +43,16 @@ class Listed:
 
 
 class TreeSource(abc.ABC):
-    """A source made of many members: listed once (:meth:`listing`), read one member at a
-    time (:meth:`open_member`)."""
+    """A source made of many members, listed member by member (:meth:`entries`) and read
+    one member at a time (:meth:`open_member`).
+
+    Nothing of a listing is kept but its totals: the plan (:meth:`totals`) is one pass
+    over the listing, and reading is another, which
+    :class:`handler.archive.tree_members.TreeReader` checks against the plan, so memory
+    does not grow with the member count."""
 
     format: TreeFormat
+    _totals: tuple[int, int] | None = None
 
     @property
     @abc.abstractmethod
@@ -53,20 +60,32 @@ class TreeSource(abc.ABC):
         """The source as the user named it (a path, or ``s3://bucket/prefix/``)."""
 
     @abc.abstractmethod
-    def listing(self) -> Sequence[Listed]:
-        """Every entry, in a stable order (the same listing on every call)."""
+    def entries(self) -> Iterator[Listed]:
+        """One pass over the listing, in a stable order (each call lists again)."""
 
     @abc.abstractmethod
     def open_member(self, entry: Listed) -> BinaryIO:
         """A stream of ``entry``'s bytes, as listed (its pin checked)."""
 
+    def totals(self) -> tuple[int, int]:
+        """(files, bytes of all the files) from one pass over the listing, no data read;
+        the first figures are kept (they are the plan)."""
+        if self._totals is None:
+            files = size = 0
+            for entry in self.entries():
+                if entry.kind is MemberKind.FILE:
+                    files += 1
+                    size += entry.size
+            self._totals = (files, size)
+        return self._totals
+
     def size(self) -> int:
         """Bytes of all the files listed (the plan's input size)."""
-        return sum(e.size for e in self.listing() if e.kind is MemberKind.FILE)
+        return self.totals()[1]
 
     def file_count(self) -> int:
         """Files listed."""
-        return sum(1 for e in self.listing() if e.kind is MemberKind.FILE)
+        return self.totals()[0]
 
     def open_stream(self) -> BinaryIO:
         raise self._not_one_archive()

@@ -3,9 +3,13 @@ ends in ``/``), listed with ListObjectsV2, then read object by object.
 
 The rule: a source URL whose key ends in ``/`` is a prefix, every object whose key
 starts with it is a member, named by the rest of its key (``models/llama/a/b.bin`` is
-``a/b.bin``), in key order (S3 lists in UTF-8 byte order; the listing is sorted again
-so the order does not depend on the server). A URL without the ``/`` is one archive
-object, as before. A prefix with no object is an error that names it.
+``a/b.bin``), in the listing's order (a general purpose bucket lists keys in UTF-8
+binary order; a directory bucket's order is not defined, though the same between two
+listings of an unchanged prefix). A URL without the ``/`` is one archive object, as
+before. A prefix with no object is an error that names it. The prefix is listed twice:
+once for the plan (file count, bytes) and once as it is read; nothing of a listing is
+kept but its totals, so memory does not grow with the object count (at 1,000 keys per
+page, listing 200,000 keys is 200 requests each time).
 
 Each object is read as an archive source is (:mod:`handler.locations.ranged`: ranged
 GETs, several at once for a large object, each resumed where it broke), every GET
@@ -20,8 +24,7 @@ marker is the root and is skipped. A marker that holds data is refused.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from handler.errors import ExtractionError, SourceNotFoundError
@@ -29,7 +32,6 @@ from handler.locations.listing import Listed, TreeSource
 from handler.locations.ranged import ParallelRangeStream, RangeFetcher, ReadPlan
 from handler.locations.s3 import S3Url, range_getter, translate
 from handler.members import MemberKind, TreeFormat
-from monitor.units import MiB
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -48,7 +50,7 @@ def is_prefix(location: str) -> bool:
 
 
 class S3PrefixSource(TreeSource):
-    """The objects under one prefix of a bucket, listed once when first asked."""
+    """The objects under one prefix of a bucket, listed page by page."""
 
     format = TreeFormat.S3_PREFIX
 
@@ -57,23 +59,22 @@ class S3PrefixSource(TreeSource):
         self.url = S3Url.parse(location)
         self.page_size = page_size
         self._plan = ReadPlan.from_env()
-        self._listing: tuple[Listed, ...] | None = None
 
     @property
     def name(self) -> str:
         return str(self.url)
 
-    def listing(self) -> Sequence[Listed]:
-        if self._listing is None:
-            found = sorted(self._list(), key=lambda e: e.name)
-            if not found:
-                raise SourceNotFoundError(
-                    f"{self.name}: no object has a key under this prefix; check the bucket "
-                    "and the prefix (a source ending in '/' packages every object whose key "
-                    "starts with it), or drop the trailing '/' to name one archive object"
-                )
-            self._listing = tuple(found)
-        return self._listing
+    def entries(self) -> Iterator[Listed]:
+        listed = False
+        for entry in self._list():
+            listed = True
+            yield entry
+        if not listed:
+            raise SourceNotFoundError(
+                f"{self.name}: no object has a key under this prefix; check the bucket "
+                "and the prefix (a source ending in '/' packages every object whose key "
+                "starts with it), or drop the trailing '/' to name one archive object"
+            )
 
     def _pages(self) -> Iterator[dict[str, Any]]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -116,4 +117,4 @@ class S3PrefixSource(TreeSource):
         url = S3Url(self.url.bucket, self.url.key + entry.name)
         fetcher = RangeFetcher(str(url), entry.size, range_getter(self.client, url, entry.pin))
         stream = ParallelRangeStream(fetcher, entry.size, self._plan)
-        return cast(BinaryIO, io.BufferedReader(stream, 1 * MiB))
+        return cast(BinaryIO, stream)  # ranges are buffers already: no second buffer

@@ -12,7 +12,7 @@ import sys
 import uuid
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import pytest
 from botocore.exceptions import ClientError
@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from benchmarks.seaweed import ACCESS_KEY, REGION, SECRET_KEY, SeaweedS3
 from handler.app import lambda_handler
 from handler.errors import RemoteServiceError, SourceNotFoundError
+from handler.locations.listing import Listed
 from handler.locations.prefix import S3PrefixSource
 from handler.packaging import package
 from monitor.units import MiB
@@ -159,7 +160,8 @@ def test_s3_prefix_is_listed_page_by_page_through_the_library(
     result = package(source, tmp_path / "m.zip")
 
     assert (result.format, result.files, result.directories) == ("s3-prefix", 6, 1)
-    assert len(source.listing()) == 7
+    assert source.totals() == (6, sum(map(len, FILES.values())))
+    assert len(list(source.entries())) == 7  # and the folder marker
     assert read_zip(tmp_path / "m.zip") == FILES
 
 
@@ -173,14 +175,25 @@ def test_empty_prefix_is_one_clear_error(s3_env: MotoS3, bucket: str, tmp_path: 
     assert not (tmp_path / "out.zip").exists()
 
 
-def test_an_object_replaced_after_the_listing_fails_with_if_match(
+def replace_when_read(source: S3PrefixSource, name: str, body: bytes) -> None:
+    """Put a new version of the object ``name`` between its listing and its GETs."""
+    opened = source.open_member
+
+    def open_member(entry: Listed) -> BinaryIO:
+        if entry.name == name:
+            source.client.put_object(Bucket=source.url.bucket, Key=source.url.key + name, Body=body)
+        return opened(entry)
+
+    source.open_member = open_member  # type: ignore[method-assign]
+
+
+def test_an_object_replaced_mid_run_fails_with_if_match(
     s3_env: MotoS3, bucket: str, tmp_path: Path
 ) -> None:
     client = s3_env.client()
     _put_tree(client, bucket, "m/")
     source = S3PrefixSource(client, f"s3://{bucket}/m/")
-    assert source.size() == sum(map(len, FILES.values()))  # listed: ETags pinned
-    client.put_object(Bucket=bucket, Key="m/tokenizer/vocab.txt", Body=b"a new version")
+    replace_when_read(source, "tokenizer/vocab.txt", b"a new version")
 
     with pytest.raises(RemoteServiceError) as caught:
         package(source, tmp_path / "out.zip")
@@ -236,8 +249,7 @@ def test_s3_prefix_round_trips_through_the_real_server(seaweed: SeaweedS3, tmp_p
     unzip_test(local)
     assert list(scratch.iterdir()) == []
     replaced = S3PrefixSource(s3, source)
-    replaced.listing()
-    s3.put_object(Bucket=bucket, Key="models/llama/config.json", Body=b"{}")
+    replace_when_read(replaced, "config.json", b"{}")
     with pytest.raises(RemoteServiceError, match=r"config\.json: the object changed"):
         package(replaced, tmp_path / "again.zip")
     assert not (tmp_path / "again.zip").exists()
