@@ -64,6 +64,12 @@ class LocalDirectorySource(TreeSource):
     def name(self) -> str:
         return str(self.path)
 
+    def holds(self, location: str) -> bool:
+        if location.startswith("s3://"):
+            return False
+        inside = os.path.realpath(self.path).rstrip(os.sep) + os.sep
+        return os.path.realpath(location).startswith(inside)
+
     def entries(self) -> Iterator[Listed]:
         first_name: dict[tuple[int, int], str] = {}  # (device, inode) -> the file's name
         walk = walk_tree(self.path)

@@ -67,6 +67,11 @@ class TreeSource(abc.ABC):
     def open_member(self, entry: Listed) -> BinaryIO:
         """A stream of ``entry``'s bytes, as listed (its pin checked)."""
 
+    @abc.abstractmethod
+    def holds(self, location: str) -> bool:
+        """Whether ``location`` (a destination) is inside this tree: its ZIP would be
+        listed with the members on the next run, or while it is written."""
+
     def totals(self) -> tuple[int, int]:
         """(files, bytes of all the files) from one pass over the listing, no data read;
         the first figures are kept (they are the plan)."""

@@ -64,6 +64,9 @@ class S3PrefixSource(TreeSource):
     def name(self) -> str:
         return str(self.url)
 
+    def holds(self, location: str) -> bool:
+        return location.startswith(self.name)
+
     def entries(self) -> Iterator[Listed]:
         listed = False
         for entry in self._list():

@@ -248,6 +248,31 @@ def test_s3_prefix_round_trips_through_the_real_server(seaweed: SeaweedS3, tmp_p
     assert read_zip(local) == FILES
     unzip_test(local)
     assert list(scratch.iterdir()) == []
+    inspected = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "handler",
+            "inspect",
+            "--json",
+            "--endpoint-url",
+            seaweed.url,
+            source,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert inspected.returncode == 0, inspected.stderr
+    info = json.loads(inspected.stdout)
+    assert (info["format"], info["files"], info["directories"], info["total_size"]) == (
+        "s3-prefix",
+        6,
+        1,
+        sum(map(len, FILES.values())),
+    )
     replaced = S3PrefixSource(s3, source)
     replace_when_read(replaced, "config.json", b"{}")
     with pytest.raises(RemoteServiceError, match=r"config\.json: the object changed"):

@@ -9,19 +9,23 @@ import os
 import tracemalloc
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import pytest
 
 from handler.archive import Limits, StreamingExtractor
 from handler.errors import ExtractionError, InputError, SourceReadError
-from handler.events import EventValidationError, parse_event
+from handler.events import EventValidationError, StrategyChoice, Target, parse_event
 from handler.locations.directory import LocalDirectorySource
 from handler.locations.listing import Listed, TreeSource
 from handler.locations.local import open_source
 from handler.members import MemberKind, TreeFormat
-from handler.packaging import PackageOptions, package
+from handler.packaging import PackageOptions, package, package_target
+from handler.settings import HandlerSettings
 from tests.helpers import read_zip, write_tree
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 class ListedOnly(TreeSource):
@@ -39,6 +43,9 @@ class ListedOnly(TreeSource):
 
     def entries(self) -> Iterator[Listed]:
         return iter(self.listed)
+
+    def holds(self, location: str) -> bool:
+        return location.startswith(self.name)
 
     def open_member(self, entry: Listed) -> BinaryIO:
         self.opened.append(entry.name)
@@ -197,3 +204,32 @@ def test_listing_memory_does_not_grow_with_the_member_count(tmp_path: Path) -> N
     # Blocks, not bytes: the interpreter's table of interned names (pathlib interns each
     # name) may be reallocated larger once, in one block.
     assert growth < 1_000  # one directory's names at a time, not each entry's
+
+
+def test_a_destination_inside_the_source_tree_is_refused(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "m", {"a.bin": b"a"})
+    with pytest.raises(InputError, match=r"is inside the source .*; write it outside"):
+        package(root, root / "sub" / ".." / "m.zip")
+    assert sorted(p.name for p in root.iterdir()) == ["a.bin"]
+    prefix = ListedOnly([_file("a.bin")])
+    with pytest.raises(InputError, match=r"is inside the source s3://bucket/models/"):
+        package(prefix, "s3://bucket/models/m.zip", s3=cast("S3Client", object()))
+    package(root, tmp_path / "m-sibling.zip")  # beside it (a shared name start) is fine
+
+
+@pytest.mark.parametrize("strategy", ["auto", "extract"])
+def test_a_directory_target_packages_with_either_strategy(tmp_path: Path, strategy: str) -> None:
+    files = {"config.json": b"{}", "shards/a.bin": b"a" * 5000, "shards/b.bin": b"b"}
+    root = write_tree(tmp_path / "m", files)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = package_target(
+        Target(f"{root}/", str(tmp_path / "m.zip")),
+        HandlerSettings(scratch_dir=str(scratch), tmp_critical=0.99),
+        choice=StrategyChoice(strategy),
+    )
+    assert result.status == "succeeded", result.error
+    assert result.strategy == ("stream" if strategy == "auto" else "extract")  # auto: no staging
+    assert (result.files, result.bytes_in) == (3, 5003)
+    assert read_zip(tmp_path / "m.zip") == files
+    assert list(scratch.iterdir()) == []  # the scratch copy is gone
