@@ -278,3 +278,30 @@ def test_s3_prefix_round_trips_through_the_real_server(seaweed: SeaweedS3, tmp_p
     with pytest.raises(RemoteServiceError, match=r"config\.json: the object changed"):
         package(replaced, tmp_path / "again.zip")
     assert not (tmp_path / "again.zip").exists()
+
+
+def test_the_lambda_retries_a_replaced_object_and_packages_one_version(
+    s3_env: MotoS3, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = s3_env.client()
+    _put_tree(client, bucket, "m/")
+    opened = S3PrefixSource.open_member
+    replaced: list[str] = []
+
+    def replace_once(source: S3PrefixSource, entry: Listed) -> BinaryIO:
+        if entry.name == "config.json" and not replaced:
+            replaced.append(entry.name)  # a writer replaces it after the listing, once
+            client.put_object(Bucket=bucket, Key="m/config.json", Body=b'{"new": true}')
+        return opened(source, entry)
+
+    monkeypatch.setattr(S3PrefixSource, "open_member", replace_once)
+    response = lambda_handler(
+        {"targets": [{"source": f"s3://{bucket}/m/", "destination": f"s3://{bucket}/o.zip"}]},
+        Context(),
+    )
+
+    target = response["targets"][0]
+    assert (target["status"], target["attempts"]) == ("succeeded", 2), target
+    local = tmp_path / "o.zip"
+    client.download_file(bucket, "o.zip", str(local))
+    assert read_zip(local) == FILES | {"config.json": b'{"new": true}'}  # the new version only
