@@ -27,6 +27,14 @@ class ArchiveFormat(enum.StrEnum):
     ZIP = "zip"
 
 
+class TreeFormat(enum.StrEnum):
+    """Sources that are a tree of members rather than one archive, listed then read
+    member by member (:mod:`handler.archive.tree_members`)."""
+
+    DIRECTORY = "directory"
+    S3_PREFIX = "s3-prefix"
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     """One archive member, with its name made safe (relative, POSIX, no ``..``)."""
@@ -72,7 +80,7 @@ class ArchiveInfo:
     """An archive's members and totals, read from headers only."""
 
     source: str
-    format: ArchiveFormat
+    format: ArchiveFormat | TreeFormat
     archive_size: int
     members: tuple[Member, ...] = field(repr=False)
 

@@ -23,6 +23,7 @@ from handler.deadline import OutOfTimeError, bounded
 from handler.errors import CommitUnverifiedError, InsufficientStorageError
 from handler.events import SUCCEEDED, UNVERIFIED, StrategyChoice, Target, TargetResult, error_dict
 from handler.locations.buffers import plan_memory, plan_upload
+from handler.locations.listing import TreeSource
 from handler.locations.local import Destination, IfExists, Source, open_destination, open_source
 from handler.logs import log_context
 from handler.members import ArchiveFormat
@@ -123,11 +124,21 @@ def plan(
     """
     if choice is StrategyChoice.STREAM:
         return Decision(Strategy.STREAM, "requested")
+    if isinstance(src, TreeSource) and choice is StrategyChoice.AUTO:
+        return Decision(
+            Strategy.STREAM,
+            f"auto: the source is a {src.format.value}, read member by member; nothing to stage",
+            src.file_count(),
+        )
     budget = storage.budget(critical)
     needed: int | None = None
     total_files: int | None = None
     compressed_tar = (ArchiveFormat.TAR_GZ, ArchiveFormat.TAR_BZ2, ArchiveFormat.TAR_XZ)
-    if src.size() > budget and _format_of(src) in compressed_tar:
+    if (
+        not isinstance(src, TreeSource)
+        and src.size() > budget
+        and _format_of(src) in compressed_tar
+    ):
         needed = src.size()
     if needed is None:
         info = extractor.get_archive_info(src, include or None)  # what --include selects

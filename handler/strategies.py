@@ -26,6 +26,7 @@ from handler.archive.safety import Limits
 from handler.codec import Compression, check_compression, check_level
 from handler.errors import CompressionError, InputError
 from handler.locations.leftovers import LockedScratch, remove_stale_scratch, sources_in_use
+from handler.locations.listing import TreeSource
 from handler.locations.local import Destination, Source, is_s3
 from handler.members import Member, MemberKind, OpenMember
 from handler.storage import CleanupContext, StorageManager
@@ -173,6 +174,16 @@ def no_match_message(source: str, patterns: Iterable[str]) -> str:
     )
 
 
+def check_apart(src: Source, dest: Destination) -> None:
+    """Refuse a destination inside a directory or prefix source (InputError): the ZIP
+    would be listed as a member while it is written, or on the next run."""
+    if isinstance(src, TreeSource) and src.holds(dest.name):
+        raise InputError(
+            f"{dest.name}: is inside the source {src.name}, so the ZIP would be packaged "
+            "into itself; write it outside the source"
+        )
+
+
 def write_zip(
     dest: Destination,
     opts: PackageOptions,
@@ -216,8 +227,9 @@ def run_stream(
     returns, and absent when it raises."""
     reporter = phases or NoPhases()
     started = clock()
+    check_apart(src, dest)
     source_size = src.size()
-    with sources_in_use(src.name), opts.extractor().open(src) as reader:
+    with sources_in_use(src.name), opts.extractor().open_reader(src) as reader:
         report = None
         if progress is not None:
             callback = progress
@@ -261,6 +273,7 @@ def run_extract(
     """
     reporter = phases or NoPhases()
     started = clock()
+    check_apart(src, dest)
     dest.check_writable()
     source_size = src.size()
     extractor = opts.extractor()

@@ -4,8 +4,9 @@ The door to reading archives: :meth:`~StreamingExtractor.get_archive_info` (head
 only), :meth:`~StreamingExtractor.extract_streaming` (members to disk, one at a time),
 :meth:`~StreamingExtractor.extract_selective` (the same, for matching names) and
 :meth:`~StreamingExtractor.open` (members with their data streams, for zipping without
-disk). Every member passes :class:`~handler.archive.safety.MemberGuard` before its data
-is touched.
+disk); :meth:`~StreamingExtractor.open_reader` also opens a directory or an S3 prefix
+(:mod:`handler.archive.tree_members`). Every member passes
+:class:`~handler.archive.safety.MemberGuard` before its data is touched.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from handler.archive.reader import ArchiveReader
 from handler.archive.safety import Limits
 from handler.archive.to_disk import CleanupCallback, ExtractionSummary, write_members
+from handler.archive.tree_members import TreeReader
+from handler.locations.listing import TreeSource
 from handler.locations.local import Source, open_source
 from handler.members import ArchiveInfo
 from handler.streams import CHUNK_SIZE
@@ -44,13 +47,22 @@ class StreamingExtractor:
         """A reader for one pass over ``source``; use it as a context manager."""
         return ArchiveReader(_as_source(source), self.limits, self.chunk_size, self.name_encoding)
 
+    def open_reader(self, source: ArchiveLike) -> ArchiveReader | TreeReader:
+        """A reader for one pass over ``source``: an archive (:meth:`open`), or a directory
+        or an S3 prefix (:class:`~handler.archive.tree_members.TreeReader`); use it as a
+        context manager."""
+        opened = _as_source(source)
+        if isinstance(opened, TreeSource):
+            return TreeReader(opened, self.limits, self.chunk_size)
+        return self.open(opened)
+
     def get_archive_info(
         self, source: ArchiveLike, patterns: Sequence[str] | None = None
     ) -> ArchiveInfo:
         """Members (those matching ``patterns``, if any) and totals from headers only: the
         zip central directory, or one streaming pass over the tar headers that writes
         nothing."""
-        with self.open(source) as reader:
+        with self.open_reader(source) as reader:
             members = tuple(m.member for m in reader.members(patterns, with_data=False))
             assert reader.format is not None
             return ArchiveInfo(
@@ -72,7 +84,7 @@ class StreamingExtractor:
         after each file or link is written."""
         root = Path(dest_dir)
         root.mkdir(parents=True, exist_ok=True)
-        with self.open(archive) as reader:
+        with self.open_reader(archive) as reader:
             return write_members(reader, root, cleanup_callback, patterns)
 
     def extract_selective(

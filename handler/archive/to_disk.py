@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from handler.archive.reader import ArchiveReader
+from handler.archive.tree_members import TreeReader
 from handler.errors import ExtractionError, InsufficientStorageError
 from handler.members import Member, MemberKind, OpenMember
 from handler.storage import available_bytes
@@ -32,7 +33,7 @@ class ExtractionSummary:
 
 
 def write_members(
-    reader: ArchiveReader,
+    reader: ArchiveReader | TreeReader,
     root: Path,
     cleanup_callback: CleanupCallback | None,
     patterns: Sequence[str] | None,

@@ -24,6 +24,7 @@ from handler.errors import (
     InsufficientStorageError,
     SourceNotFoundError,
 )
+from handler.locations.directory import LocalDirectorySource
 from handler.locations.leftovers import LockedPartial, remove_stale_partials
 from handler.locations.publish import (
     NO_HARD_LINKS,
@@ -321,10 +322,11 @@ def check_location(location: str, *, zip_destination: bool = False) -> str:
         raise InputError("must be a non-empty string (s3://bucket/key or a path)")
     if text.startswith("s3://"):
         bucket, _, key = text.removeprefix("s3://").partition("/")
-        if not bucket or not key or key.endswith("/"):
-            raise InputError(
-                f"{shown_repr(text)} must name an object: s3://bucket/key (not a bucket or prefix)"
-            )
+        if not bucket or not key or (zip_destination and key.endswith("/")):
+            what = "an object: s3://bucket/key (not a bucket or prefix)"
+            if not zip_destination:  # a source may be a prefix (handler.locations.prefix)
+                what = "an object or a prefix: s3://bucket/key or s3://bucket/prefix/"
+            raise InputError(f"{shown_repr(text)} must name {what}")
     elif "://" in text:
         raise InputError(f"{shown_repr(text)}: only s3:// URLs and local paths are supported")
     if zip_destination and text.endswith("/"):
@@ -338,12 +340,20 @@ def is_s3(location: str) -> bool:
 
 
 def open_source(location: str | os.PathLike[str], *, s3: S3Client | None = None) -> Source:
-    """The source named by ``location``: ``s3://bucket/key`` or a local path."""
+    """The source named by ``location``: ``s3://bucket/key`` or a local path (one archive),
+    or ``s3://bucket/prefix/`` or a directory (a tree source, read member by member:
+    :mod:`handler.locations.prefix`, :mod:`handler.locations.directory`)."""
     text = check_location(str(location))
     if is_s3(text):
         from handler.locations.s3 import S3Source, make_client  # noqa: PLC0415 - boto3 only for S3
 
+        if text.endswith("/"):
+            from handler.locations.prefix import S3PrefixSource  # noqa: PLC0415
+
+            return S3PrefixSource(s3 or make_client(), text)
         return S3Source(s3 or make_client(), text)
+    if text.endswith("/") or Path(location).is_dir():
+        return LocalDirectorySource(location)
     return LocalSource(location)
 
 

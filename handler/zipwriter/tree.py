@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from handler.codec import DEFAULT_LEVEL, Compression
@@ -16,22 +16,15 @@ from handler.zipwriter.records import ZipEntry
 from handler.zipwriter.zipper import IncrementalZipper, ProgressCallback, ZipCounts
 
 
-def add_tree(
-    zipper: IncrementalZipper,
-    source_dir: str | Path,
-    *,
-    hardlinks: Mapping[str, str] | None = None,
-) -> ZipCounts:
-    """Add a directory tree to ``zipper``: sorted, relative names, permissions and mtimes
-    kept, symbolic links kept as links (never followed).
+def walk_tree(source_dir: str | Path) -> Iterator[tuple[Path, str, os.stat_result]]:
+    """Each entry under ``source_dir`` as (path, relative POSIX name, ``lstat`` result), in
+    a stable order: a directory (never the root itself), then its names sorted, then its
+    subdirectories in sorted order, each the same way (``os.walk`` top-down).
 
-    ``hardlinks`` (name -> target name) says which names are hard links, as the
-    archive the tree came from does; without it the first name of an inode met in
-    sorted order is the file and the others link to it.
+    Symbolic links are listed, never followed (a link to a directory comes after the
+    names beside it and is not entered). An unreadable directory raises its OSError.
     """
     root = Path(source_dir)
-    files = directories = links = size = 0
-    first_path: dict[tuple[int, int], str] = {}  # hard links: (device, inode) -> arcname
 
     def fail(error: OSError) -> None:
         raise error
@@ -40,32 +33,46 @@ def add_tree(
         subdirs.sort()
         base = Path(directory)
         if base != root:
-            info = base.stat()
-            zipper.add_directory(
-                base.relative_to(root).as_posix(),
-                mode=stat.S_IMODE(info.st_mode),
-                mtime=info.st_mtime,
-            )
-            directories += 1
+            yield base, base.relative_to(root).as_posix(), base.lstat()
         linked_dirs = [d for d in subdirs if (base / d).is_symlink()]
         for name in sorted(names) + linked_dirs:
             path = base / name
-            arcname = path.relative_to(root).as_posix()
-            info = path.lstat()
-            key = (info.st_dev, info.st_ino)
-            if path.is_symlink():
-                zipper.add_symlink(arcname, str(path.readlink()))
-                links += 1
-            elif hardlinks is not None and arcname in hardlinks:
-                zipper.add_hardlink(arcname, hardlinks[arcname])
-                links += 1
-            elif hardlinks is None and info.st_nlink > 1 and key in first_path:
-                zipper.add_hardlink(arcname, first_path[key])
-                links += 1
-            else:
-                first_path[key] = arcname
-                size += zipper.add_file_streaming(path, arcname).uncompressed_size
-                files += 1
+            yield path, path.relative_to(root).as_posix(), path.lstat()
+
+
+def add_tree(
+    zipper: IncrementalZipper,
+    source_dir: str | Path,
+    *,
+    hardlinks: Mapping[str, str] | None = None,
+) -> ZipCounts:
+    """Add a directory tree to ``zipper`` in :func:`walk_tree`'s order: relative names,
+    permissions and mtimes kept, symbolic links kept as links (never followed).
+
+    ``hardlinks`` (name -> target name) says which names are hard links, as the
+    archive the tree came from does; without it the first name of an inode met in
+    sorted order is the file and the others link to it.
+    """
+    files = directories = links = size = 0
+    first_path: dict[tuple[int, int], str] = {}  # hard links: (device, inode) -> arcname
+    for path, arcname, info in walk_tree(source_dir):
+        key = (info.st_dev, info.st_ino)
+        if stat.S_ISDIR(info.st_mode):
+            zipper.add_directory(arcname, mode=stat.S_IMODE(info.st_mode), mtime=info.st_mtime)
+            directories += 1
+        elif stat.S_ISLNK(info.st_mode):
+            zipper.add_symlink(arcname, str(path.readlink()))
+            links += 1
+        elif hardlinks is not None and arcname in hardlinks:
+            zipper.add_hardlink(arcname, hardlinks[arcname])
+            links += 1
+        elif hardlinks is None and info.st_nlink > 1 and key in first_path:
+            zipper.add_hardlink(arcname, first_path[key])
+            links += 1
+        else:
+            first_path[key] = arcname
+            size += zipper.add_file_streaming(path, arcname).uncompressed_size
+            files += 1
     return ZipCounts(files, directories, links, size)
 
 

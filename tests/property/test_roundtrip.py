@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from handler.packaging import PackageOptions, package
 from handler.zipwriter.zipper import IncrementalZipper
-from tests.helpers import ALL_FORMATS, ArchiveKind, build_archive, read_zip
+from tests.helpers import ALL_FORMATS, ArchiveKind, build_archive, read_zip, write_tree
 
 segment = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-.é", min_size=1, max_size=12
@@ -78,3 +78,16 @@ def test_zipper_output_reads_back_whatever_the_chunking(
         zipper.add_stream(name, pieces, size_hint=len(data) if seekable else None)
     zipper.finalize()
     assert read_zip(io.BytesIO(pipe.buffer.getvalue())) == files
+
+
+@given(files=trees, level=st.integers(0, 9))
+def test_property_2_holds_for_a_directory_source(files: dict[str, bytes], level: int) -> None:
+    """Property 2 for a directory source (issue 10): the tree's files come out with
+    identical names and bytes, and the plan's figures are the listing's."""
+    with tempfile.TemporaryDirectory() as work:
+        root = write_tree(Path(work) / "tree", files)
+        dest = Path(work) / "out.zip"
+        result = package(root, dest, PackageOptions(level=level))
+        assert read_zip(dest) == files
+        assert (result.format, result.files) == ("directory", len(files))
+        assert result.bytes_in == result.uncompressed_bytes == sum(map(len, files.values()))
