@@ -7,12 +7,15 @@ in Powertools' handler subsegment.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from monitor.attribution import TmpAttribution
 from monitor.config import MonitorConfig
+from monitor.metrics import TMP_ATTRIBUTED_BYTES
 from monitor.sidecar import StorageMonitor
 
 log = logging.getLogger("tmpwarden.monitor")
@@ -38,7 +41,9 @@ def monitored(monitor: Any = None, **settings: Any) -> Any:
     ``@monitored``, ``@monitored()``, ``@monitored(mon)`` and
     ``@monitored(sample_interval=0.05)`` all work; settings are
     :class:`~monitor.config.MonitorConfig` fields, resolved over ``TMPWARDEN_*`` when the
-    first invocation starts (an unknown one is a ConfigurationError then).
+    first invocation starts (an unknown one is a ConfigurationError then). On a Lambda
+    Managed Instance the invocation record also gets ``TmpAttributedBytes``, the
+    request's own growth of the shared ``/tmp`` (see :mod:`monitor.attribution`).
     """
     if callable(monitor) and not isinstance(monitor, StorageMonitor):
         return monitored()(monitor)
@@ -56,6 +61,7 @@ def monitored(monitor: Any = None, **settings: Any) -> Any:
         def wrapper(event: Any, context: Any = None, *args: Any, **kwargs: Any) -> Any:
             mon = current()
             mon.begin_invocation(getattr(context, "aws_request_id", None))
+            attribution = _attribution(mon)
             error: BaseException | None = None
             try:
                 return handler(event, context, *args, **kwargs)
@@ -64,6 +70,9 @@ def monitored(monitor: Any = None, **settings: Any) -> Any:
                 raise
             finally:
                 try:
+                    if attribution is not None:
+                        with contextlib.suppress(OSError):  # /tmp unreadable: no figure
+                            mon.put_metric(TMP_ATTRIBUTED_BYTES, attribution.growth())
                     mon.end_invocation(error)
                 except Exception:  # reporting must never change the handler's outcome
                     log.exception("tmpwarden monitor: end of invocation failed")
@@ -72,3 +81,17 @@ def monitored(monitor: Any = None, **settings: Any) -> Any:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _attribution(monitor: StorageMonitor) -> TmpAttribution | None:
+    """On a Managed Instance (``/tmp`` shared with other processes), the request's own
+    growth of ``/tmp`` (:mod:`monitor.attribution`), measured from now; else None."""
+    if not monitor.environment.shared:
+        return None
+    attribution = TmpAttribution(monitor.config.path, monitor.cleanup_paths)
+    try:
+        attribution.begin()
+    except OSError:
+        log.warning("tmpwarden monitor: cannot read %s to attribute /tmp", monitor.config.path)
+        return None
+    return attribution

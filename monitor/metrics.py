@@ -90,6 +90,16 @@ class ProcessingState:
     """Seconds of work left, if the code can tell."""
 
 
+class Scope(enum.StrEnum):
+    """What a figure covers (see :mod:`monitor.environment`): one process, the whole
+    execution environment (all processes sharing it on a Lambda Managed Instance), or
+    one request."""
+
+    PROCESS = "process"
+    ENVIRONMENT = "environment"
+    REQUEST = "request"
+
+
 class MetricGroup(enum.Enum):
     """Metrics emitted together in one EMF document share a group (and its dimensions)."""
 
@@ -151,6 +161,7 @@ TARGETS_SUCCEEDED = "TargetsSucceeded"
 TARGETS_FAILED = "TargetsFailed"
 PACKAGED_BYTES = "PackagedBytes"
 PHASE_DURATION = "PhaseDuration"
+TMP_ATTRIBUTED_BYTES = "TmpAttributedBytes"
 
 REGISTRY: dict[str, MetricSpec] = {
     **_specs(
@@ -179,12 +190,42 @@ REGISTRY: dict[str, MetricSpec] = {
         (TARGETS_SUCCEEDED, "Count", "packaging targets that succeeded"),
         (TARGETS_FAILED, "Count", "packaging targets that failed"),
         (PACKAGED_BYTES, "Bytes", "uncompressed bytes packaged into ZIPs"),
+        (TMP_ATTRIBUTED_BYTES, "Bytes", "/tmp growth of the request's own files, start to end"),
     ),
     **_specs(
         MetricGroup.PHASE,
         (PHASE_DURATION, "Milliseconds", "time spent in one phase (dimension Phase)"),
     ),
 }
+
+METRIC_SCOPES: dict[str, Scope] = {
+    **dict.fromkeys(
+        (TMP_USED_BYTES, TMP_AVAILABLE_BYTES, TMP_USED_PERCENT, TMP_TIME_TO_FULL_SECONDS),
+        Scope.ENVIRONMENT,
+    ),
+    **dict.fromkeys(
+        (PEAK_TMP_USED_BYTES, PEAK_TMP_USED_PERCENT, TMP_WARNING_EVENTS, TMP_CRITICAL_EVENTS),
+        Scope.ENVIRONMENT,
+    ),
+    **dict.fromkeys((TMP_PREDICTED_FULL_EVENTS, CLEANUP_BYTES_FREED), Scope.ENVIRONMENT),
+    **dict.fromkeys(
+        (MEMORY_USED_BYTES, MEMORY_USED_PERCENT, PEAK_MEMORY_USED_BYTES, PEAK_MEMORY_USED_PERCENT),
+        Scope.PROCESS,
+    ),
+    **dict.fromkeys(
+        (MEMORY_WARNING_EVENTS, MEMORY_CRITICAL_EVENTS, MEMORY_FREED_BYTES, CALLBACK_ERRORS),
+        Scope.PROCESS,
+    ),
+    **dict.fromkeys(
+        (TARGETS_SUCCEEDED, TARGETS_FAILED, PACKAGED_BYTES, PHASE_DURATION, TMP_ATTRIBUTED_BYTES),
+        Scope.REQUEST,
+    ),
+}
+"""Each metric's scope. ``/tmp`` figures are the filesystem's, which every process of a
+Managed Instance shares (statvfs sees all their files); memory figures are the writing
+process's resident memory, its percentages of the process's budget
+(``ProcessMemoryBudgetBytes``); the work done and TmpAttributedBytes are the request's.
+Levels and events follow the figure they watch."""
 
 EVENT_METRICS: dict[tuple[Resource, Level], str] = {
     (Resource.TMP, Level.WARNING): TMP_WARNING_EVENTS,
