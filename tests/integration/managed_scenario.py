@@ -37,6 +37,8 @@ MANAGED_ENV = {
     LAMBDA_MEMORY_ENV: "2048",
 }
 STEPS = 40
+TMP_WARNING = 0.2
+"""Of the 64 MiB tmpfs: the four requests together (about 14.5 MiB) cross it, none alone."""
 MODULE = "tests.integration.managed_scenario"
 
 
@@ -55,7 +57,12 @@ def everyone(out: Path, stage: str) -> list[Path]:
 def worker(index: int, mount: Path, out: Path) -> None:
     sink = MemorySink()
     config = MonitorConfig.resolve(
-        path=mount, sample_interval=0.01, sampling="fixed", tracing="off", actions=False
+        path=mount,
+        sample_interval=0.01,
+        sampling="fixed",
+        tracing="off",
+        actions=False,
+        tmp_warning=TMP_WARNING,
     )
     monitor = StorageMonitor(config, sink=sink, environ=MANAGED_ENV)
     ballast = bytearray((index + 1) * 16 * MIB)

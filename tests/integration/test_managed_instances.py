@@ -26,7 +26,7 @@ from monitor.metrics import (
 )
 from monitor.records import RecordKind
 from tests.helpers import python_env
-from tests.integration.managed_scenario import MIB, PROCESSES
+from tests.integration.managed_scenario import MIB, PROCESSES, TMP_WARNING
 from tests.namespaces import run_with_tmpfs
 
 PAGE = 4096
@@ -57,7 +57,13 @@ def test_four_processes_sharing_a_tmpfs_each_say_what_they_measured(tmp_path: Pa
         [invocation] = [d for d in mine if d[r.RECORD_KIND] == RecordKind.INVOCATION]
         samples = [d for d in mine if d[r.RECORD_KIND] == RecordKind.SAMPLES]
         assert samples, "the sampling thread ran alongside three others"
-        for doc in [invocation, *samples]:
+        # the shared /tmp crossed the warning level with the four requests' files: every
+        # process saw the environment's crossing and wrote its own level change
+        changes = [d for d in mine if d[r.RECORD_KIND] == RecordKind.LEVEL_CHANGE]
+        [warning] = [d for d in changes if (d[r.RESOURCE], d[r.LEVEL]) == ("tmp", "warning")]
+        assert warning[r.LEVEL_PERCENT] >= TMP_WARNING * 100
+        assert not [d for d in changes if d[r.RESOURCE] == "memory"]  # within its share
+        for doc in [invocation, *samples, *changes]:
             # what each figure covers, stated by the process that measured it
             assert doc[r.PROCESS_ID] == report["pid"]
             assert doc[r.EXECUTION_MODEL] == "managed-instances"
