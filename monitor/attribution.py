@@ -14,8 +14,13 @@ Their allocated size (``st_blocks * 512``, stat(2): whole pages on tmpfs, so a 1
 counts 4 KiB, as statvfs counts it), each inode once, at the start and at the end of a
 request gives the request's growth of ``/tmp``: the ``TmpAttributedBytes`` metric
 (:data:`~monitor.metrics.TMP_ATTRIBUTED_BYTES`, scope ``request``; negative when the
-request freed more than it wrote). The ``@monitored`` decorator records it on a Managed
-Instance; on Lambda the environment's growth is the request's already.
+request freed more than it wrote). Measured also at each ``/tmp`` level crossing (a
+callback, on the monitor's callback thread), the largest growth is
+``PeakTmpAttributedBytes``: what the request held when the shared ``/tmp`` crossed a level,
+even if it cleaned its scratch before it ended (at a critical crossing the default
+cleanup action runs first). The ``@monitored`` decorator records both on a Managed
+Instance (:class:`RequestAttribution`); on Lambda the environment's growth is the
+request's already.
 
 What cannot be attributed (it is in the environment's ``TmpUsedBytes``, in no request's
 ``TmpAttributedBytes``; the difference over the requests of the same moments is the
@@ -38,8 +43,12 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+from monitor.callbacks import CALLBACK_LEVELS, MonitorEvent
+from monitor.metrics import Resource
 
 PROC_FD = "/proc/self/fd"
 STAT_BLOCK_BYTES = 512
@@ -145,3 +154,43 @@ class TmpAttribution:
     def growth(self) -> int:
         """Bytes held now minus at :meth:`begin` (negative when the request freed)."""
         return self.held() - self._start
+
+
+class RequestAttribution:
+    """A :class:`TmpAttribution` over one request at a time, also measured at each
+    ``/tmp`` level crossing while the request runs.
+
+    :meth:`attach` registers the crossing measure with ``add_callback`` (a monitor's
+    :meth:`~monitor.sidecar.StorageMonitor.add_callback`) once; then :meth:`begin` at
+    each request's start and :meth:`end` at its end give (growth, peak growth) in bytes.
+    Thread-safe: the crossings are measured on the callback thread.
+    """
+
+    def __init__(self, attribution: TmpAttribution) -> None:
+        self.attribution = attribution
+        self._lock = threading.Lock()
+        self._active = False
+        self._peak = 0
+
+    def attach(self, add_callback: Callable[..., None]) -> RequestAttribution:
+        for level in CALLBACK_LEVELS[Resource.TMP]:
+            add_callback(level, self.attribute_tmp_to_request, resource=Resource.TMP)
+        return self
+
+    def begin(self) -> None:
+        with self._lock:
+            self.attribution.begin()
+            self._active, self._peak = True, 0
+
+    def attribute_tmp_to_request(self, event: MonitorEvent) -> None:
+        """The crossing's measure (a callback: its name is what the records list)."""
+        with self._lock:
+            if self._active:
+                self._peak = max(self._peak, self.attribution.growth())
+
+    def end(self) -> tuple[int, int]:
+        """(growth now, the largest growth measured since :meth:`begin`), bytes."""
+        with self._lock:
+            self._active = False
+            growth = self.attribution.growth()
+            return growth, max(self._peak, growth)

@@ -162,6 +162,7 @@ TARGETS_FAILED = "TargetsFailed"
 PACKAGED_BYTES = "PackagedBytes"
 PHASE_DURATION = "PhaseDuration"
 TMP_ATTRIBUTED_BYTES = "TmpAttributedBytes"
+PEAK_TMP_ATTRIBUTED_BYTES = "PeakTmpAttributedBytes"
 
 REGISTRY: dict[str, MetricSpec] = {
     **_specs(
@@ -191,6 +192,7 @@ REGISTRY: dict[str, MetricSpec] = {
         (TARGETS_FAILED, "Count", "packaging targets that failed"),
         (PACKAGED_BYTES, "Bytes", "uncompressed bytes packaged into ZIPs"),
         (TMP_ATTRIBUTED_BYTES, "Bytes", "/tmp growth of the request's own files, start to end"),
+        (PEAK_TMP_ATTRIBUTED_BYTES, "Bytes", "that growth at its largest, /tmp crossings included"),
     ),
     **_specs(
         MetricGroup.PHASE,
@@ -220,6 +222,7 @@ METRIC_SCOPES: dict[str, Scope] = {
         (TARGETS_SUCCEEDED, TARGETS_FAILED, PACKAGED_BYTES, PHASE_DURATION, TMP_ATTRIBUTED_BYTES),
         Scope.REQUEST,
     ),
+    PEAK_TMP_ATTRIBUTED_BYTES: Scope.REQUEST,
 }
 """Each metric's scope. ``/tmp`` figures are the filesystem's, which every process of a
 Managed Instance shares (statvfs sees all their files); memory figures are the writing

@@ -21,6 +21,7 @@ from monitor.metrics import (
     MEMORY_USED_BYTES,
     PEAK_MEMORY_USED_BYTES,
     PEAK_MEMORY_USED_PERCENT,
+    PEAK_TMP_ATTRIBUTED_BYTES,
     TMP_ATTRIBUTED_BYTES,
     TMP_USED_BYTES,
 )
@@ -88,6 +89,9 @@ def test_four_processes_sharing_a_tmpfs_each_say_what_they_measured(tmp_path: Pa
         print(f"process {index}: wrote {sum(sizes)} B, attributed {got} B, pages {pages} B")
         assert abs(got - sum(sizes)) < PAGE * len(sizes)
         assert got == pages  # tmpfs allocates whole pages
+        # measured again at the crossings (no cleanup here): the end was the largest
+        assert invocation[PEAK_TMP_ATTRIBUTED_BYTES] == got
+        assert "attribute_tmp_to_request" in [c["name"] for c in invocation[r.CALLBACKS]]
         attributed.append(got)
         last_used.append(_values(samples[-1][TMP_USED_BYTES])[-1])
 

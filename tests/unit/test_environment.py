@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,7 +25,14 @@ from monitor.environment import (
     ExecutionModel,
 )
 from monitor.errors import ConfigurationError
-from monitor.metrics import METRIC_SCOPES, REGISTRY, TMP_ATTRIBUTED_BYTES, Level, Scope
+from monitor.metrics import (
+    METRIC_SCOPES,
+    PEAK_TMP_ATTRIBUTED_BYTES,
+    REGISTRY,
+    TMP_ATTRIBUTED_BYTES,
+    Level,
+    Scope,
+)
 from monitor.records import RecordKind
 from monitor.sampler import LAMBDA_MEMORY_ENV
 from tests.fakes import MIB, FakeSystem
@@ -83,11 +92,15 @@ def test_a_bad_max_concurrency_is_one_clear_error(value: str) -> None:
 def test_every_metric_has_a_scope_that_matches_its_resource() -> None:
     assert set(METRIC_SCOPES) == set(REGISTRY)
     for name, scope in METRIC_SCOPES.items():
-        if name.startswith(("Tmp", "PeakTmp")) and name != TMP_ATTRIBUTED_BYTES:
+        if "Attributed" in name:
+            assert scope is Scope.REQUEST, name
+        elif name.startswith(("Tmp", "PeakTmp")):
             assert scope is Scope.ENVIRONMENT, name
         if name.startswith(("Memory", "PeakMemory")):
             assert scope is Scope.PROCESS, name
-    assert METRIC_SCOPES[TMP_ATTRIBUTED_BYTES] is Scope.REQUEST
+    assert {METRIC_SCOPES[TMP_ATTRIBUTED_BYTES], METRIC_SCOPES[PEAK_TMP_ATTRIBUTED_BYTES]} == {
+        Scope.REQUEST
+    }
 
 
 def test_memory_thresholds_are_of_the_process_share_on_a_managed_instance() -> None:
@@ -174,5 +187,35 @@ def _invocation(environ: dict[str, str], scratch: Path) -> dict[str, Any]:
 
 def test_the_decorator_attributes_tmp_on_a_managed_instance_only(tmp_path: Path) -> None:
     managed = _invocation({MAX_CONCURRENCY_ENV: "4"}, tmp_path / "managed")
-    assert managed[TMP_ATTRIBUTED_BYTES] == (tmp_path / "managed/out.bin").stat().st_blocks * 512
-    assert TMP_ATTRIBUTED_BYTES not in _invocation({}, tmp_path / "lambda")
+    written = (tmp_path / "managed/out.bin").stat().st_blocks * 512
+    assert managed[TMP_ATTRIBUTED_BYTES] == managed[PEAK_TMP_ATTRIBUTED_BYTES] == written
+    on_lambda = _invocation({}, tmp_path / "lambda")
+    assert TMP_ATTRIBUTED_BYTES not in on_lambda and PEAK_TMP_ATTRIBUTED_BYTES not in on_lambda
+
+
+def test_what_a_request_held_when_the_shared_tmp_crossed_is_kept_after_it_cleans_up(
+    tmp_path: Path,
+) -> None:
+    """The request that filled the shared /tmp cleans its scratch before it ends (as
+    tmpwarden's handler does on a failure): its growth start to end is 0, but at the
+    warning crossing it held what it wrote, and the record says so."""
+    sink, fake = MemorySink(), FakeSystem()
+    monitor = fake.monitor(sink, environ={MAX_CONCURRENCY_ENV: "4"}, path=str(tmp_path))
+    scratch = tmp_path / "scratch"
+
+    @monitored(monitor)
+    def handler(event: object, context: object) -> None:
+        monitor.register_cleanup(scratch).mkdir()
+        (scratch / "part.bin").write_bytes(b"p" * 300_000)
+        fake.fill_fraction(0.85)  # the environment's /tmp, all processes' files
+        monitor.sample_now()
+        assert monitor.drain_callbacks()
+        shutil.rmtree(scratch)
+
+    handler({}, SimpleNamespace(aws_request_id="req-1"))
+    docs = [json.loads(line) for line in sink.lines]
+    [invocation] = [d for d in docs if d[r.RECORD_KIND] == RecordKind.INVOCATION]
+    assert invocation[TMP_ATTRIBUTED_BYTES] == 0
+    assert invocation[PEAK_TMP_ATTRIBUTED_BYTES] == math.ceil(300_000 / 4096) * 4096
+    runs = [run["name"] for run in invocation[r.CALLBACKS]]
+    assert runs == ["attribute_tmp_to_request"]
