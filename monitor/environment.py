@@ -4,12 +4,11 @@ On Lambda (the default, "on-demand") one runtime process has the execution envir
 to itself: its resident memory is the environment's, its ``/tmp`` is its own. On a
 *Lambda Managed Instance* the Python runtime starts one process per concurrent request
 (``PerExecutionEnvironmentMaxConcurrency`` of them) in one execution environment: the
-processes share its memory and its ``/tmp``, each with a monitor of its own. AWS: "Each
-concurrent request runs in a separate process with its own memory space [...] Total
-memory usage equals the per-process memory multiplied by the number of concurrent
-processes", and "The /tmp directory is shared across all concurrent requests in the
-execution environment" (Lambda developer guide, "Python runtime for Lambda Managed
-Instances").
+processes share its memory and its ``/tmp``, each with a monitor of its own. The Lambda
+developer guide ("Python runtime for Lambda Managed Instances") says so: each concurrent
+request has a process and a memory space of its own, the environment's memory use is
+the per-process use times the number of processes, and ``/tmp`` is shared by all the
+concurrent requests of the environment.
 
 How a Managed Instance is told apart, from the environment Lambda sets:
 

@@ -229,6 +229,7 @@ ENVIRONMENT_PROPERTIES: Final = (
 )
 for _kind in (RecordKind.SAMPLES, RecordKind.INVOCATION, RecordKind.LEVEL_CHANGE):
     PROPERTIES[_kind] |= frozenset(ENVIRONMENT_PROPERTIES)
+del _kind
 
 ALL_PROPERTIES: Final = frozenset().union(*PROPERTIES.values())
 
