@@ -55,6 +55,7 @@ class ReportSummary:
     peak_tmp_percent: float | None
     peak_memory_percent: float | None
     skipped: int = 0
+    level_changes: int = 0
 
     def __str__(self) -> str:
         parts = [
@@ -62,6 +63,8 @@ class ReportSummary:
             _plural(self.samples, "sample"),
             _plural(self.events, "event"),
         ]
+        if self.level_changes:
+            parts.append(_plural(self.level_changes, "level change record"))
         if self.peak_tmp_percent is not None:
             parts.append(f"peak /tmp {self.peak_tmp_percent:.1f}%")
         if self.peak_memory_percent is not None:
@@ -313,6 +316,7 @@ def render_report(log: Path, output: Path) -> ReportSummary:
         peak_tmp_percent=timeline.peak_tmp_percent,
         peak_memory_percent=timeline.peak_memory_percent,
         skipped=timeline.skipped,
+        level_changes=len(timeline.level_changes),
     )
 
 

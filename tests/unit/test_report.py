@@ -594,6 +594,7 @@ def test_png_is_a_real_picture(incident_run: Run, tmp_path: Path) -> None:
         events=5,
         peak_tmp_percent=summary.peak_tmp_percent,
         peak_memory_percent=summary.peak_memory_percent,
+        level_changes=5,
     )
     assert summary.peak_tmp_percent is not None and summary.peak_tmp_percent > 90
 
@@ -692,7 +693,7 @@ def test_cli_writes_the_report(incident_run: Run, tmp_path: Path, suffix: str) -
     assert stderr.getvalue() == ""
     assert out.stat().st_size > 10_000
     assert stdout.getvalue().startswith(f"wrote {out}: 2 invocations, ")
-    assert "5 events, peak /tmp 9" in stdout.getvalue()
+    assert "5 events, 5 level change records, peak /tmp 9" in stdout.getvalue()
 
 
 def test_cli_reports_errors_in_one_line(tmp_path: Path) -> None:
@@ -753,6 +754,7 @@ def test_a_log_of_only_level_changes_still_shows_the_climb(
     assert len(timeline.level_changes) == 5
     out = tmp_path / "killed.html"
     summary = render_report(log, out)
+    assert str(summary).startswith("0 invocations, 0 samples, 0 events, 5 level change records")
     # the peaks are the climbs' (the critical crossing's sample, the memory warning's):
     # the invocation's own peaks, which its lost record would have said
     peaks = incident_run.summaries[0].peaks
