@@ -31,6 +31,7 @@ from tests.integration.managed_scenario import MIB, PROCESSES, TMP_WARNING
 from tests.namespaces import run_with_tmpfs
 
 PAGE = 4096
+HWM_LAG = 1 * MIB
 
 
 def _values(value: Any) -> list[float]:
@@ -75,10 +76,12 @@ def test_four_processes_sharing_a_tmpfs_each_say_what_they_measured(tmp_path: Pa
             assert doc[r.PROCESS_MEMORY_BUDGET_BYTES] == 512 * MIB  # its share
             assert doc[r.TMP_TOTAL_BYTES] == 64 * MIB  # the one shared /tmp
 
-        # its own RSS: at least its own ballast, at most its own high-water mark
+        # its own RSS: at least its own ballast, at most its own high-water mark (VmHWM,
+        # which the kernel syncs from per-thread counters in batches: a few pages behind)
         peak = invocation[PEAK_MEMORY_USED_BYTES]
-        assert report["ballast"] < peak <= report["peak_rss"], (index, peak, report)
-        assert max(max(_values(s[MEMORY_USED_BYTES])) for s in samples) <= report["peak_rss"]
+        high = report["peak_rss"] + HWM_LAG
+        assert report["ballast"] < peak <= high, (index, peak, report)
+        assert max(max(_values(s[MEMORY_USED_BYTES])) for s in samples) <= high
         assert invocation[PEAK_MEMORY_USED_PERCENT] == round(100 * peak / (512 * MIB), 2)
         peaks.append(peak)
 
