@@ -171,7 +171,7 @@ REGISTRY: dict[str, MetricSpec] = {
         (TMP_AVAILABLE_BYTES, "Bytes", "/tmp still writable"),
         (TMP_USED_PERCENT, "Percent", "/tmp in use, percent of used + available (as df)"),
         (MEMORY_USED_BYTES, "Bytes", "resident memory of the function's process"),
-        (MEMORY_USED_PERCENT, "Percent", "resident memory, percent of the memory limit"),
+        (MEMORY_USED_PERCENT, "Percent", "resident memory, percent of the process's memory budget"),
         (TMP_TIME_TO_FULL_SECONDS, "Seconds", "predicted seconds until /tmp is full, when filling"),
     ),
     **_specs(
@@ -179,7 +179,7 @@ REGISTRY: dict[str, MetricSpec] = {
         (PEAK_TMP_USED_BYTES, "Bytes", "highest /tmp use in the invocation"),
         (PEAK_TMP_USED_PERCENT, "Percent", "highest /tmp use in the invocation, percent"),
         (PEAK_MEMORY_USED_BYTES, "Bytes", "highest resident memory in the invocation"),
-        (PEAK_MEMORY_USED_PERCENT, "Percent", "highest memory use, percent of the limit"),
+        (PEAK_MEMORY_USED_PERCENT, "Percent", "highest memory use, percent of the budget"),
         (TMP_WARNING_EVENTS, "Count", "/tmp crossed the warning threshold"),
         (TMP_CRITICAL_EVENTS, "Count", "/tmp crossed the critical threshold"),
         (TMP_PREDICTED_FULL_EVENTS, "Count", "the trend said /tmp fills within the horizon"),
