@@ -93,6 +93,9 @@ def _draw(figure: Figure, timeline: Timeline, time: TimeAxis) -> None:
     memory_title = "memory"
     if limits.memory_limit_bytes:
         memory_title += f" (limit {format_size(limits.memory_limit_bytes)})"
+    budget = limits.memory_budget_bytes
+    if budget and limits.memory_limit_bytes and budget < limits.memory_limit_bytes:
+        memory_title = f"memory of one process (its share {format_size(budget)} of the limit)"
     panels = (
         (tmp_axes, "tmp", tmp_title, limits.tmp_warning, limits.tmp_critical),
         (memory_axes, "memory", memory_title, limits.memory_warning, limits.memory_critical),

@@ -147,6 +147,9 @@ class StatedLimits:
     tmp_critical: float | None = None
     memory_warning: float | None = None
     memory_critical: float | None = None
+    memory_budget_bytes: int | None = None
+    """The process's share of memory_limit_bytes that the memory percents are of (less
+    than it on a Lambda Managed Instance, see monitor/environment.py)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -271,6 +271,7 @@ def _limits_of(docs: Sequence[Mapping[str, Any]]) -> StatedLimits:
         r.TMP_CRITICAL_PERCENT: "tmp_critical",
         r.MEMORY_WARNING_PERCENT: "memory_warning",
         r.MEMORY_CRITICAL_PERCENT: "memory_critical",
+        r.PROCESS_MEMORY_BUDGET_BYTES: "memory_budget_bytes",
     }
     for doc in docs:
         for key, name in keys.items():

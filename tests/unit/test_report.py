@@ -807,3 +807,28 @@ def test_an_unreadable_level_change_is_skipped_and_counted(incident_run: Run) ->
     assert len(timeline.level_changes) == 3
     assert timeline.skipped == 2
     assert timeline.missing == (("level_change", records.CROSSING_TIME, 1),)
+
+
+def test_a_managed_instance_log_says_the_memory_is_one_process_share() -> None:
+    """On a Lambda Managed Instance the memory percents are of the process's share of the
+    environment's memory (monitor/environment.py): the chart says so, not "limit"."""
+    from matplotlib.figure import Figure
+
+    from monitor.report import chart
+    from monitor.report.time_axis import TimeAxis
+    from tests.fakes import FakeSystem
+
+    sink = MemorySink()
+    monitor = FakeSystem(rss=20 * MIB).monitor(
+        sink, environ={"AWS_LAMBDA_MAX_CONCURRENCY": "4"}, memory_limit=100 * MIB
+    )
+    monitor.begin_invocation("req-1")
+    monitor.end_invocation()
+    timeline = timeline_of("\n".join(sink.lines))
+    limits = timeline.limits
+    assert (limits.memory_limit_bytes, limits.memory_budget_bytes) == (100 * MIB, 25 * MIB)
+    assert timeline.samples[0].memory_percent == 80.0  # 20 MiB of its 25 MiB share
+    figure = Figure()
+    chart._draw(figure, timeline, TimeAxis.of(timeline))
+    title = figure.axes[1].get_title(loc="left")
+    assert title.startswith("memory of one process (its share 25.0 MiB of the limit)")
