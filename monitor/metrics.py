@@ -93,6 +93,16 @@ class ProcessingState:
     """Seconds of work left, if the code can tell."""
 
 
+class Scope(enum.StrEnum):
+    """What a figure covers (see :mod:`monitor.environment`): one process, the whole
+    execution environment (all processes sharing it on a Lambda Managed Instance), or
+    one request."""
+
+    PROCESS = "process"
+    ENVIRONMENT = "environment"
+    REQUEST = "request"
+
+
 class MetricGroup(enum.Enum):
     """Metrics emitted together in one EMF document share a group (and its dimensions)."""
 
@@ -158,6 +168,8 @@ TARGETS_FAILED = "TargetsFailed"
 PACKAGED_BYTES = "PackagedBytes"
 PHASE_DURATION = "PhaseDuration"
 INCIDENTS = "Incidents"
+TMP_ATTRIBUTED_BYTES = "TmpAttributedBytes"
+PEAK_TMP_ATTRIBUTED_BYTES = "PeakTmpAttributedBytes"
 
 REGISTRY: dict[str, MetricSpec] = {
     **_specs(
@@ -166,7 +178,7 @@ REGISTRY: dict[str, MetricSpec] = {
         (TMP_AVAILABLE_BYTES, "Bytes", "/tmp still writable"),
         (TMP_USED_PERCENT, "Percent", "/tmp in use, percent of used + available (as df)"),
         (MEMORY_USED_BYTES, "Bytes", "resident memory of the function's process"),
-        (MEMORY_USED_PERCENT, "Percent", "resident memory, percent of the memory limit"),
+        (MEMORY_USED_PERCENT, "Percent", "resident memory, percent of the process's memory budget"),
         (TMP_TIME_TO_FULL_SECONDS, "Seconds", "predicted seconds until /tmp is full, when filling"),
     ),
     **_specs(
@@ -174,7 +186,7 @@ REGISTRY: dict[str, MetricSpec] = {
         (PEAK_TMP_USED_BYTES, "Bytes", "highest /tmp use in the invocation"),
         (PEAK_TMP_USED_PERCENT, "Percent", "highest /tmp use in the invocation, percent"),
         (PEAK_MEMORY_USED_BYTES, "Bytes", "highest resident memory in the invocation"),
-        (PEAK_MEMORY_USED_PERCENT, "Percent", "highest memory use, percent of the limit"),
+        (PEAK_MEMORY_USED_PERCENT, "Percent", "highest memory use, percent of the budget"),
         (TMP_WARNING_EVENTS, "Count", "/tmp crossed the warning threshold"),
         (TMP_CRITICAL_EVENTS, "Count", "/tmp crossed the critical threshold"),
         (TMP_PREDICTED_FULL_EVENTS, "Count", "the trend said /tmp fills within the horizon"),
@@ -186,6 +198,8 @@ REGISTRY: dict[str, MetricSpec] = {
         (TARGETS_SUCCEEDED, "Count", "packaging targets that succeeded"),
         (TARGETS_FAILED, "Count", "packaging targets that failed"),
         (PACKAGED_BYTES, "Bytes", "uncompressed bytes packaged into ZIPs"),
+        (TMP_ATTRIBUTED_BYTES, "Bytes", "/tmp growth of the request's own files, start to end"),
+        (PEAK_TMP_ATTRIBUTED_BYTES, "Bytes", "that growth at its largest, /tmp crossings included"),
     ),
     **_specs(
         MetricGroup.PHASE,
@@ -196,6 +210,37 @@ REGISTRY: dict[str, MetricSpec] = {
         (INCIDENTS, "Count", "invocations that died, by Classification (the extension)"),
     ),
 }
+
+METRIC_SCOPES: dict[str, Scope] = {
+    **dict.fromkeys(
+        (TMP_USED_BYTES, TMP_AVAILABLE_BYTES, TMP_USED_PERCENT, TMP_TIME_TO_FULL_SECONDS),
+        Scope.ENVIRONMENT,
+    ),
+    **dict.fromkeys(
+        (PEAK_TMP_USED_BYTES, PEAK_TMP_USED_PERCENT, TMP_WARNING_EVENTS, TMP_CRITICAL_EVENTS),
+        Scope.ENVIRONMENT,
+    ),
+    **dict.fromkeys((TMP_PREDICTED_FULL_EVENTS, CLEANUP_BYTES_FREED), Scope.ENVIRONMENT),
+    **dict.fromkeys(
+        (MEMORY_USED_BYTES, MEMORY_USED_PERCENT, PEAK_MEMORY_USED_BYTES, PEAK_MEMORY_USED_PERCENT),
+        Scope.PROCESS,
+    ),
+    **dict.fromkeys(
+        (MEMORY_WARNING_EVENTS, MEMORY_CRITICAL_EVENTS, MEMORY_FREED_BYTES, CALLBACK_ERRORS),
+        Scope.PROCESS,
+    ),
+    **dict.fromkeys(
+        (TARGETS_SUCCEEDED, TARGETS_FAILED, PACKAGED_BYTES, PHASE_DURATION, TMP_ATTRIBUTED_BYTES),
+        Scope.REQUEST,
+    ),
+    PEAK_TMP_ATTRIBUTED_BYTES: Scope.REQUEST,
+    INCIDENTS: Scope.REQUEST,
+}
+"""Each metric's scope. ``/tmp`` figures are the filesystem's, which every process of a
+Managed Instance shares (statvfs sees all their files); memory figures are the writing
+process's resident memory, its percentages of the process's budget
+(``ProcessMemoryBudgetBytes``); the work done and TmpAttributedBytes are the request's.
+Levels and events follow the figure they watch."""
 
 EVENT_METRICS: dict[tuple[Resource, Level], str] = {
     (Resource.TMP, Level.WARNING): TMP_WARNING_EVENTS,

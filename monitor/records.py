@@ -63,6 +63,7 @@ FUNCTION_NAME: Final = FUNCTION_DIMENSION
 TMP_PATH: Final = "TmpPath"
 TMP_TOTAL_BYTES: Final = "TmpTotalBytes"
 MEMORY_LIMIT_BYTES: Final = "MemoryLimitBytes"
+"""The execution environment's memory: shared by its processes on a Managed Instance."""
 TMP_WARNING_PERCENT: Final = "TmpWarningPercent"
 TMP_CRITICAL_PERCENT: Final = "TmpCriticalPercent"
 MEMORY_WARNING_PERCENT: Final = "MemoryWarningPercent"
@@ -238,6 +239,38 @@ PROPERTIES: Final[dict[RecordKind, frozenset[str]]] = {
     ),
 }
 """The properties (besides metric values) each kind of record carries."""
+
+# -- where the figures come from: on every samples, invocation and level-change record ----
+# (monitor.environment; on a Lambda Managed Instance several processes share one
+# execution environment, each writing its own records)
+PROCESS_ID: Final = "ProcessId"
+"""The writing process's id: one runtime process per concurrent request on a Managed
+Instance (``stats max(PeakMemoryUsedBytes) by ProcessId``)."""
+EXECUTION_MODEL: Final = "ExecutionModel"
+"""``lambda`` (one process per execution environment) or ``managed-instances``."""
+ENVIRONMENT_PROCESSES: Final = "EnvironmentProcesses"
+"""Runtime processes sharing the execution environment's memory and ``/tmp`` (1 on
+Lambda; ``AWS_LAMBDA_MAX_CONCURRENCY`` on a Managed Instance; null when unknown)."""
+PROCESS_MEMORY_BUDGET_BYTES: Final = "ProcessMemoryBudgetBytes"
+"""The resident memory this process may use: MemoryLimitBytes (the environment's) over
+EnvironmentProcesses. MemoryUsedPercent, PeakMemoryUsedPercent, LevelPercent of a memory
+crossing and the memory thresholds are percent of it."""
+MEMORY_SCOPE: Final = "MemoryScope"
+"""The scope of the record's memory figures (``process``: this process's RSS)."""
+TMP_SCOPE: Final = "TmpScope"
+"""The scope of the record's ``/tmp`` figures (``environment``: the filesystem, all
+processes' files; what one request wrote is TmpAttributedBytes)."""
+ENVIRONMENT_PROPERTIES: Final = (
+    PROCESS_ID,
+    EXECUTION_MODEL,
+    ENVIRONMENT_PROCESSES,
+    PROCESS_MEMORY_BUDGET_BYTES,
+    MEMORY_SCOPE,
+    TMP_SCOPE,
+)
+for _kind in (RecordKind.SAMPLES, RecordKind.INVOCATION, RecordKind.LEVEL_CHANGE):
+    PROPERTIES[_kind] |= frozenset(ENVIRONMENT_PROPERTIES)
+del _kind
 
 ALL_PROPERTIES: Final = frozenset().union(*PROPERTIES.values())
 

@@ -47,6 +47,7 @@ from monitor.emf import (
     last_word_window,
 )
 from monitor.emf_rules import clean_dimension_value, clean_metric_value
+from monitor.environment import ExecutionEnvironment
 from monitor.errors import ConfigurationError
 from monitor.headroom import IntervalPlanner
 from monitor.invocation import (
@@ -58,7 +59,7 @@ from monitor.invocation import (
     Peaks,
 )
 from monitor.metrics import REGISTRY, Level, MetricGroup, ProcessingState, Resource, StorageMetrics
-from monitor.sampler import Probe, Reading, SystemProbe, memory_limit_bytes
+from monitor.sampler import Probe, Reading, SystemProbe
 from monitor.sampling import SamplingThread
 from monitor.shared_state import SharedStateWriter
 from monitor.thresholds import LevelSettings, LevelWatch, Prediction, Thresholds
@@ -77,7 +78,7 @@ class StorageMonitor:
     (where EMF lines go; standard output), ``tracer`` (phase spans; from the config's
     ``tracing``), ``probe`` (a :class:`~monitor.sampler.Reading` of ``/tmp`` and memory;
     statvfs of ``config.path`` and the process's RSS), ``memory_limit`` (bytes; the
-    function's configured memory), ``clock`` (monotonic seconds), ``wall_clock`` (epoch
+    environment's memory), ``clock`` (monotonic seconds), ``wall_clock`` (epoch
     seconds) and ``environ`` (where the Lambda variables are read; ``os.environ``).
     """
 
@@ -100,9 +101,8 @@ class StorageMonitor:
             )
         self.config = cfg = config if config is not None else MonitorConfig.resolve(None, environ)
         self._probe: Probe = probe or SystemProbe(cfg.path).read
-        self.memory_limit = memory_limit or memory_limit_bytes(
-            dict(environ) if environ is not None else None
-        )
+        self.environment = ExecutionEnvironment.detect(environ, memory_limit)
+        self.memory_limit = self.environment.process_memory_budget  # see monitor.environment
         self._clock = clock
         self._wall = wall_clock
         self._planner = IntervalPlanner.of(cfg, self.memory_limit)  # None: fixed interval
@@ -446,4 +446,5 @@ class StorageMonitor:
     def _context_properties(self) -> dict[str, object]:
         """The request and the limits, stated on every sample and invocation record."""
         total = self._last[1].total_space if self._last else None
-        return context_properties(self.config, self._recorder.request_id, total, self.memory_limit)
+        own = context_properties(self.config, self._recorder.request_id, total, self.memory_limit)
+        return own | self.environment.properties  # the environment's limit, the scopes

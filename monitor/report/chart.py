@@ -1,9 +1,10 @@
 """The report's picture: a :class:`~monitor.report.timeline.Timeline` drawn as a PNG.
 
 Two panels sharing the time axis, /tmp and memory in percent of their limits, with
-threshold lines, phase bands, level events with what their callbacks did, invocation
-boundaries, and idle time between invocations collapsed. Imports matplotlib: only
-``monitor.report.page`` imports this module, and only when it draws.
+threshold lines, phase bands, level events with what their callbacks did, level change
+records with the samples before them, invocation boundaries, and idle time between
+invocations collapsed. Imports matplotlib: only ``monitor.report.page`` imports this
+module, and only when it draws.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedFormatter, FixedLocator, PercentFormatter
 from matplotlib.transforms import ScaledTranslation
 
+from monitor.report.level_change_chart import (
+    CHANGE_LABEL,
+    LAST_SAMPLES_LABEL,
+    draw_level_changes,
+    last_sample_peaks,
+)
 from monitor.report.time_axis import TimeAxis, clock_label
 from monitor.report.timeline import (
     LEVEL_NAMES,
@@ -55,6 +62,8 @@ LEGEND_ORDER = [
     "predicted full event",
     "warning event",
     "critical event",
+    CHANGE_LABEL,
+    LAST_SAMPLES_LABEL,
     "callback",
     "callback failed",
     "idle time left out",
@@ -64,8 +73,8 @@ PHASE_COLORS = ("#dbe9f6", "#fde6cc", "#dcefdc", "#eadcf2", "#fbf3c4", "#e4e4e4"
 
 def draw_chart(timeline: Timeline) -> bytes:
     """The timeline as a PNG of WIDTH_PX x HEIGHT_PX: /tmp and memory in two panels."""
-    if not timeline.samples and not timeline.invocations:
-        raise ValueError("a timeline without samples or invocations has nothing to draw")
+    if not (timeline.samples or timeline.invocations or timeline.level_changes):
+        raise ValueError("a timeline without samples, invocations or level changes is empty")
     # A bare Figure: no pyplot, no global backend switch, no display; savefig renders
     # PNG with the Agg canvas.
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, layout="constrained")
@@ -84,6 +93,9 @@ def _draw(figure: Figure, timeline: Timeline, time: TimeAxis) -> None:
     memory_title = "memory"
     if limits.memory_limit_bytes:
         memory_title += f" (limit {format_size(limits.memory_limit_bytes)})"
+    budget = limits.memory_budget_bytes
+    if budget and limits.memory_limit_bytes and budget < limits.memory_limit_bytes:
+        memory_title = f"memory of one process (its share {format_size(budget)} of the limit)"
     panels = (
         (tmp_axes, "tmp", tmp_title, limits.tmp_warning, limits.tmp_critical),
         (memory_axes, "memory", memory_title, limits.memory_warning, limits.memory_critical),
@@ -96,6 +108,8 @@ def _draw(figure: Figure, timeline: Timeline, time: TimeAxis) -> None:
         callbacks = [c for c in timeline.callbacks if c.resource == resource]
         _draw_events(axes, events, callbacks, time)
         _draw_callbacks(axes, callbacks, events, time)
+        changes = [c for c in timeline.level_changes if c.resource == resource]
+        draw_level_changes(axes, changes, events, time, LEVEL_COLORS)
     _draw_phases(tmp_axes, memory_axes, timeline.phases, time)
     _draw_gaps((tmp_axes, memory_axes), time)
     if len(timeline.invocations) > 1:
@@ -125,6 +139,7 @@ def _peak_text(timeline: Timeline, resource: str) -> str:
             else (i.peak_memory_percent, i.peak_memory_bytes)
             for i in timeline.invocations
         ]
+        peaks += last_sample_peaks(timeline.level_changes, resource)
         percent, size = max(peaks, default=(0.0, 0))
         return f": peak {percent:.1f}% ({format_size(size)})"
     peak = max(samples, key=lambda s: _percent(s, resource))
@@ -166,7 +181,7 @@ def _draw_usage(axes: Axes, samples: Sequence[Sample], resource: str, time: Time
         axes.text(
             0.5,
             0.4,
-            "no samples in the log: only the invocations' events and callbacks",
+            "no samples records in the log: only events, callbacks and level changes",
             transform=axes.transAxes,
             ha="center",
             color="#555555",

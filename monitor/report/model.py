@@ -101,6 +101,42 @@ class InvocationRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LastSample:
+    """One of the samples a level change record carries from before its crossing (each
+    the worst of its bucket); time in epoch seconds, percents of the limits the record
+    states (memory: of the process's budget where the record states one)."""
+
+    time: float
+    tmp_used: int
+    tmp_available: int
+    memory_used: int
+    tmp_percent: float
+    memory_percent: float | None
+    """None when the record states no memory limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class LevelChange:
+    """A ``level_change`` record: a crossing written the moment it happened, with the
+    samples before it; there even when an out-of-memory kill or a timeout took the
+    invocation's record and its unflushed samples."""
+
+    time: float
+    level: str
+    resource: str
+    percent: float
+    seconds_to_full: float | None
+    phase: str | None
+    request_id: str | None
+    process_id: int | None
+    last_samples: tuple[LastSample, ...]
+
+    def last_percent(self, sample: LastSample) -> float | None:
+        """``sample``'s use of the resource that crossed, percent."""
+        return sample.tmp_percent if self.resource == "tmp" else sample.memory_percent
+
+
+@dataclass(frozen=True, slots=True)
 class StatedLimits:
     """Sizes and thresholds (percent) the records state; the last value seen wins."""
 
@@ -111,6 +147,9 @@ class StatedLimits:
     tmp_critical: float | None = None
     memory_warning: float | None = None
     memory_critical: float | None = None
+    memory_budget_bytes: int | None = None
+    """The process's share of memory_limit_bytes that the memory percents are of (less
+    than it on a Lambda Managed Instance, see monitor/environment.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +167,8 @@ class Timeline:
     missing: tuple[tuple[str, str, int], ...] = ()
     """(record kind, property, records) for records lacking a property the schema
     (monitor/records.py) requires: a renamed property, or another version's records."""
+    level_changes: tuple[LevelChange, ...] = ()
+    """The level change records, by crossing time."""
 
     @property
     def events(self) -> list[LevelCrossing]:
@@ -157,16 +198,21 @@ class Timeline:
     def peak_tmp_percent(self) -> float | None:
         peaks = [s.tmp_percent for s in self.samples]
         peaks += [i.peak_tmp_percent for i in self.invocations]
+        peaks += [s.tmp_percent for c in self.level_changes for s in c.last_samples]
         return max(peaks, default=None)
 
     @property
     def peak_memory_percent(self) -> float | None:
         peaks = [s.memory_percent for s in self.samples]
         peaks += [i.peak_memory_percent for i in self.invocations]
+        last = (s.memory_percent for c in self.level_changes for s in c.last_samples)
+        peaks += [percent for percent in last if percent is not None]
         return max(peaks, default=None)
 
     def _times(self) -> list[float]:
         times = [s.time for s in self.samples]
         for invocation in self.invocations:
             times += [invocation.start, invocation.end]
+        for change in self.level_changes:
+            times += [change.time, *(sample.time for sample in change.last_samples)]
         return times

@@ -20,6 +20,7 @@ from monitor.errors import TmpwardenError
 from monitor.metrics import ProcessingState
 from monitor.records import RECORD_KIND
 from monitor.report.documents import iter_documents
+from monitor.report.level_changes import level_change_table
 from monitor.report.timeline import (
     LEVEL_NAMES,
     RESOURCE_NAMES,
@@ -54,6 +55,7 @@ class ReportSummary:
     peak_tmp_percent: float | None
     peak_memory_percent: float | None
     skipped: int = 0
+    level_changes: int = 0
 
     def __str__(self) -> str:
         parts = [
@@ -61,6 +63,8 @@ class ReportSummary:
             _plural(self.samples, "sample"),
             _plural(self.events, "event"),
         ]
+        if self.level_changes:
+            parts.append(_plural(self.level_changes, "level change record"))
         if self.peak_tmp_percent is not None:
             parts.append(f"peak /tmp {self.peak_tmp_percent:.1f}%")
         if self.peak_memory_percent is not None:
@@ -94,6 +98,7 @@ def read_log(log: Path) -> Timeline:
             f"{RECORD_KIND}); capture the function's log or export it from CloudWatch Logs"
         )
     read = {"samples": len(timeline.samples), "invocation": len(timeline.invocations)}
+    read["level_change"] = len(timeline.level_changes)
     for kind, name, count in timeline.missing:
         if read.get(kind):
             continue  # a few odd records among readable ones: skipped and counted
@@ -102,11 +107,11 @@ def read_log(log: Path) -> Timeline:
             "monitor/records.py names (renamed, or written by another version of the "
             "monitor); report the log with the monitor version that wrote it"
         )
-    if not timeline.samples and not timeline.invocations:
+    if not (timeline.samples or timeline.invocations or timeline.level_changes):
         raise ReportError(
-            f"{log}: {_plural(timeline.records, 'tmpwarden record')} but no samples or "
-            "invocation records that could be read; export the whole log stream, not only "
-            "some of its lines"
+            f"{log}: {_plural(timeline.records, 'tmpwarden record')} but no samples, "
+            "invocation or level change records that could be read; export the whole log "
+            "stream, not only some of its lines"
         )
     return timeline
 
@@ -167,6 +172,8 @@ def render_html(timeline: Timeline, chart_png: bytes, *, source: str) -> str:
         _invocation_table(timeline.invocations),
         "<h2>What happened</h2>",
         _happenings_table(timeline),
+        "<h2>Level changes, as written at the crossing</h2>",
+        level_change_table(timeline.level_changes),
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
@@ -309,6 +316,7 @@ def render_report(log: Path, output: Path) -> ReportSummary:
         peak_tmp_percent=timeline.peak_tmp_percent,
         peak_memory_percent=timeline.peak_memory_percent,
         skipped=timeline.skipped,
+        level_changes=len(timeline.level_changes),
     )
 
 

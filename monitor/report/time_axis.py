@@ -38,6 +38,9 @@ class TimeAxis:
     def of(cls, timeline: Timeline) -> TimeAxis:
         spans = [(s.time, s.time) for s in timeline.samples]
         spans += [(i.start, i.end) for i in timeline.invocations]
+        spans += [
+            (min(c.time, *(s.time for s in c.last_samples)), c.time) for c in timeline.level_changes
+        ]
         segments = merge_spans(sorted(spans), MIN_IDLE_SECONDS)
         active = sum(end - start for start, end in segments)
         segments = merge_spans(segments, max(MIN_IDLE_SECONDS, IDLE_SHARE * active))

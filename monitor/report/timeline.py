@@ -17,6 +17,7 @@ from monitor import metrics as m
 from monitor import records as r
 from monitor.metrics import EVENT_METRICS, FUNCTION_DIMENSION, ProcessingState
 from monitor.records import CallbackField, CrossingField, PhaseField, RecordKind
+from monitor.report.level_changes import read_level_changes
 from monitor.report.model import (
     CallbackRun,
     InvocationRecord,
@@ -76,8 +77,8 @@ class _Missing(_Malformed):
 
 
 def build_timeline(documents: Iterable[Mapping[str, Any]]) -> Timeline:
-    """Assemble samples (joining documents split by the EMF library), invocations and
-    limits; records of other kinds (``phase``) only count."""
+    """Assemble samples (joining documents split by the EMF library), invocations,
+    level changes and limits; records of other kinds (``phase``) only count."""
     docs = list(documents)
     samples: list[Sample] = []
     invocations: list[InvocationRecord] = []
@@ -103,6 +104,9 @@ def build_timeline(documents: Iterable[Mapping[str, Any]]) -> Timeline:
                 skipped += 1
             except _Malformed:
                 skipped += 1
+    changes, unreadable, lacking = read_level_changes(docs)
+    for name, count in lacking.items():
+        missing[RecordKind.LEVEL_CHANGE, name] = count
     names = [d.get(FUNCTION_DIMENSION) for d in docs]
     return Timeline(
         function_names=tuple(dict.fromkeys(n for n in names if isinstance(n, str))),
@@ -110,8 +114,9 @@ def build_timeline(documents: Iterable[Mapping[str, Any]]) -> Timeline:
         invocations=tuple(sorted(invocations, key=lambda i: i.start)),
         limits=_limits_of(docs),
         records=len(docs),
-        skipped=skipped,
+        skipped=skipped + unreadable,
         missing=tuple((k, name, count) for (k, name), count in missing.items()),
+        level_changes=tuple(changes),
     )
 
 
@@ -266,6 +271,7 @@ def _limits_of(docs: Sequence[Mapping[str, Any]]) -> StatedLimits:
         r.TMP_CRITICAL_PERCENT: "tmp_critical",
         r.MEMORY_WARNING_PERCENT: "memory_warning",
         r.MEMORY_CRITICAL_PERCENT: "memory_critical",
+        r.PROCESS_MEMORY_BUDGET_BYTES: "memory_budget_bytes",
     }
     for doc in docs:
         for key, name in keys.items():

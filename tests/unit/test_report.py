@@ -594,6 +594,7 @@ def test_png_is_a_real_picture(incident_run: Run, tmp_path: Path) -> None:
         events=5,
         peak_tmp_percent=summary.peak_tmp_percent,
         peak_memory_percent=summary.peak_memory_percent,
+        level_changes=5,
     )
     assert summary.peak_tmp_percent is not None and summary.peak_tmp_percent > 90
 
@@ -692,7 +693,7 @@ def test_cli_writes_the_report(incident_run: Run, tmp_path: Path, suffix: str) -
     assert stderr.getvalue() == ""
     assert out.stat().st_size > 10_000
     assert stdout.getvalue().startswith(f"wrote {out}: 2 invocations, ")
-    assert "5 events, peak /tmp 9" in stdout.getvalue()
+    assert "5 events, 5 level change records, peak /tmp 9" in stdout.getvalue()
 
 
 def test_cli_reports_errors_in_one_line(tmp_path: Path) -> None:
@@ -703,3 +704,131 @@ def test_cli_reports_errors_in_one_line(tmp_path: Path) -> None:
     assert code == 1
     assert stderr.getvalue().count("\n") == 1
     assert stderr.getvalue().startswith(f"error: {log}: no tmpwarden EMF records found")
+
+
+# -- level change records: the last word before an out-of-memory kill ----------------------
+
+
+def _level_change_lines(run: Run) -> list[str]:
+    kind = f'"{records.RECORD_KIND}": "{records.RecordKind.LEVEL_CHANGE.value}"'
+    return [line for line in run.sink.lines if kind in line]
+
+
+def test_level_changes_are_read_with_the_samples_before_them(incident_run: Run) -> None:
+    timeline = timeline_of("\n".join(incident_run.sink.lines))
+    first = timeline.invocations[0]
+    changes = timeline.level_changes
+    assert [(c.level, c.resource) for c in changes] == [(e.level, e.resource) for e in first.events]
+    for change, event in zip(changes, first.events, strict=True):
+        assert change.time == pytest.approx(event.time, abs=1e-3)
+        assert change.percent == pytest.approx(event.percent, abs=0.01)
+        assert (change.request_id, change.process_id) == ("req-1", os.getpid())
+        samples = change.last_samples
+        # the climb up to the crossing: oldest first, none after it, the last one crossed
+        assert len(samples) >= 10
+        assert [s.time for s in samples] == sorted(s.time for s in samples)
+        assert samples[-1].time == pytest.approx(change.time, abs=1e-3)
+        last = change.last_percent(samples[-1])
+        assert last == pytest.approx(change.percent, abs=0.01)
+        # each as the host was when sampled
+        for sample in samples:
+            used, rss = incident_run.host.seen[
+                min(incident_run.host.seen, key=lambda t: abs(t - sample.time))
+            ]
+            assert (sample.tmp_used, sample.memory_used) == (used, rss)
+    critical = next(c for c in changes if c.level == "critical")
+    assert critical.phase == "extract"
+    assert critical.last_samples[0].tmp_percent < critical.last_samples[-1].tmp_percent
+
+
+def test_a_log_of_only_level_changes_still_shows_the_climb(
+    incident_run: Run, tmp_path: Path
+) -> None:
+    """The incident the records exist for: killed before any flush, the invocation's
+    record and samples lost; the level changes alone make the report."""
+    lines = _level_change_lines(incident_run)
+    assert len(lines) == 5
+    log = write_log(tmp_path, lines)
+    timeline = read_log(log)
+    assert (len(timeline.samples), len(timeline.invocations)) == (0, 0)
+    assert len(timeline.level_changes) == 5
+    out = tmp_path / "killed.html"
+    summary = render_report(log, out)
+    assert str(summary).startswith("0 invocations, 0 samples, 0 events, 5 level change records")
+    # the peaks are the climbs' (the critical crossing's sample, the memory warning's):
+    # the invocation's own peaks, which its lost record would have said
+    peaks = incident_run.summaries[0].peaks
+    assert summary.peak_tmp_percent == pytest.approx(peaks.tmp_fraction * 100, abs=0.01)
+    assert summary.peak_memory_percent == pytest.approx(peaks.memory_fraction * 100, abs=0.01)
+    page = out.read_text()
+    assert "Level changes, as written at the crossing" in page
+    rows = re.findall(r'<tr class="(\w+)"><td>[^<]*</td><td>req-1</td>', page)
+    assert rows == ["predicted_full", "warning", "critical", "predicted_full", "warning"]
+    critical = next(c for c in timeline.level_changes if c.level == "critical")
+    assert f"{len(critical.last_samples)} over " in page
+    render_report(log, tmp_path / "killed.png")
+    assert (tmp_path / "killed.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("only_changes", [False, True], ids=["whole log", "killed"])
+def test_the_chart_marks_each_level_change_and_draws_its_samples(
+    incident_run: Run, only_changes: bool
+) -> None:
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from monitor.report import chart
+    from monitor.report.level_change_chart import CHANGE_LABEL, LAST_SAMPLES_LABEL
+    from monitor.report.time_axis import TimeAxis
+
+    lines = _level_change_lines(incident_run) if only_changes else incident_run.sink.lines
+    timeline = timeline_of("\n".join(lines))
+    figure = Figure()
+    chart._draw(figure, timeline, TimeAxis.of(timeline))
+    tmp_axes, memory_axes = figure.axes[:2]
+    for axes, resource in ((tmp_axes, "tmp"), (memory_axes, "memory")):
+        changes = [c for c in timeline.level_changes if c.resource == resource]
+        marks = [line for line in axes.get_lines() if line.get_label() == CHANGE_LABEL]
+        climbs = [line for line in axes.get_lines() if line.get_label() == LAST_SAMPLES_LABEL]
+        assert [np.asarray(m.get_ydata()).tolist() for m in marks] == [[c.percent] for c in changes]
+        drawn = [np.asarray(line.get_xdata()).size for line in climbs]
+        assert drawn == [len(c.last_samples) for c in changes]
+        unlisted = [t for t in axes.texts if "(no invocation record)" in t.get_text()]
+        assert len(unlisted) == (len(changes) if only_changes else 0)
+    _, labels = chart._legend_entries(tmp_axes, memory_axes)
+    assert CHANGE_LABEL in labels and LAST_SAMPLES_LABEL in labels
+
+
+def test_an_unreadable_level_change_is_skipped_and_counted(incident_run: Run) -> None:
+    lines = _level_change_lines(incident_run)
+    broken = lines[0].replace(f'"{records.CROSSING_TIME}"', '"CrossedAt"')
+    mistyped = lines[1].replace(f'"{records.LEVEL}": "', f'"{records.LEVEL}": 1, "x": "')
+    timeline = timeline_of("\n".join([broken, mistyped, *lines[2:]]))
+    assert len(timeline.level_changes) == 3
+    assert timeline.skipped == 2
+    assert timeline.missing == (("level_change", records.CROSSING_TIME, 1),)
+
+
+def test_a_managed_instance_log_says_the_memory_is_one_process_share() -> None:
+    """On a Lambda Managed Instance the memory percents are of the process's share of the
+    environment's memory (monitor/environment.py): the chart says so, not "limit"."""
+    from matplotlib.figure import Figure
+
+    from monitor.report import chart
+    from monitor.report.time_axis import TimeAxis
+    from tests.fakes import FakeSystem
+
+    sink = MemorySink()
+    monitor = FakeSystem(rss=20 * MIB).monitor(
+        sink, environ={"AWS_LAMBDA_MAX_CONCURRENCY": "4"}, memory_limit=100 * MIB
+    )
+    monitor.begin_invocation("req-1")
+    monitor.end_invocation()
+    timeline = timeline_of("\n".join(sink.lines))
+    limits = timeline.limits
+    assert (limits.memory_limit_bytes, limits.memory_budget_bytes) == (100 * MIB, 25 * MIB)
+    assert timeline.samples[0].memory_percent == 80.0  # 20 MiB of its 25 MiB share
+    figure = Figure()
+    chart._draw(figure, timeline, TimeAxis.of(timeline))
+    title = figure.axes[1].get_title(loc="left")
+    assert title.startswith("memory of one process (its share 25.0 MiB of the limit)")
