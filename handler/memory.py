@@ -10,10 +10,13 @@ The estimate, in bytes, is ``BASELINE_BYTES + parts in flight x part size + read
   boto3 and its client, the monitor and the threads' own memory.
 - ``EXTRACT_EXTRA_BYTES`` (20 MiB): the extract strategy's peaks in the same runs were
   140 to 146 MiB, 20 MiB over the stream strategy's (files written, then read back).
-- Parts in flight, for an S3 destination: ``MAX_IN_FLIGHT`` parts uploading, one filling,
-  one being cut from the buffer, and one held back until the local header it carries is
-  filled in (:mod:`handler.locations.multipart`, :mod:`handler.locations.parts`), each of
-  the largest part the planned output reaches (the source's size, twice it for gzip:
+- Parts in flight, for an S3 destination: the parts uploading at once (one per 85 MB/s of
+  ``TMPWARDEN_TARGET_MB_S``, at least 2: 2 at the default 75 MB/s, 5 at 375 MB/s;
+  :class:`handler.locations.throughput.UploadPlan`), one filling, one being cut from the
+  buffer, and one held back until the local header it carries is filled in
+  (:mod:`handler.locations.multipart`, :mod:`handler.locations.parts`), each of the largest
+  part the planned output reaches (the ZIP's size from the archive's headers when the plan
+  read them, else the source's size, twice it for gzip:
   :func:`handler.locations.multipart.plan_part_size`, 8 MiB up to about 20 GiB). A local
   destination holds one ``WRITE_BUFFER`` instead.
 - Read buffers: ``READ_BUFFER``, the tar reader's and the gzip decoder's chunks and the
