@@ -252,7 +252,8 @@ class _Connection:
                 delay = send_at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                cut = self.proxy._cut_at(count) if direction == "in" else None
+                resetting = direction == "in" and self.proxy.reset_in_at is not None
+                cut = self.proxy._cut_at(count) if resetting else None
                 if cut is not None:
                     target.sendall(view[:cut])
                     self.proxy._count(index, cut)
