@@ -86,9 +86,11 @@ class NetworkGoal:
     met: bool
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
+def _cpu_seconds(process: psutil.Process, *, children: bool) -> float:
+    """CPU seconds of ``process`` (with its reaped children's when ``children``)."""
     times = process.cpu_times()
-    return float(times.user + times.system + times.children_user + times.children_system)
+    own = times.user + times.system
+    return float(own + (times.children_user + times.children_system if children else 0.0))
 
 
 def _children_cpu() -> float:
@@ -147,9 +149,18 @@ class TestBed:
         me = psutil.Process()
         with ShapingProxy(self.server.url, profile, reset_in_at=reset_in_at) as proxy:
             argv = [part.replace("{endpoint}", proxy.url) for part in command]
-            before = (_children_cpu(), _cpu_seconds(server), _cpu_seconds(me))
+            # this process's own CPU is the proxy's: the tool it reaps counts as its child
+            before = (
+                _children_cpu(),
+                _cpu_seconds(server, children=True),
+                _cpu_seconds(me, children=False),
+            )
             result = measure(label, argv, scratch, scratch / "none", env=self.env(scratch, extra))
-            after = (_children_cpu(), _cpu_seconds(server), _cpu_seconds(me))
+            after = (
+                _children_cpu(),
+                _cpu_seconds(server, children=True),
+                _cpu_seconds(me, children=False),
+            )
             counted = (proxy.bytes_in, proxy.bytes_out, proxy.floor())
             resets = proxy.resets
         shutil.rmtree(scratch, ignore_errors=True)
