@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
 from botocore.exceptions import ClientError
-from isal import isal_zlib
 
+from handler.codec import crc32
 from handler.errors import CompressionError, DestinationExistsError
 from handler.locations.commit import Upload, abort_upload, complete, exists_message, same_etag
 from handler.locations.parts import Part, PartCutter
@@ -93,8 +93,8 @@ def plan_part_size(planned_bytes: int) -> int:
 def crc32_checksum(data: bytes) -> str:
     """``ChecksumCRC32`` of ``data``: the base64 of its CRC-32 (ISO-HDLC, zlib's), 4 bytes
     big-endian, as S3 and the SDKs write it ("Checking object integrity", S3 User Guide).
-    ISA-L's crc32, one pass over the buffer with the GIL released."""
-    return base64.b64encode(isal_zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
+    One pass over the buffer (:func:`handler.codec.crc32`: ISA-L's, else zlib's)."""
+    return base64.b64encode(crc32(data).to_bytes(4, "big")).decode("ascii")
 
 
 def part_size(part_number: int, first: int = FIRST_PART_SIZE) -> int:
