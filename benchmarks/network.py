@@ -10,7 +10,9 @@ the proxy and prints its wall time beside the modelled floor of the bytes it mov
 bytes on ``--connections`` connections through the profile (``none``: the proxy's own
 ceiling on this machine).
 
-Not part of ``make bench`` (yet): its goals are in issue 10.
+``--goals`` measures issue 10's network goals instead, as ``make bench`` does
+(:mod:`benchmarks.network_goals`): ``--size`` (default 1 GiB there) through both profiles,
+the naive path on ``--small``, a connection reset at half the source.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from benchmarks.seaweed import ACCESS_KEY, REGION, SECRET_KEY, SeaweedS3
 from benchmarks.shaping import MB, PROFILES, ShapingProxy
 from handler.cli.sample import build_sample_artifact
-from monitor.units import MiB, format_size, parse_size
+from monitor.units import GiB, MiB, format_size, parse_size
 
 BUCKET = "tmpwarden-bench"
 REPO = Path(__file__).resolve().parent.parent
@@ -116,22 +118,46 @@ def proxy_throughput(size: int, profile: str, connections: int) -> float:
     return rate
 
 
+def goals(size: int, small: int, workdir: Path | None) -> int:
+    """Issue 10's network goals (:mod:`benchmarks.network_goals`), printed as Markdown."""
+    from benchmarks import network_goals  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="tmpwarden-network-") as scratch:
+        where = workdir or Path(scratch)
+        artifacts = []
+        for content in (size, small):
+            path = where / "artifacts" / f"model-{content // MiB}MiB.tar.gz"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                print(f"generating a {format_size(content)} artifact: {path}", flush=True)
+                build_sample_artifact(path, content, seed=1)
+            artifacts.append(path)
+        results = network_goals.run_goals(artifacts[0], artifacts[1], size, small, where)
+    print("\n".join(network_goals.report(results)))
+    return 0 if all(g.met for g in results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.network")
-    parser.add_argument("--size", type=parse_size, default=parse_size("256MiB"))
+    parser.add_argument("--size", type=parse_size, default=None, help="256MiB; --goals: 1GiB")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="lambda-600mbps")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--proxy-only", action="store_true")
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--goals", action="store_true")
+    parser.add_argument("--small", type=parse_size, default=parse_size("256MiB"))
     args = parser.parse_args(argv)
+    if args.goals:
+        return goals(args.size or GiB, args.small, args.workdir)
+    size = args.size or parse_size("256MiB")
     if args.proxy_only:
-        proxy_throughput(args.size, args.profile, args.connections)
+        proxy_throughput(size, args.profile, args.connections)
         return 0
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        return package_through(args.size, args.profile, args.workdir)
+        return package_through(size, args.profile, args.workdir)
     with tempfile.TemporaryDirectory(prefix="tmpwarden-network-") as workdir:
-        return package_through(args.size, args.profile, Path(workdir))
+        return package_through(size, args.profile, Path(workdir))
 
 
 if __name__ == "__main__":

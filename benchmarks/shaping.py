@@ -9,7 +9,10 @@ Between a client (tmpwarden) and an S3 server it passes bytes through unchanged,
 * caps the function's total ingress (server -> client bytes) and egress (client -> server)
   separately with token buckets shared by all connections (600 Mbps = 75 MB/s per function,
   reported up to 3 Gbps = 375 MB/s at 10 GB of memory outside a VPC since 2026);
-* counts the bytes each way, exactly.
+* counts the bytes each way, exactly;
+* optionally (``reset_in_at``) resets, once, the connection that carries ingress byte
+  ``reset_in_at`` of the run (a dropped connection mid-body: the client sees
+  ``ConnectionResetError``).
 
 Rates are in bytes per second, MB = 10**6 bytes. One thread per direction per connection;
 the sockets' own buffers provide back-pressure while a direction waits for its tokens.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -93,8 +97,16 @@ class ShapingProxy:
     ``http://host:port`` URL) through ``model``. ``bytes_in``/``bytes_out``: bytes
     delivered to the client / to the server since start or :meth:`reset_counts`."""
 
-    def __init__(self, upstream: str, model: Profile | str = "lambda-600mbps") -> None:
+    def __init__(
+        self,
+        upstream: str,
+        model: Profile | str = "lambda-600mbps",
+        *,
+        reset_in_at: int | None = None,
+    ) -> None:
         self.model = profile(model) if isinstance(model, str) else model
+        self.reset_in_at = reset_in_at
+        self.resets = 0
         host, _, port = upstream.removeprefix("http://").rstrip("/").rpartition(":")
         self._upstream = (host, int(port))
         self._ingress = TokenBucket(self.model.ingress) if self.model.ingress else None
@@ -149,6 +161,18 @@ class ShapingProxy:
         with self._lock:
             self._counts[index] += count
 
+    def _cut_at(self, count: int) -> int | None:
+        """Of ``count`` ingress bytes about to be sent, how many go before the reset (once,
+        at ``reset_in_at``); None: send them all."""
+        with self._lock:
+            if self.reset_in_at is None or self.resets:
+                return None
+            left = self.reset_in_at - self._counts[0]
+            if left >= count:
+                return None
+            self.resets += 1
+            return max(0, left)
+
     def _forget(self, *socks: socket.socket) -> None:
         with self._lock:
             for sock in socks:
@@ -170,6 +194,15 @@ class ShapingProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Abort the connection: an RST (SO_LINGER 0), not an orderly end of stream; the
+    shutdown of the reading side first wakes the pump blocked reading the socket."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RD)
+    sock.close()
 
 
 class _Connection:
@@ -219,6 +252,13 @@ class _Connection:
                 delay = send_at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                resetting = direction == "in" and self.proxy.reset_in_at is not None
+                cut = self.proxy._cut_at(count) if resetting else None
+                if cut is not None:
+                    target.sendall(view[:cut])
+                    self.proxy._count(index, cut)
+                    _reset(target)
+                    break
                 target.sendall(view[:count])
                 self.proxy._count(index, count)
             with contextlib.suppress(OSError):

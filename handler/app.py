@@ -16,7 +16,7 @@ from handler.errors import TmpwardenError
 from handler.events import InvocationResult, error_dict, parse_event
 from handler.locations.local import is_s3
 from handler.logs import configure, log_context
-from handler.memory import explain
+from handler.memory import explain, limit_malloc_arenas
 from handler.packaging import package_target
 from handler.settings import HandlerSettings
 from monitor import MonitorConfig, StorageMonitor, monitored, records
@@ -54,6 +54,7 @@ def runtime() -> Runtime:
     if "runtime" not in _cold_start:
         settings = HandlerSettings.from_env()
         configure(settings.log_level)
+        limit_malloc_arenas()  # before the work's threads: RSS stays near the buffers
         _cold_start["runtime"] = Runtime(
             settings, StorageMonitor(MonitorConfig.resolve(path=settings.scratch_dir))
         )

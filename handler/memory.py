@@ -10,10 +10,13 @@ The estimate, in bytes, is ``BASELINE_BYTES + parts in flight x part size + read
   boto3 and its client, the monitor and the threads' own memory.
 - ``EXTRACT_EXTRA_BYTES`` (20 MiB): the extract strategy's peaks in the same runs were
   140 to 146 MiB, 20 MiB over the stream strategy's (files written, then read back).
-- Parts in flight, for an S3 destination: ``MAX_IN_FLIGHT`` parts uploading, one filling,
-  one being cut from the buffer, and one held back until the local header it carries is
-  filled in (:mod:`handler.locations.multipart`, :mod:`handler.locations.parts`), each of
-  the largest part the planned output reaches (the source's size, twice it for gzip:
+- Parts in flight, for an S3 destination: the parts uploading at once (one per 85 MB/s of
+  ``TMPWARDEN_TARGET_MB_S``, at least 2: 2 at the default 75 MB/s, 5 at 375 MB/s;
+  :class:`handler.locations.throughput.UploadPlan`), one filling, one being cut from the
+  buffer, and one held back until the local header it carries is filled in
+  (:mod:`handler.locations.multipart`, :mod:`handler.locations.parts`), each of the largest
+  part the planned output reaches (the ZIP's size from the archive's headers when the plan
+  read them, else the source's size, twice it for gzip:
   :func:`handler.locations.multipart.plan_part_size`, 8 MiB up to about 20 GiB). A local
   destination holds one ``WRITE_BUFFER`` instead.
 - Read buffers: ``READ_BUFFER``, the tar reader's and the gzip decoder's chunks and the
@@ -21,6 +24,14 @@ The estimate, in bytes, is ``BASELINE_BYTES + parts in flight x part size + read
   GETs, or for another S3 source the ranges read ahead (``TMPWARDEN_READ_AHEAD_MIB``,
   32 MiB by default, less for a smaller object) and each connection's 256 KiB piece
   (:meth:`handler.locations.ranged.ReadPlan.bytes_held`).
+
+The buffers are freed to the operating system only if the C library can: glibc gives
+each thread that contends for malloc its own arena (up to 8 per core), and buffers of
+several MiB freed in one arena stay in it while another thread allocates in the next, so
+peak RSS ran 50-60 MiB above the buffers (S3 to S3 of a 256 MiB artifact through
+``lambda-600mbps``, 2026-11-30: 210-243 MiB; with one arena 178-180 MiB at the same CPU
+time, 3.0 s). :func:`limit_malloc_arenas` keeps one arena at a cold start, unless
+``MALLOC_ARENA_MAX`` is set.
 
 ``HEADROOM`` (10%) of the function's memory is kept free for the allocator's
 fragmentation and the spread of the measured peaks. The function's memory is
@@ -30,6 +41,7 @@ checked before the work, and exhaustion is still reported by :func:`explain`.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 from collections.abc import Mapping
@@ -45,6 +57,7 @@ __all__ = [
     "check_memory",
     "explain",
     "function_memory_limit",
+    "limit_malloc_arenas",
 ]
 
 BASELINE_BYTES = 90 * MiB
@@ -54,6 +67,10 @@ HEADROOM = 0.10
 LAMBDA_MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 LAMBDA_MAX_MEMORY_MB = 10_240
 MEMORY_STEP_MB = 64
+MALLOC_ARENAS = 1
+M_ARENA_MAX = -8
+"""mallopt's parameter for the most arenas (glibc's malloc.h)."""
+ARENA_ENV = "MALLOC_ARENA_MAX"
 THREAD_START_MESSAGES = ("can't start new thread", "can't create new thread")
 SETTING = (
     "the function's MemorySize in template.yaml (locally: python -m handler invoke --memory MB)"
@@ -88,6 +105,23 @@ class MemoryPlan:
             f"{format_size(self.baseline)} baseline + {held} + "
             f"{format_size(self.read_buffers)} of read buffers{extracting}"
         )
+
+
+def limit_malloc_arenas(
+    count: int = MALLOC_ARENAS, environ: Mapping[str, str] | None = None
+) -> bool:
+    """Cap glibc's malloc arenas at ``count`` (``mallopt(M_ARENA_MAX)``), so freed buffers
+    go back to one heap the next buffer reuses; see the note above. Leaves a
+    ``MALLOC_ARENA_MAX`` the environment sets alone. Returns whether the cap was applied
+    (False without glibc)."""
+    env = os.environ if environ is None else environ
+    if env.get(ARENA_ENV):
+        return False
+    try:
+        libc = ctypes.CDLL(None)  # the C library the interpreter runs on
+        return bool(libc.mallopt(M_ARENA_MAX, count))
+    except (OSError, AttributeError):  # no dlopen, or a C library without mallopt
+        return False
 
 
 def function_memory_limit(environ: Mapping[str, str] | None = None) -> int | None:

@@ -22,7 +22,7 @@ from handler.archive.formats import SNIFF_SIZE, detect_format
 from handler.deadline import OutOfTimeError, bounded
 from handler.errors import CommitUnverifiedError, InsufficientStorageError
 from handler.events import SUCCEEDED, UNVERIFIED, StrategyChoice, Target, TargetResult, error_dict
-from handler.locations.buffers import plan_memory, plan_upload
+from handler.locations.buffers import plan_memory, plan_upload, zip_bytes_for
 from handler.locations.listing import TreeSource
 from handler.locations.local import Destination, IfExists, Source, open_destination, open_source
 from handler.logs import log_context
@@ -69,6 +69,9 @@ class Decision:
     reason: str
     total_files: int | None = None
     """Files the target will package, when the plan read the archive's headers."""
+    zip_bytes: int | None = None
+    """The most bytes the ZIP takes, from the headers' sizes when the plan read them
+    (:func:`handler.locations.buffers.zip_bytes_for`): an S3 upload's parts are sized from it."""
 
 
 def package(
@@ -133,6 +136,7 @@ def plan(
     budget = storage.budget(critical)
     needed: int | None = None
     total_files: int | None = None
+    zip_bytes: int | None = None
     compressed_tar = (ArchiveFormat.TAR_GZ, ArchiveFormat.TAR_BZ2, ArchiveFormat.TAR_XZ)
     if (
         not isinstance(src, TreeSource)
@@ -144,6 +148,7 @@ def plan(
         info = extractor.get_archive_info(src, include or None)  # what --include selects
         needed = storage.estimate_space_needed(info, Strategy.EXTRACT).scratch_bytes
         total_files = info.file_count
+        zip_bytes = zip_bytes_for(info)
         at_least = ""
     else:
         at_least = "at least "
@@ -156,10 +161,10 @@ def plan(
         if not fits:
             estimate = SpaceEstimate(Strategy.EXTRACT, needed, 0)
             storage.ensure_space(estimate, headroom=critical, at_least=bool(at_least))
-        return Decision(Strategy.EXTRACT, f"requested; {reason}", total_files)
+        return Decision(Strategy.EXTRACT, f"requested; {reason}", total_files, zip_bytes)
     if fits:
-        return Decision(Strategy.EXTRACT, f"auto: fits; {reason}", total_files)
-    return Decision(Strategy.STREAM, f"auto: does not fit; {reason}", total_files)
+        return Decision(Strategy.EXTRACT, f"auto: fits; {reason}", total_files, zip_bytes)
+    return Decision(Strategy.STREAM, f"auto: does not fit; {reason}", total_files, zip_bytes)
 
 
 def package_target(
@@ -237,6 +242,7 @@ class _Attempts:
             name_encoding=target.name_encoding,
         )
         self.strategy: Strategy | None = None
+        self.zip_bytes: int | None = None  # the planned ZIP's size, once the plan read it
         self.memory: MemoryPlan | None = None
 
     def run(self, result: TargetResult) -> PackageResult:
@@ -244,8 +250,9 @@ class _Attempts:
         target = self.target
         src = open_source(target.source, s3=self.s3)
         dest = open_destination(target.destination, s3=self.s3, if_exists=target.if_exists)
-        self.memory = plan_memory(target.source, target.destination, src.size())
-        plan_upload(dest, target.source, src.size())
+        self.memory = plan_memory(
+            target.source, target.destination, src.size(), content_bytes=self.zip_bytes
+        )
         check_memory(self.memory, function_memory_limit())
         if self.strategy is None:
             self.strategy = self._plan(src)
@@ -255,7 +262,9 @@ class _Attempts:
             target.destination,
             src.size(),
             extract=self.strategy is Strategy.EXTRACT,
+            content_bytes=self.zip_bytes,
         )
+        plan_upload(dest, target.source, src.size(), self.zip_bytes)
         return _run(
             self.strategy, src, dest, self.options, self.settings, self.storage, self.phases
         )
@@ -271,6 +280,7 @@ class _Attempts:
                 self.options.include,
             )
         self.phases.planned(decision.total_files)
+        self.zip_bytes = decision.zip_bytes
         log.info(
             "strategy chosen",
             extra={

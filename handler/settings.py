@@ -16,6 +16,7 @@ from handler.deadline import (
 )
 from handler.events import StrategyChoice
 from handler.locations.ranged import CONNECTIONS_ENV, ReadPlan
+from handler.locations.throughput import TARGET_ENV, UploadPlan
 from monitor.config import MonitorConfig
 from monitor.errors import ConfigurationError
 
@@ -25,6 +26,7 @@ TIME_MARGIN_ENV = "TMPWARDEN_TIME_MARGIN_S"
 LOG_LEVEL_ENV = "TMPWARDEN_LOG_LEVEL"
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 SOURCE_CONNECTIONS_ENV = CONNECTIONS_ENV
+TARGET_THROUGHPUT_ENV = TARGET_ENV
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -48,6 +50,9 @@ class HandlerSettings:
     read_plan: ReadPlan = field(default_factory=ReadPlan)
     """How S3 sources are read: ``TMPWARDEN_SOURCE_CONNECTIONS`` ranged GETs at once
     (default 4), ``TMPWARDEN_READ_AHEAD_MIB`` read ahead (:mod:`handler.locations.ranged`)."""
+    upload_plan: UploadPlan = field(default_factory=UploadPlan)
+    """How S3 destinations are written: ``TMPWARDEN_TARGET_MB_S`` MB/s wanted (default 75),
+    one part in flight per 85 MB/s, at least 2 (:mod:`handler.locations.throughput`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -90,4 +95,5 @@ class HandlerSettings:
             log_level=level,
             endpoint_url=env.get(ENDPOINT_ENV) or None,
             read_plan=ReadPlan.from_env(env),
+            upload_plan=UploadPlan.from_env(env),
         )

@@ -25,6 +25,7 @@ from handler.errors import CommitUnverifiedError, InputError, TmpwardenError
 from handler.events import UNVERIFIED, error_dict
 from handler.locations.local import IF_EXISTS, is_s3, open_source
 from handler.members import ArchiveFormat, ArchiveInfo
+from handler.memory import limit_malloc_arenas
 from handler.packaging import PackageOptions, PackageResult, package
 from handler.storage import StorageManager, Strategy
 from handler.validation import check_arguments
@@ -358,6 +359,7 @@ def main(
     """Run the CLI; returns the exit status."""
     stdout, stderr = out or sys.stdout, err or sys.stderr
     args = build_parser().parse_args(argv)
+    limit_malloc_arenas()  # before the work's threads: RSS stays near the buffers
     commands: dict[str, Callable[[], int]] = {
         "package": lambda: _run_package(args, stdout, stderr),
         "inspect": lambda: _run_inspect(args, stdout),

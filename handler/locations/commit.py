@@ -41,6 +41,8 @@ from handler.errors import (
 from handler.locations.s3 import NOT_FOUND_CODES, S3Client, S3Url, error_code, translate
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
     from handler.locations.local import IfExists
 
 log = logging.getLogger("tmpwarden.handler")
@@ -81,6 +83,18 @@ class Upload:
     """Each part's MD5 when every part's ETag was its MD5 (else the ETag is not computable)."""
     size: int
     if_exists: IfExists = "overwrite"
+    part_crc32s: Sequence[str] | None = None
+    """Each part's ``ChecksumCRC32`` (base64), in the order of ``parts``, when the upload was
+    created with ChecksumAlgorithm CRC32; S3 then wants them on the Complete."""
+
+    def completed_parts(self) -> list[CompletedPartTypeDef]:
+        """The Complete's ``Parts``: number, ETag and (with checksums) ``ChecksumCRC32``."""
+        if self.part_crc32s is None:
+            return [{"PartNumber": n, "ETag": e} for n, e in self.parts]
+        return [
+            {"PartNumber": n, "ETag": e, "ChecksumCRC32": c}
+            for (n, e), c in zip(self.parts, self.part_crc32s, strict=True)
+        ]
 
     @property
     def name(self) -> str:
@@ -103,7 +117,7 @@ def complete(upload: Upload) -> str:
             Bucket=upload.url.bucket,
             Key=upload.url.key,
             UploadId=upload.upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in upload.parts]},
+            MultipartUpload={"Parts": upload.completed_parts()},
             **conditions,
         )
     except Exception as exc:

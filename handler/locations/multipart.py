@@ -6,7 +6,11 @@ Parts are sized from the planned output (:func:`plan_part_size`): the plan fits 
 ``PLANNED_PARTS`` (2,500) parts of at least 8 MiB, so large outputs get few large parts; past
 the plan they double every 1,000 parts (:func:`part_size`), so an output that outgrows its
 plan (even 4x) still fits in S3's 10,000 parts while memory stays at a few parts. Parts
-upload on background threads (at most ``MAX_IN_FLIGHT`` at once) while the next one fills.
+upload on background threads while the next one fills, as many at once as the target
+throughput wants (:class:`handler.locations.throughput.UploadPlan`: one per 85 MB/s, at
+least 2). Each part carries its CRC32 as current SDKs send it (``ChecksumAlgorithm`` CRC32
+on CreateMultipartUpload, ``ChecksumCRC32`` on each UploadPart, the parts' checksums on
+CompleteMultipartUpload), computed once on the part's buffer, so S3 checks every part.
 The part holding a member's local header is held back until the zipper patches the
 header's CRC and sizes (:class:`handler.locations.parts.PartCutter`), so the ZIP needs no data
 descriptors; memory is then at most one held part, the parts in flight and the one filling.
@@ -14,16 +18,18 @@ descriptors; memory is then at most one held part, the parts in flight and the o
 
 from __future__ import annotations
 
+import base64
 import bisect
 import concurrent.futures
 import hashlib
 import logging
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
 from botocore.exceptions import ClientError
 
+from handler.codec import crc32
 from handler.errors import CompressionError, DestinationExistsError
 from handler.locations.commit import Upload, abort_upload, complete, exists_message, same_etag
 from handler.locations.parts import Part, PartCutter
@@ -36,6 +42,7 @@ from handler.locations.s3 import (
     error_code,
     translate,
 )
+from handler.locations.throughput import UploadPlan
 from handler.memory import explain
 from handler.zipwriter.records import ZipEntry
 from monitor.units import GiB, MiB, TiB
@@ -50,18 +57,23 @@ PARTS_PER_DOUBLING = 1000
 MAX_PART_SIZE = 5 * GiB
 MAX_PARTS = 10_000
 MAX_OBJECT_SIZE = 5 * TiB
-MAX_IN_FLIGHT = 2
+CHECKSUM_ALGORITHM: Literal["CRC32"] = "CRC32"
 
 
 PLANNED_PARTS = 2_500
 GZIP_OUTPUT_FACTOR = 2
 
 
-def planned_output_bytes(source: str, source_size: int) -> int:
+def planned_output_bytes(source: str, source_size: int, content_bytes: int | None = None) -> int:
     """The ZIP size, in bytes, planned for ``source`` (``source_size`` bytes) before the work:
-    the source's size, times ``GZIP_OUTPUT_FACTOR`` (2) for a gzip-compressed source, whose
-    uncompressed size is unknown until it is read (model weights shrink only 7-18% under
-    deflate, so 2x over-covers them; an output past the plan is covered by the doubling)."""
+    ``content_bytes`` when the plan measured it from the archive's headers (the files'
+    declared sizes with the ZIP's records: :func:`handler.locations.buffers.zip_bytes_for`);
+    else the source's size, times ``GZIP_OUTPUT_FACTOR`` (2) for a gzip-compressed source,
+    whose uncompressed size is unknown until it is read (model weights shrink only 7-18%
+    under deflate, so 2x over-covers them; an output past the plan is covered by the
+    doubling)."""
+    if content_bytes is not None:
+        return max(0, content_bytes)
     name = source.lower().rstrip("/")
     gzipped = name.endswith((".gz", ".tgz"))
     return max(0, source_size) * (GZIP_OUTPUT_FACTOR if gzipped else 1)
@@ -76,6 +88,13 @@ def plan_part_size(planned_bytes: int) -> int:
     while size < MAX_PART_SIZE and size * PLANNED_PARTS < planned_bytes:
         size *= 2
     return min(size, MAX_PART_SIZE)
+
+
+def crc32_checksum(data: bytes) -> str:
+    """``ChecksumCRC32`` of ``data``: the base64 of its CRC-32 (ISO-HDLC, zlib's), 4 bytes
+    big-endian, as S3 and the SDKs write it ("Checking object integrity", S3 User Guide).
+    One pass over the buffer (:func:`handler.codec.crc32`: ISA-L's, else zlib's)."""
+    return base64.b64encode(crc32(data).to_bytes(4, "big")).decode("ascii")
 
 
 def part_size(part_number: int, first: int = FIRST_PART_SIZE) -> int:
@@ -131,6 +150,7 @@ class S3MultipartWriter:
         if_exists: IfExists = "overwrite",
         *,
         planned_bytes: int = 0,
+        parts_in_flight: int = UploadPlan().parts_in_flight,
     ) -> None:
         self._client = client
         self._url = S3Url.parse(location)
@@ -139,7 +159,10 @@ class S3MultipartWriter:
         created = call(
             location,
             lambda: client.create_multipart_upload(
-                Bucket=self._url.bucket, Key=self._url.key, ContentType="application/zip"
+                Bucket=self._url.bucket,
+                Key=self._url.key,
+                ContentType="application/zip",
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
             ),
             reading_source=False,
         )
@@ -147,14 +170,16 @@ class S3MultipartWriter:
         first = plan_part_size(planned_bytes)
         self.first_part_size = first
         self._cutter = PartCutter(lambda number: part_size(number, first))
+        self.parts_in_flight = max(1, parts_in_flight)
         self._parts: list[tuple[int, concurrent.futures.Future[str]]] = []
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=MAX_IN_FLIGHT, thread_name_prefix="tmpwarden-upload"
+            max_workers=self.parts_in_flight, thread_name_prefix="tmpwarden-upload"
         )
-        self._slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+        self._slots = threading.BoundedSemaphore(self.parts_in_flight)
         self.bytes_written = 0
         self._closed = False
         self._part_md5s: dict[int, bytes | None] = {}
+        self._part_crc32s: dict[int, str] = {}
         self.etag: str | None = None
 
     @property
@@ -180,7 +205,7 @@ class S3MultipartWriter:
     def _submit(self, part: Part) -> None:
         if part.number > MAX_PARTS:
             raise CompressionError(f"{self.name}: the ZIP outgrew S3's 10,000 parts (5 TB)")
-        self._slots.acquire()  # back-pressure: at most MAX_IN_FLIGHT parts in memory
+        self._slots.acquire()  # back-pressure: at most parts_in_flight parts uploading
         try:
             future = self._pool.submit(self._upload_part, part.number, part.data)
         except RuntimeError as exc:  # a worker thread could not start
@@ -191,6 +216,8 @@ class S3MultipartWriter:
         bisect.insort(self._parts, (part.number, future), key=lambda entry: entry[0])
 
     def _upload_part(self, number: int, chunk: bytes) -> str:
+        checksum = crc32_checksum(chunk)
+        self._part_crc32s[number] = checksum
         response = call(
             f"{self.name} (part {number})",
             lambda: self._client.upload_part(
@@ -199,6 +226,8 @@ class S3MultipartWriter:
                 UploadId=self.upload_id,
                 PartNumber=number,
                 Body=chunk,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                ChecksumCRC32=checksum,
             ),
             reading_source=False,
         )
@@ -235,6 +264,7 @@ class S3MultipartWriter:
                 upload_id=self.upload_id,
                 parts=parts,
                 part_md5s=known if len(known) == len(md5s) else None,
+                part_crc32s=[self._part_crc32s[n] for n, _ in parts],
                 size=self.bytes_written,
                 if_exists=self._if_exists,
             )
@@ -265,6 +295,7 @@ class S3Destination:
         self._location = location
         self.if_exists = if_exists
         self.planned_bytes = 0  # the planned ZIP size (planned_output_bytes); 0: unknown
+        self.upload_plan = UploadPlan.from_env()  # parts in flight from TMPWARDEN_TARGET_MB_S
 
     @property
     def name(self) -> str:
@@ -290,5 +321,9 @@ class S3Destination:
     def begin(self) -> S3MultipartWriter:
         self.check_writable()
         return S3MultipartWriter(
-            self.client, self._location, self.if_exists, planned_bytes=self.planned_bytes
+            self.client,
+            self._location,
+            self.if_exists,
+            planned_bytes=self.planned_bytes,
+            parts_in_flight=self.upload_plan.parts_in_flight,
         )

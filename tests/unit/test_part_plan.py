@@ -108,3 +108,14 @@ def test_the_writer_cuts_its_parts_at_the_planned_size(monkeypatch: pytest.Monke
     writer.write(bytes(32 * MiB + 1))
     assert sent == [(1, 32 * MiB)]
     writer.abort()
+
+
+def test_the_archives_content_size_replaces_the_gzip_heuristic() -> None:
+    # a 30 GiB tar.gz of weights holding 33 GiB: 2x by name would plan 60 GiB (32 MiB parts)
+    assert planned_output_bytes("s3://m/a.tar.gz", 30 * GiB, 33 * GiB) == 33 * GiB
+    assert planned_output_bytes("s3://m/a.tar.gz", 30 * GiB, None) == 60 * GiB
+    by_content = plan_memory("s3://m/a.tar.gz", "s3://p/a.zip", 30 * GiB, content_bytes=33 * GiB)
+    assert by_content.part_size == 16 * MiB
+    destination = S3Destination(_Client(), "s3://p/a.zip")  # type: ignore[arg-type]
+    plan_upload(destination, "s3://m/a.tar.gz", 30 * GiB, 33 * GiB)
+    assert destination.begin().first_part_size == 16 * MiB

@@ -172,3 +172,18 @@ def test_modelled_floor_is_the_slower_direction_plus_one_latency() -> None:
     assert modelled_floor(10**12, 10**12, PROFILES["none"]) == 0.0
     with pytest.raises(ValueError, match="lambda-600mbps"):
         profile("lambda-1gbps")
+
+
+def test_a_reset_cuts_the_connection_at_its_ingress_byte_once(origin: Origin) -> None:
+    # the bench's "connection reset at half the source" (issue 10): an RST, not an end
+    with ShapingProxy(origin.url, "none", reset_in_at=3_000_000) as proxy:
+        with _connect(proxy) as sock:
+            sock.sendall(b"G5000000\n")
+            received, buffer = 0, bytearray(1 << 20)
+            with pytest.raises(ConnectionResetError):
+                while chunk := sock.recv_into(buffer):
+                    received += chunk
+        assert received <= 3_000_000 and proxy.resets == 1
+        with _connect(proxy) as again:  # later connections pass untouched
+            assert _get(again, 4_000_000) == 4_000_000
+        assert proxy.resets == 1

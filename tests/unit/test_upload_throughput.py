@@ -1,0 +1,89 @@
+"""Parts in flight follow the target throughput (issue 10, "Uploads": one per 85 MB/s wanted,
+at least 2), the memory plan counts them, and the writer uploads that many at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from handler.errors import ConfigurationError
+from handler.locations.buffers import plan_memory
+from handler.locations.multipart import S3Destination
+from handler.locations.throughput import TARGET_ENV, UploadPlan
+from handler.memory import BASELINE_BYTES
+from handler.settings import HandlerSettings
+from monitor.units import MiB
+
+
+def test_parts_in_flight_follow_the_target_throughput() -> None:
+    wanted = {mb_s: UploadPlan(mb_s).parts_in_flight for mb_s in (1, 75, 170, 171, 375, 1250)}
+    print(f"MB/s -> parts in flight: {wanted}")
+    assert wanted == {1: 2, 75: 2, 170: 2, 171: 3, 375: 5, 1250: 15}
+    assert UploadPlan().parts_in_flight == 2  # the default, 75 MB/s (600 Mbps)
+
+
+def test_the_setting_is_read_and_bad_values_are_refused() -> None:
+    assert HandlerSettings.from_env({TARGET_ENV: "375"}).upload_plan.parts_in_flight == 5
+    assert HandlerSettings.from_env({}).upload_plan == UploadPlan(75)
+    for bad in ("fast", "0", "5000"):
+        with pytest.raises(ConfigurationError, match=TARGET_ENV):
+            UploadPlan.from_env({TARGET_ENV: bad})
+
+
+def test_the_memory_plan_holds_the_parts_in_flight_plus_three(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    totals = {}
+    for mb_s, parts in (("75", 5), ("375", 8), ("1250", 18)):
+        monkeypatch.setenv(TARGET_ENV, mb_s)
+        plan = plan_memory("s3://m/a.tar.gz", "s3://p/a.zip", 1024 * MiB)
+        assert (plan.parts, plan.part_size) == (parts, 8 * MiB)
+        totals[mb_s] = plan.total // MiB
+    print(f"MB/s -> planned MiB: {totals}")
+    monkeypatch.delenv(TARGET_ENV)
+    default = plan_memory("s3://m/a.tar.gz", "s3://p/a.zip", 1024 * MiB)
+    # the defaults stay inside the 256 MiB peak RSS goal of issue 10
+    assert default.total <= BASELINE_BYTES + 5 * 8 * MiB + 64 * MiB <= 256 * MiB
+
+
+class _SlowClient:
+    """UploadPart takes 50 ms; counts the parts uploading at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def create_multipart_upload(self, **_: Any) -> dict[str, str]:
+        return {"UploadId": "u-1"}
+
+    def upload_part(self, **params: Any) -> dict[str, str]:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.05)
+        with self._lock:
+            self.now -= 1
+        return {"ETag": f'"{params["PartNumber"]}"'}
+
+    def abort_multipart_upload(self, **_: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("mb_s", "parts"), [("75", 2), ("375", 5)])
+def test_the_writer_uploads_as_many_parts_at_once_as_planned(
+    monkeypatch: pytest.MonkeyPatch, mb_s: str, parts: int
+) -> None:
+    monkeypatch.setenv(TARGET_ENV, mb_s)
+    client = _SlowClient()
+    writer = S3Destination(client, "s3://p/a.zip").begin()  # type: ignore[arg-type]
+    assert writer.parts_in_flight == parts
+    chunk = bytes(8 * MiB)
+    for _ in range(2 * parts + 1):
+        writer.write(chunk)
+    writer.abort()
+    print(f"{mb_s} MB/s: at most {client.most} parts uploading at once")
+    assert client.most == parts
