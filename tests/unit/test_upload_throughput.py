@@ -50,10 +50,13 @@ def test_the_memory_plan_holds_the_parts_in_flight_plus_three(
 
 
 class _SlowClient:
-    """UploadPart takes 50 ms; counts the parts uploading at once."""
+    """UploadPart holds each part until ``expected`` parts are uploading at once (or 2 s
+    pass), so the count does not depend on how fast this machine fills parts; counts the
+    parts uploading at once."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, expected: int) -> None:
+        self._ready = threading.Condition()
+        self._expected = expected
         self.now = 0
         self.most = 0
 
@@ -61,11 +64,13 @@ class _SlowClient:
         return {"UploadId": "u-1"}
 
     def upload_part(self, **params: Any) -> dict[str, str]:
-        with self._lock:
+        with self._ready:
             self.now += 1
             self.most = max(self.most, self.now)
-        time.sleep(0.05)
-        with self._lock:
+            self._ready.notify_all()
+            self._ready.wait_for(lambda: self.now >= self._expected, timeout=2.0)
+        time.sleep(0.01)
+        with self._ready:
             self.now -= 1
         return {"ETag": f'"{params["PartNumber"]}"'}
 
@@ -78,7 +83,7 @@ def test_the_writer_uploads_as_many_parts_at_once_as_planned(
     monkeypatch: pytest.MonkeyPatch, mb_s: str, parts: int
 ) -> None:
     monkeypatch.setenv(TARGET_ENV, mb_s)
-    client = _SlowClient()
+    client = _SlowClient(parts)
     writer = S3Destination(client, "s3://p/a.zip").begin()  # type: ignore[arg-type]
     assert writer.parts_in_flight == parts
     chunk = bytes(8 * MiB)
