@@ -133,7 +133,8 @@ class SamplingThread:
     def run(self, stop: StopFlag) -> None:
         """The thread's loop, in the calling thread, until ``stop.stopped``."""
         # Plain sleeps and a flag: on Firecracker every wakeup costs tens of microseconds
-        # of CPU, and a timed Event/Lock wait costs more than a sleep.
+        # of CPU, and a timed Event wait costs more than a sleep. A wait longer than
+        # LONGEST_SLEEP is one timed acquire of the stop flag's gate (a C call, like sleep).
         base = interval = self.interval
         clock = self._clock
         sleep = self._sleep
