@@ -26,7 +26,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import codec_levels, extension_cost, monitor_overhead, network_goals
+from benchmarks import (
+    codec_levels,
+    extension_cost,
+    monitor_overhead,
+    monitor_slowdown,
+    network_goals,
+)
 from benchmarks.measure import Measurement, measure
 from handler.cli.sample import build_sample_artifact
 from monitor.units import MiB, format_size, parse_size
@@ -37,12 +43,16 @@ RSS_GOAL = 150 * MiB
 MONITOR_INTRO = """
 ## The monitor's overhead
 
-`python -m benchmarks.monitor_overhead` (part of `make bench`): the sampling thread's
-CPU time (its own thread clock, read from outside it) while it samples /tmp and memory,
-checks thresholds and the trend, and aggregates and serializes EMF (to a sink that
-drops the lines). The floor rows run a bare thread that only sleeps and makes the two
-system calls every sampler needs: on this Firecracker VM each wakeup and each system
-call after a sleep costs tens of microseconds of CPU, which no Python sampler avoids.
+`python -m benchmarks.monitor_slowdown` and `python -m benchmarks.monitor_overhead`
+(both part of `make bench`). The first packages the 1/4 size artifact (local to local,
+in one process, as the Lambda does) with the monitor on at its defaults and off, in
+interleaved pairs. The second reads the sampling thread's CPU time (its own thread
+clock, read from outside it) while it samples /tmp and memory, checks thresholds and
+the trend, and aggregates and serializes EMF (to a sink that drops the lines), in
+rounds interleaved with a floor: a bare thread that only sleeps and makes the two
+system calls every sampler needs, at the same interval. On this Firecracker VM each
+wakeup and each system call after a sleep costs tens of microseconds of CPU, which no
+Python sampler avoids; every goal is a ratio to that floor or is stated beside it.
 
 """
 CODEC_INTRO = """
@@ -202,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         print("S3 to S3 through a model of the network (SeaweedFS, shaping proxy) ...", flush=True)
         network = network_goals.run_goals(big, small, args.size, args.small, workdir / "network")
     print("measuring the monitor's overhead ...", flush=True)
-    monitor_rows = monitor_overhead.main(["--seconds", str(args.monitor_seconds)])
+    slowdown_rows = monitor_slowdown.main(["--archive", str(small), "--workdir", str(workdir)])
+    overhead_rows = monitor_overhead.main(["--seconds", str(args.monitor_seconds)])
+    monitor_rows = [*overhead_rows[:2], *slowdown_rows, *overhead_rows[2:]]
     print("measuring deflate levels ...", flush=True)
     codec_rows = codec_levels.main(["--size", "64MiB"])
     print("measuring the extension's cost ...", flush=True)

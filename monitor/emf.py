@@ -103,7 +103,9 @@ class SampleBuffer:
         self._last_index = -1
         self._buckets: list[list[float]] = []  # [start, used, available, total, rss, ttf]
 
-    def add(self, timestamp: float, reading: Reading, seconds_to_full: float | None = None) -> None:
+    def add(self, timestamp: float, reading: Reading, seconds_to_full: float | None = None) -> bool:
+        """Aggregate one sample; True when it started a bucket that fills the buffer
+        (MAX_VALUES_PER_METRIC buckets: a document's worth, time to flush)."""
         total, available, used, rss = reading
         ttf = math.inf if seconds_to_full is None else seconds_to_full
         buckets = self._buckets
@@ -119,10 +121,11 @@ class SampleBuffer:
             last[2] = min(last[2], available)
             last[4] = max(last[4], rss)
             last[5] = min(last[5], ttf)
-            return
+            return False
         self._last_index = index
         start = self._origin + index * self.bucket_seconds
         buckets.append([start, used, available, total, rss, ttf])
+        return len(buckets) >= MAX_VALUES_PER_METRIC
 
     def __len__(self) -> int:
         return len(self._buckets)

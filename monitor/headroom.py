@@ -78,9 +78,12 @@ class IntervalPlanner:
     (bytes); ``worst_rates`` bytes per second (``/tmp``, memory); ``minimum`` and
     ``maximum`` seconds. Rates are measured between samples at least ``minimum`` apart,
     so two samples taken back to back (a phase's end and the next one's start) do not
-    make a rate of noise. Not locked: :meth:`observe` runs under its owner's lock, and
-    :meth:`next_interval` reads tuples that are replaced whole, so it sees one sample or
-    the next, never half of one.
+    make a rate of noise. :meth:`observe` plans the next interval at once (the same
+    figure as :func:`next_interval` of the sample's two :class:`Headroom`, computed
+    without making them: it runs on every sample; tests/unit/test_headroom.py checks
+    both agree) and :meth:`next_interval` returns it.
+    Not locked: :meth:`observe` runs under its owner's lock, and :meth:`next_interval`
+    reads one attribute, so it sees one sample's plan or the next, never half of one.
     """
 
     def __init__(
@@ -102,7 +105,13 @@ class IntervalPlanner:
         self._base: tuple[float, int, int] | None = None  # (seconds, /tmp used, RSS)
         self.rates = (0.0, 0.0)
         """The measured fill rates, bytes per second: ``/tmp``, memory."""
-        self._last: tuple[int, int, int] = (0, 0, 0)  # /tmp used, /tmp total, RSS
+        self._tmp_levels = tuple(sorted({*self.tmp_thresholds, 1.0}))
+        self._memory_levels = tuple(sorted({*self.memory_thresholds, 1.0}))
+        self._divisors = (
+            SAMPLES_BEFORE_CROSSING * worst_rates[0],
+            SAMPLES_BEFORE_CROSSING * worst_rates[1],
+        )
+        self._interval = minimum  # nothing observed yet: no headroom known
 
     @classmethod
     def of(cls, config: MonitorConfig, memory_limit: int) -> IntervalPlanner | None:
@@ -119,27 +128,46 @@ class IntervalPlanner:
         )
 
     def observe(self, now: float, used: int, total: int, rss: int) -> None:
-        """Take one sample (``now`` in seconds of the monitor's clock; bytes)."""
-        self._last = (used, total, rss)
+        """Take one sample (``now`` in seconds of the monitor's clock; bytes) and plan
+        the next interval from it."""
         base = self._base
         if base is None or now < base[0]:
             self._base = (now, used, rss)
-            return
-        elapsed = now - base[0]
-        if elapsed >= self.minimum:
-            self.rates = ((used - base[1]) / elapsed, (rss - base[2]) / elapsed)
-            self._base = (now, used, rss)
+        else:
+            elapsed = now - base[0]
+            if elapsed >= self.minimum:
+                self.rates = ((used - base[1]) / elapsed, (rss - base[2]) / elapsed)
+                self._base = (now, used, rss)
+        tmp_rate, memory_rate = self.rates
+        tmp_divisor, memory_divisor = self._divisors
+        # A measured rate faster than the worst one takes its place (see next_interval).
+        tmp_divisor = max(tmp_divisor, tmp_rate * SAMPLES_BEFORE_CROSSING)
+        memory_divisor = max(memory_divisor, memory_rate * SAMPLES_BEFORE_CROSSING)
+        # Both gaps (Headroom.gap), inlined: a call costs more than the loop on a cold sample.
+        shortest = self.maximum
+        if total > 0:
+            fraction = used / total
+            for level in self._tmp_levels:
+                if level > fraction:
+                    shortest = min(shortest, (level - fraction) * total / tmp_divisor)
+                    break
+            else:
+                shortest = 0.0
+        else:
+            shortest = 0.0
+        limit = self.memory_limit
+        if limit > 0:
+            fraction = rss / limit
+            for level in self._memory_levels:
+                if level > fraction:
+                    shortest = min(shortest, (level - fraction) * limit / memory_divisor)
+                    break
+            else:
+                shortest = 0.0
+        else:
+            shortest = 0.0
+        self._interval = shortest if shortest > self.minimum else self.minimum
 
     def next_interval(self) -> float:
         """Seconds until the next sample, from the last one observed."""
-        used, total, rss = self._last
-        tmp_rate, memory_rate = self.rates
-        tmp_worst, memory_worst = self.worst_rates
-        return next_interval(
-            (
-                Headroom(used, total, self.tmp_thresholds, tmp_worst, tmp_rate),
-                Headroom(rss, self.memory_limit, self.memory_thresholds, memory_worst, memory_rate),
-            ),
-            minimum=self.minimum,
-            maximum=self.maximum,
-        )
+        return self._interval

@@ -3,12 +3,18 @@
 It knows nothing of what a sample is: it calls ``sample()`` every ``interval`` seconds
 (or, given ``next_interval``, after as many seconds as that says once each sample is
 taken: headroom-aware sampling) and ``flush()`` every ``flush_interval`` seconds or
-sooner when ``flush_due()`` says a document's worth is buffered. A failing call is
-counted and logged (the first three), never allowed to end the thread.
+sooner when a document's worth is buffered: ``sample()`` returns True, or
+``flush_due()`` says so. A failing call is counted and logged (the first three), never
+allowed to end the thread.
+
+Each pass of the loop runs cold, after a sleep, where every Python call costs several
+microseconds of CPU (tens on Firecracker): the loop makes as few as it can (one sample,
+one interval, no flush check of its own when ``sample()`` reports it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -19,26 +25,35 @@ log = logging.getLogger("tmpwarden.monitor")
 LONGEST_SLEEP = 0.25
 """The thread sleeps at most this long at a time, so stop() is never kept waiting long;
 a longer wait (headroom-aware sampling's stretched intervals) is one timed wait on the
-stop flag's event instead: one wakeup per sample, however long the interval."""
+stop flag's gate instead: one wakeup per sample, however long the interval."""
 THREAD_NAME = "tmpwarden-monitor"
 LOGGED_ERRORS = 3
 
 
 class StopFlag:
-    """Tells one sampling thread to end: a plain attribute (the cheapest check) and an
-    event that cuts a long wait short."""
+    """Tells one sampling thread to end: a plain attribute (the cheapest check) and a
+    held lock whose release cuts a long wait short.
+
+    A long wait is one ``Lock.acquire(timeout=...)``: a single C call and one futex
+    wait, where ``Event.wait`` runs a Condition's Python code on every wakeup.
+    """
 
     def __init__(self) -> None:
         self.stopped = False
-        self.wakeup = threading.Event()
+        self.gate = threading.Lock()
+        self.gate.acquire()  # held until stop(): acquire(timeout=...) is a timed wait
 
     def stop(self) -> None:
         self.stopped = True
-        self.wakeup.set()
+        with contextlib.suppress(RuntimeError):  # released already: stopped twice
+            self.gate.release()
 
 
 class SamplingThread:
     """A daemon thread calling ``sample`` every ``interval`` seconds (see module docstring).
+
+    ``sample()`` returning True, or ``flush_due()`` (optional) returning True, makes the
+    thread flush after that sample.
 
     ``clock`` is monotonic seconds and ``sleep`` sleeps seconds (both injectable: a
     test runs :meth:`run` on a fake clock; an injected ``sleep`` takes every wait, in
@@ -52,7 +67,7 @@ class SamplingThread:
         self,
         sample: Callable[[], object],
         flush: Callable[[], object],
-        flush_due: Callable[[], bool],
+        flush_due: Callable[[], bool] | None = None,
         *,
         interval: float,
         flush_interval: float,
@@ -118,19 +133,23 @@ class SamplingThread:
     def run(self, stop: StopFlag) -> None:
         """The thread's loop, in the calling thread, until ``stop.stopped``."""
         # Plain sleeps and a flag: on Firecracker every wakeup costs tens of microseconds
-        # of CPU, and a timed Event/Lock wait costs more than a sleep.
+        # of CPU, and a timed Event wait costs more than a sleep. A wait longer than
+        # LONGEST_SLEEP is one timed acquire of the stop flag's gate (a C call, like sleep).
         base = interval = self.interval
         clock = self._clock
         sleep = self._sleep
         long_waits = self._long_waits
         step = self._next_interval
+        sample = self._sample
+        flush_due = self._flush_due
+        wait = stop.gate.acquire
         next_sample = clock() + interval
         next_flush = clock() + self.flush_interval
         while not stop.stopped:
             delay = next_sample - clock()
             if delay > 0:
                 if long_waits and delay > LONGEST_SLEEP:
-                    stop.wakeup.wait(delay)
+                    wait(True, delay)
                 else:
                     sleep(min(delay, LONGEST_SLEEP))
                     if delay > LONGEST_SLEEP:
@@ -139,11 +158,15 @@ class SamplingThread:
                 break
             interval = base
             try:
-                self._sample()
+                full = sample()
                 if step is not None:
                     interval = step()
                 # Flush on time, or when a document's worth of buckets is ready.
-                if next_sample >= next_flush or self._flush_due():
+                if (
+                    full is True
+                    or next_sample >= next_flush
+                    or (flush_due is not None and flush_due())
+                ):
                     self._flush()
                     next_flush = clock() + self.flush_interval
             except Exception:  # never let the thread die; count and log

@@ -38,7 +38,6 @@ from monitor.callbacks import (
 )
 from monitor.config import MonitorConfig
 from monitor.emf import (
-    MAX_VALUES_PER_METRIC,
     EmfEmitter,
     LineSink,
     SampleBuffer,
@@ -131,7 +130,6 @@ class StorageMonitor:
         self._thread = SamplingThread(
             self._sample,
             self.flush,
-            lambda: len(self._buffer) >= MAX_VALUES_PER_METRIC,
             interval=cfg.sample_interval,
             flush_interval=cfg.flush_interval,
             clock=clock,
@@ -385,17 +383,18 @@ class StorageMonitor:
             memory_limit=self.memory_limit,
         )
 
-    def _sample(self) -> None:
+    def _sample(self) -> bool:
         """The hot path: kept lean, because every wakeup of a thread is costly on
         Firecracker and this runs up to 100 times a second. A level change is written at
         once (a ``level_change`` record with the samples before it), not at the next
-        flush: an out-of-memory kill takes the unflushed samples with it."""
-        reading = self._probe()
-        wall = self._wall()
-        total, available, used, rss = reading
-        tmp_fraction = used / total if total else 1.0
-        memory_fraction = rss / self.memory_limit
-        with self._lock:
+        flush: an out-of-memory kill takes the unflushed samples with it. True when a
+        document's worth of samples is buffered (the thread flushes)."""
+        with self._lock:  # probe under the lock: an older reading never lands after a newer
+            reading = self._probe()
+            wall = self._wall()
+            total, available, used, rss = reading
+            tmp_fraction = used / total if total else 1.0
+            memory_fraction = rss / self.memory_limit
             self.samples_taken += 1
             self._last = last = (wall, reading)
             self._history.append(last)
@@ -407,7 +406,7 @@ class StorageMonitor:
             fired = levels.observe(now, used, available, tmp_fraction, memory_fraction)
             current = levels.prediction
             seconds_to_full = current.seconds_to_full if current is not None else None
-            self._buffer.add(wall, reading, seconds_to_full)
+            full = self._buffer.add(wall, reading, seconds_to_full)
             if fired:
                 metrics = self._metrics(wall, reading)
                 crossings = [self._fire(*crossed, metrics, seconds_to_full) for crossed in fired]
@@ -417,6 +416,7 @@ class StorageMonitor:
                     for crossing in crossings:
                         properties = {**word, **crossing.level_change_properties()}
                         self._emitter.emit_level_change(properties, self._history, window)
+        return full
 
     def _fire(
         self,

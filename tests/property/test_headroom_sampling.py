@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.callbacks import MonitorEvent
-from monitor.headroom import Headroom, next_interval
+from monitor.headroom import Headroom, IntervalPlanner, next_interval
 from monitor.sampling import LONGEST_SLEEP, SamplingThread, StopFlag
 from monitor.units import GiB, MiB
 from tests.fakes import FakeSystem
@@ -163,3 +163,42 @@ def test_the_interval_never_leaves_its_bounds(
     maximum = minimum * stretch
     interval = next_interval(resources, minimum=minimum, maximum=maximum)
     assert minimum <= interval <= maximum
+
+
+@settings(max_examples=200)
+@given(
+    first=st.tuples(st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 2**36)),
+    second=st.tuples(st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 2**36)),
+    elapsed=st.floats(0.0, 10.0),
+    memory_limit=st.integers(1, 2**36),
+    thresholds=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)),
+    worst=st.tuples(st.floats(1.0, 1e12), st.floats(1.0, 1e12)),
+    minimum=st.sampled_from([0.001, 0.01, 0.1]),
+)
+def test_the_planners_interval_is_next_interval_of_the_last_sample(
+    first: tuple[int, int, int],
+    second: tuple[int, int, int],
+    elapsed: float,
+    memory_limit: int,
+    thresholds: tuple[float, float],
+    worst: tuple[float, float],
+    minimum: float,
+) -> None:
+    # GIVEN the planner (its arithmetic inlined for the hot path) after two samples
+    planner = IntervalPlanner(
+        thresholds, thresholds, memory_limit, worst_rates=worst, minimum=minimum, maximum=1.0
+    )
+    planner.observe(100.0, *first)
+    planner.observe(100.0 + elapsed, *second)
+    # THEN its interval is exactly next_interval of the last sample's two Headroom
+    used, total, rss = second
+    tmp_rate, memory_rate = planner.rates
+    expected = next_interval(
+        (
+            Headroom(used, total, thresholds, worst[0], tmp_rate),
+            Headroom(rss, memory_limit, thresholds, worst[1], memory_rate),
+        ),
+        minimum=minimum,
+        maximum=1.0,
+    )
+    assert planner.next_interval() == expected

@@ -6,10 +6,12 @@ Guards issue 8, item 9: with root's reserve counted as free, a full filesystem r
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from handler.storage import StorageManager, available_bytes
+from monitor.errors import ConfigurationError
 from monitor.sampler import SystemProbe, disk_space
 
 BLOCK = 4096
@@ -65,3 +67,28 @@ def test_monitor_usage_stops_extraction_at_the_threshold_of_the_process_view() -
     manager = StorageManager("/x", probe=lambda _p: statvfs(1000, 70, 20))
     with pytest.raises(Exception, match="98%"):
         manager.monitor_usage(0.97)
+
+
+def _open_fds() -> set[str]:
+    return {fd.name for fd in Path("/proc/self/fd").iterdir()}
+
+
+def test_the_probe_reads_what_statvfs_and_statm_say_and_closes_what_it_opened(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a probe kept open on a directory (its descriptors: the directory and statm)
+    before = _open_fds()
+    probe = SystemProbe(tmp_path)
+    # WHEN it reads
+    reading = probe.read()
+    # THEN its figures are the path's statvfs (as df) and this process's RSS
+    space = disk_space(os.statvfs(tmp_path))
+    assert reading.total_space == pytest.approx(space.total, rel=0.01)
+    resident = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    assert reading.memory_used == pytest.approx(resident, rel=0.5)
+    # AND closing it gives its descriptors back; a path that is not there is one clear error
+    probe.close()
+    assert _open_fds() <= before
+    with pytest.raises(ConfigurationError, match=r"cannot watch .*missing.*existing directory"):
+        SystemProbe(tmp_path / "missing")
+    assert _open_fds() <= before
