@@ -8,8 +8,9 @@ files, as tar.gz) it runs, one after the other on the same machine:
 * ``tar xzf ARCHIVE && zip -r -6``: the shell habit
 
 and records wall time, peak RSS and peak disk of each, then tmpwarden again on a
-256 MiB artifact to show its memory does not grow with the artifact. Results go to
-``benchmarks/RESULTS.md``.
+256 MiB artifact to show its memory does not grow with the artifact, then tmpwarden
+against single-threaded ISA-L inflate of the same file (:mod:`benchmarks.local_floor`).
+Results go to ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import monitor_overhead
+from benchmarks import local_floor, monitor_overhead
 from benchmarks.measure import Measurement, measure
 from handler.cli.sample import build_sample_artifact
 from monitor.units import MiB, format_size, parse_size
@@ -43,7 +44,17 @@ system calls every sampler needs: on this Firecracker VM each wakeup and each sy
 call after a sleep costs tens of microseconds of CPU, which no Python sampler avoids.
 
 """
-THROUGHPUT_GOAL = 3.0
+FLOOR_INTRO = """
+## Local tar.gz against the inflate floor
+
+`python -m benchmarks.local_floor --archive ARCHIVE` (part of `make bench`, on the 1 GiB
+artifact): single-threaded ISA-L inflate of the same file (`python -m isal.igzip -d -c
+ARCHIVE > /dev/null`, the slowest stage of tmpwarden's stream path) and `python -m handler
+package ARCHIVE OUT.zip`, in turns. Both times include their interpreter's start.
+
+"""
+THROUGHPUT_GOAL = 5.0
+"""Issue 10: the defaults at least 5x faster than ``tar xzf && zip -r -6`` (was 3x)."""
 SIZE_GOAL = 1.01
 
 
@@ -163,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             tmpwarden.peak_disk_bytes <= tmpwarden.output_bytes + 1 * MiB,
         ),
         Goal(
-            "at least 3x the throughput of tar xzf && zip -r -6",
+            f"at least {THROUGHPUT_GOAL:.0f}x the throughput of tar xzf && zip -r -6",
             f"{speedup:.1f}x",
             speedup >= THROUGHPUT_GOAL,
         ),
@@ -173,17 +184,22 @@ def main(argv: list[str] | None = None) -> int:
             size_ratio <= SIZE_GOAL,
         ),
     ]
+    print("measuring tmpwarden against the inflate floor ...", flush=True)
+    floor_rows, floor_met = local_floor.rows(big, workdir)
     print("measuring the monitor's overhead ...", flush=True)
     monitor_rows = monitor_overhead.main(["--seconds", str(args.monitor_seconds)])
     text = (
         _report(args.size, results, small_run, goals)
+        + FLOOR_INTRO
+        + "\n".join(floor_rows)
+        + "\n"
         + MONITOR_INTRO
         + "\n".join(monitor_rows)
         + "\n"
     )
     args.results.write_text(text)
     print(text)
-    return 0 if all(g.met for g in goals) else 1
+    return 0 if all(g.met for g in goals) and floor_met else 1
 
 
 def _report(
