@@ -7,7 +7,7 @@ waiting on the rest:
 
 * :class:`DeflateThread`: a :data:`~handler.codec.CompressorFactory` whose compressors
   hand chunks of :data:`INLINE_BELOW` bytes or more to one deflate thread (ISA-L and zlib
-  release the GIL while they compress) through a queue of :data:`DEFLATE_DEPTH` chunks;
+  release the GIL while they compress), at most :data:`DEFLATE_QUEUE_BYTES` at a time;
   smaller inputs (small members, all in one call) are compressed inline, where a
   thread's hand-over would cost more than it saves;
 * :class:`OutputThread`: a sink (and :class:`~handler.zipwriter.zipsink.Patcher`) that
@@ -38,15 +38,17 @@ from handler.codec import Compressor, CompressorFactory, fastest_deflate
 from handler.zipwriter.zipsink import Patcher, Sink, can_seek, patcher_for
 from monitor.units import KiB, MiB
 
-WRITE_QUEUE_BYTES: Final = 8 * MiB
-"""Most bytes queued for the writer thread (it always takes at least one item)."""
+WRITE_QUEUE_BYTES: Final = 1 * MiB
+"""Most bytes queued for the writer thread or in its hands (one item always fits): the
+ZIP's thread runs at most about one 1 MiB block ahead of the writes."""
 COALESCE_BYTES: Final = 64 * KiB
 """Writes smaller than this (local headers, central directory records) are gathered
 into one queued item of about this size."""
 WRITEBACK_BYTES: Final = 32 * MiB
 """Bytes written between two requests to start the kernel's write-back."""
-DEFLATE_DEPTH: Final = 2
-"""Chunks (1 MiB each on the stream path) queued for the deflate thread."""
+DEFLATE_QUEUE_BYTES: Final = 1 * MiB
+"""Most input bytes queued for the deflate thread or being compressed (one chunk always
+fits): the ZIP's thread reads the next 1 MiB chunk while the last one is compressed."""
 INLINE_BELOW: Final = 256 * KiB
 """A compressor with nothing queued compresses an input smaller than this inline."""
 SYNC_FILE_RANGE_WRITE: Final = 2
@@ -59,7 +61,8 @@ _STOP: Final = object()
 
 class _Channel:
     """A FIFO from one producer thread to one consumer thread, bounded in bytes: ``put``
-    waits while the queued items hold more than ``limit`` bytes (one item always fits)."""
+    waits while the items queued or still being handled (taken, not yet ``done``) hold
+    more than ``limit`` bytes; one item always fits."""
 
     def __init__(self, limit: int) -> None:
         self._items: deque[tuple[object, int]] = deque()
@@ -69,20 +72,23 @@ class _Channel:
 
     def put(self, item: object, size: int) -> None:
         with self._ready:
-            while self._items and self._bytes + size > self._limit:
+            while self._bytes and self._bytes + size > self._limit:
                 self._ready.wait()
             self._items.append((item, size))
             self._bytes += size
             self._ready.notify()
 
-    def get(self) -> object:
+    def get(self) -> tuple[object, int]:
+        """The next item and its size; call :meth:`done` with the size once handled."""
         with self._ready:
             while not self._items:
                 self._ready.wait()
-            item, size = self._items.popleft()
+            return self._items.popleft()
+
+    def done(self, size: int) -> None:
+        with self._ready:
             self._bytes -= size
             self._ready.notify()
-            return item
 
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -239,13 +245,18 @@ class OutputThread:
             raise self._error
 
     def _run(self) -> None:
-        while (item := self._channel.get()) is not _STOP:
-            if self._error is not None or self._cancelled:
-                continue  # keep taking items, so the writing side never waits for room
+        while True:
+            item, size = self._channel.get()
+            if item is _STOP:
+                return
             try:
-                self._apply(item)
+                if self._error is None and not self._cancelled:  # else only drop it
+                    self._apply(item)
             except BaseException as exc:  # raised again on the ZIP's thread
                 self._error = exc
+            finally:
+                del item  # not kept alive while the next one is awaited
+                self._channel.done(size)
 
     def _apply(self, item: object) -> None:
         assert isinstance(item, tuple)
@@ -313,14 +324,14 @@ class DeflateThread:
     time, as the zipper uses them; each compressor's chunks in order).
 
     ``inner`` makes the real compressors (ISA-L, else zlib). Call :meth:`close` at the
-    end, success or failure: it lets the queued chunks finish and joins the thread.
+    end, success or failure: it lets the queued chunk finish and joins the thread.
     """
 
-    def __init__(self, inner: CompressorFactory = fastest_deflate, depth: int = DEFLATE_DEPTH):
+    def __init__(
+        self, inner: CompressorFactory = fastest_deflate, limit: int = DEFLATE_QUEUE_BYTES
+    ) -> None:
         self._inner = inner
-        self._jobs: queue.Queue[tuple[_ThreadedCompressor, bytes | None] | None] = queue.Queue(
-            maxsize=depth
-        )
+        self._jobs = _Channel(limit)
         self._thread = threading.Thread(target=self._run, name=DEFLATE_THREAD, daemon=True)
         self._thread.start()
 
@@ -329,17 +340,25 @@ class DeflateThread:
         return _ThreadedCompressor(self, self._inner(level))
 
     def submit(self, compressor: _ThreadedCompressor, data: bytes | None) -> None:
-        self._jobs.put((compressor, data))
+        self._jobs.put((compressor, data), len(data) if data else 0)
 
     def close(self) -> None:
         if self._thread.is_alive():
-            self._jobs.put(None)
+            self._jobs.put(_STOP, 0)
             self._thread.join()
 
     def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
+        while True:
+            job, size = self._jobs.get()
+            if job is _STOP:
+                return
+            assert isinstance(job, tuple)
             compressor, data = job
-            compressor.run(data)
+            try:
+                compressor.run(data)
+            finally:
+                del job, compressor, data  # not kept alive while the next one is awaited
+                self._jobs.done(size)
 
 
 @contextlib.contextmanager
