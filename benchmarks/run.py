@@ -8,9 +8,10 @@ files, as tar.gz) it runs, one after the other on the same machine:
 * ``tar xzf ARCHIVE && zip -r -6``: the shell habit
 
 and records wall time, peak RSS and peak disk of each, then tmpwarden again on a
-256 MiB artifact to show its memory does not grow with the artifact. Then issue 10's
-network goals on the same artifacts, S3 to S3 through a model of the network
-(:mod:`benchmarks.network_goals`; ``--no-network`` skips them). Results go to
+256 MiB artifact to show its memory does not grow with the artifact, then tmpwarden
+against single-threaded ISA-L inflate of the same file (:mod:`benchmarks.local_floor`).
+Then issue 10's network goals on the same artifacts, S3 to S3 through a model of the
+network (:mod:`benchmarks.network_goals`; ``--no-network`` skips them). Results go to
 ``benchmarks/RESULTS.md``.
 """
 
@@ -29,6 +30,7 @@ from pathlib import Path
 from benchmarks import (
     codec_levels,
     extension_cost,
+    local_floor,
     monitor_overhead,
     monitor_slowdown,
     network_goals,
@@ -76,7 +78,17 @@ Extensions and Telemetry API, after one INVOKE, at its defaults, for a 10,240 MB
 its threads, its peak RSS (VmHWM), and a bare thread's floor at 500 ms in the same window.
 
 """
-THROUGHPUT_GOAL = 3.0
+FLOOR_INTRO = """
+## Local tar.gz against the inflate floor
+
+`python -m benchmarks.local_floor --archive ARCHIVE` (part of `make bench`, on the 1 GiB
+artifact): single-threaded ISA-L inflate of the same file (`python -m isal.igzip -d -c
+ARCHIVE > /dev/null`, the slowest stage of tmpwarden's stream path) and `python -m handler
+package ARCHIVE OUT.zip`, in turns. Both times include their interpreter's start.
+
+"""
+THROUGHPUT_GOAL = 5.0
+"""Issue 10: the defaults at least 5x faster than ``tar xzf && zip -r -6`` (was 3x)."""
 SIZE_GOAL = 1.01
 
 
@@ -197,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             tmpwarden.peak_disk_bytes <= tmpwarden.output_bytes + 1 * MiB,
         ),
         Goal(
-            "at least 3x the throughput of tar xzf && zip -r -6",
+            f"at least {THROUGHPUT_GOAL:.0f}x the throughput of tar xzf && zip -r -6",
             f"{speedup:.1f}x",
             speedup >= THROUGHPUT_GOAL,
         ),
@@ -207,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             size_ratio <= SIZE_GOAL,
         ),
     ]
+    print("measuring tmpwarden against the inflate floor ...", flush=True)
+    floor_rows, floor_met = local_floor.rows(big, workdir)
     network: list[network_goals.NetworkGoal] = []
     if not args.no_network:
         print("S3 to S3 through a model of the network (SeaweedFS, shaping proxy) ...", flush=True)
@@ -221,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     extension_rows = extension_cost.main(["--seconds", str(2 * args.monitor_seconds)])
     text = (
         _report(args.size, results, small_run, goals)
+        + FLOOR_INTRO
+        + "\n".join(floor_rows)
+        + "\n"
         + ("\n".join(network_goals.report(network)) + "\n" if network else "")
         + MONITOR_INTRO
         + "\n".join(monitor_rows)
@@ -234,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.results.write_text(text)
     print(text)
-    return 0 if all(g.met for g in goals) and all(g.met for g in network) else 1
+    return 0 if all(g.met for g in goals) and floor_met and all(g.met for g in network) else 1
 
 
 def _report(

@@ -31,6 +31,7 @@ from handler.locations.local import Destination, Source, is_s3
 from handler.members import Member, MemberKind, OpenMember
 from handler.storage import CleanupContext, StorageManager
 from handler.zipwriter.method import copies_raw, resolve_level
+from handler.zipwriter.pipeline import local_pipeline, release_free_memory
 from handler.zipwriter.tree import add_tree
 from handler.zipwriter.zipper import IncrementalZipper, ZipCounts, iter_chunks
 from monitor.errors import shown, shown_repr
@@ -194,14 +195,16 @@ def write_zip(
 ) -> tuple[ZipCounts, int]:
     """Write a ZIP that ``fill`` puts the members in: phase ``compress``, then ``upload``
     (commit and verify). The destination is aborted on any failure; returns the counts and
-    the ZIP's size."""
+    the ZIP's size. A local file is written through :func:`local_pipeline` (deflate and
+    writes on their own threads, joined before the commit or the abort)."""
     writer = dest.begin()
     try:
-        with reporter.phase("compress"):
+        with reporter.phase("compress"), local_pipeline(writer.sink) as (sink, factory):
             zipper = IncrementalZipper(
-                writer.sink,
+                sink,
                 compression=opts.compression,
                 level=resolve_level(opts.compression, opts.level, network_bound=is_s3(dest.name)),
+                compressor_factory=factory,
                 progress_callback=progress_callback,
             )
             counts = fill(zipper)
@@ -250,6 +253,7 @@ def run_stream(
 
         counts, bytes_out = write_zip(dest, opts, reporter, fill, progress_callback=report)
         fmt = str(reader.format)
+    release_free_memory()  # what the reader's and the pipeline's threads freed
     if progress is not None:
         progress(source_size, source_size)
     return _result(src, dest, fmt, "stream", counts, source_size, bytes_out, clock() - started)
