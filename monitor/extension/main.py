@@ -19,7 +19,7 @@ from monitor.extension.incidents import IncidentTracker
 from monitor.extension.probe import Sampler, find_runtime_pid
 from monitor.extension.telemetry import DEFAULT_HOST, TelemetryListener, subscribe
 from monitor.headroom import IntervalPlanner
-from monitor.shared_state import state_dir
+from monitor.shared_state import remove_dead_states, state_dir
 
 RUNTIME_API_ENV = "AWS_LAMBDA_RUNTIME_API"
 HOST_ENV = "TMPWARDEN_EXTENSION_HOST"
@@ -156,8 +156,11 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextIO) -
                 elif not sampler.runtime_alive():
                     sampler.watch(find_runtime_pid())
                 tracker.on_invoke(event)
+                # after the incident of a runtime that died, which reads its state
+                remove_dead_states(tracker.state_dir, keep=(sampler.runtime_pid,))
             elif event.kind == "SHUTDOWN":
                 tracker.on_shutdown(event)
+                remove_dead_states(tracker.state_dir, keep=(sampler.runtime_pid,))
                 return 0
     except Exception as exc:
         client.report_error("exit", type(exc).__name__, str(exc))
