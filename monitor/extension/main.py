@@ -157,10 +157,10 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextIO) -
                     sampler.watch(find_runtime_pid())
                 tracker.on_invoke(event)
                 # after the incident of a runtime that died, which reads its state
-                remove_dead_states(tracker.state_dir, keep=(sampler.runtime_pid,))
+                remove_dead_states(tracker.state_dir)
             elif event.kind == "SHUTDOWN":
                 tracker.on_shutdown(event)
-                remove_dead_states(tracker.state_dir, keep=(sampler.runtime_pid,))
+                remove_dead_states(tracker.state_dir)
                 return 0
     except Exception as exc:
         client.report_error("exit", type(exc).__name__, str(exc))
