@@ -13,8 +13,9 @@ of ``/tmp``) per process, and per change one ``write`` of a temporary file and o
 ``rename`` (atomic: the reader sees the old document or the new one, never half of one),
 tens of microseconds. The directory is created with mode 0700.
 
-When: on when ``TMPWARDEN_SHARED_STATE`` is ``on``; with ``auto`` (the default) only in
-Lambda (``AWS_LAMBDA_RUNTIME_API`` set), where an extension can read it; ``off`` never.
+When: on when ``TMPWARDEN_SHARED_STATE`` (:class:`monitor.config.ExtensionConfig`) is
+``on``; with ``auto`` (the default) only in Lambda (``AWS_LAMBDA_RUNTIME_API`` set),
+where an extension can read it; ``off`` never.
 A write that fails (``/tmp`` full) is skipped: the monitor never fails the function.
 
 Cleanup: a writer removes its own file (and the directory, when it is left empty) when it
@@ -29,11 +30,13 @@ returns to its baseline when the processes are gone: the handler's promise that 
 returns to its baseline covers its scratch files; ``.tmpwarden`` is the monitor's, the
 one entry it adds while a process with a writer lives.
 
-Standard library only: the extension imports this module too.
+The setting is read by :class:`monitor.config.ExtensionConfig`. Besides the standard
+library, imports only monitor.config, which the extension loads anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -44,13 +47,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from monitor.config import ExtensionConfig, shared_state_mode
+
 if TYPE_CHECKING:
     from monitor.invocation import InvocationRecorder
 
 STATE_DIR_NAME = ".tmpwarden"
 STATE_PREFIX = "state-"
-SHARED_STATE_ENV = "TMPWARDEN_SHARED_STATE"
-RUNTIME_API_ENV = "AWS_LAMBDA_RUNTIME_API"
 STALE_SECONDS = 960.0
 """A dead process's state older than this (Lambda's longest timeout, 900 s, plus a
 minute for the extension to report it) is removed by a new writer even if it did not end
@@ -111,10 +114,10 @@ class SharedStateWriter:
     def from_environ(
         cls, tmp_path: str | Path, environ: Mapping[str, str] | None = None
     ) -> SharedStateWriter | None:
-        """A writer under ``tmp_path`` when sharing is on (see the module docstring)."""
+        """A writer under ``tmp_path`` when sharing is on (see the module docstring and
+        :class:`monitor.config.ExtensionConfig`); ConfigurationError for a bad setting."""
         env = os.environ if environ is None else environ
-        mode = env.get(SHARED_STATE_ENV, "auto").strip().lower()
-        if mode == "off" or (mode != "on" and not env.get(RUNTIME_API_ENV)):
+        if not ExtensionConfig(shared_state=shared_state_mode(env)).shares_state(env):
             return None
         return cls(state_dir(tmp_path))
 
@@ -149,10 +152,8 @@ def _remove_own(pid: int, paths: tuple[Path, ...], directory: Path) -> None:
         return  # a forked child: the file is its parent's
     for path in paths:
         path.unlink(missing_ok=True)
-    try:
+    with contextlib.suppress(OSError):  # other processes' files remain, or it is gone
         directory.rmdir()
-    except OSError:
-        pass  # other processes' files remain, or it is gone
 
 
 def process_exists(pid: int) -> bool:
