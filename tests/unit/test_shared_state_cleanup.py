@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from monitor.invocation import InvocationRecorder
 from monitor.shared_state import (
     STALE_SECONDS,
     SharedStateWriter,
@@ -119,7 +120,5 @@ def test_a_forked_child_does_not_remove_its_parent_s_file(tmp_path: Path) -> Non
     assert not writer.path.exists()
 
 
-def _recorder():  # type: ignore[no-untyped-def]
-    from monitor.invocation import InvocationRecorder
-
+def _recorder() -> InvocationRecorder:
     return InvocationRecorder("req-next", 0.0)
