@@ -137,7 +137,9 @@ def test_a_shutdown_after_a_timeout_records_the_phase_the_in_process_monitor_sha
     from monitor import StorageMonitor
     from monitor.config import MonitorConfig
 
-    process = start_extension(api, tmp_path)
+    # a function far larger than this test process, so its RSS (whatever tests ran
+    # before in it) is far from the memory limit: a plain timeout
+    process = start_extension(api, tmp_path, AWS_LAMBDA_FUNCTION_MEMORY_SIZE="10240")
     api.invoke("req-slow")
     monitor = StorageMonitor(
         MonitorConfig.resolve(None, {"TMPWARDEN_PATH": str(tmp_path), "TMPWARDEN_EMF": "off"}),
