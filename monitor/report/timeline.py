@@ -79,7 +79,8 @@ class _Missing(_Malformed):
 
 def build_timeline(documents: Iterable[Mapping[str, Any]]) -> Timeline:
     """Assemble samples (joining documents split by the EMF library), invocations,
-    level changes and limits; records of other kinds (``phase``) only count."""
+    level changes, the extension's incidents and limits; records of other kinds
+    (``phase``) only count."""
     docs = list(documents)
     samples: list[Sample] = []
     invocations: list[InvocationRecord] = []
