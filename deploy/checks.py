@@ -260,13 +260,19 @@ class Reader:
 
 
 def setting_readers() -> tuple[Reader, ...]:
-    """The monitor (monitor.config) and the handler (handler.settings)."""
+    """The monitor and the extension (monitor.config) and the handler (handler.settings)."""
+    extension = set(monitor_config.EXTENSION_SETTINGS) | set(monitor_config.EMULATOR_HOOKS)
     return (
         Reader(
             "monitor",
-            tuple(_settings_of(monitor_config)),
+            tuple(v for v in _settings_of(monitor_config) if v not in extension),
             lambda environ: monitor_config.MonitorConfig.resolve(environ=environ),
             ("function_name",),
+        ),
+        Reader(
+            "extension",
+            monitor_config.EXTENSION_SETTINGS,
+            monitor_config.ExtensionConfig.from_environ,
         ),
         Reader(
             "handler",
@@ -312,7 +318,11 @@ def check_settings(
             continue
         defaults[variable] = (value["Ref"], str(parameter["Default"]))
     for variable in sorted(set(variables) - expected):
-        if variable.startswith("TMPWARDEN_"):
+        if variable in monitor_config.EMULATOR_HOOKS:
+            problems.append(
+                Problem(where, f"{variable} is for local emulators; Lambda decides it: remove it")
+            )
+        elif variable.startswith("TMPWARDEN_"):
             problems.append(
                 Problem(where, f"{variable} is read by neither the monitor nor the handler")
             )

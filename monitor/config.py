@@ -36,6 +36,21 @@ ACTIONS_ENV = "TMPWARDEN_ACTIONS"
 EMF_ENV = "TMPWARDEN_EMF"
 TRACING_ENV = "TMPWARDEN_TRACING"
 FUNCTION_NAME_ENV = "AWS_LAMBDA_FUNCTION_NAME"
+SHARED_STATE_ENV = "TMPWARDEN_SHARED_STATE"
+EXTENSION_INTERVAL_ENV = "TMPWARDEN_EXTENSION_INTERVAL_MS"
+RUNTIME_API_ENV = "AWS_LAMBDA_RUNTIME_API"
+EMULATOR_HOOKS = (
+    "TMPWARDEN_EXTENSION_HOST",
+    "TMPWARDEN_EXTENSION_PORT",
+    "TMPWARDEN_RUNTIME_PID",
+)
+"""Variables a local emulator or a test sets, never a deployment: where the extension's
+telemetry listener binds (Lambda's Telemetry API posts only to ``sandbox.localdomain``)
+and which process it watches (in Lambda it finds the runtime). The template must not set
+them (deploy/checks.py)."""
+EXTENSION_HOST_ENV, EXTENSION_PORT_ENV, RUNTIME_PID_HOOK = EMULATOR_HOOKS
+EXTENSION_SETTINGS = (SHARED_STATE_ENV, EXTENSION_INTERVAL_ENV)
+"""The variables of :class:`ExtensionConfig` a deployment sets (template.yaml feeds them)."""
 
 MIN_SAMPLE_INTERVAL = 0.001
 SAMPLING_MODES = ("headroom", "fixed")
@@ -251,3 +266,80 @@ def _switch(name: str, value: str) -> bool:
     if text in ("0", "false", "off", "no"):
         return False
     raise ConfigurationError(f"{name}={value!r} must be on or off")
+
+
+SHARED_STATE_MODES = ("auto", "on", "off")
+DEFAULT_EXTENSION_HOST = "sandbox.localdomain"
+"""The host a Telemetry API subscriber listens on and names in its destination URI
+(AWS Lambda Telemetry API guide: "sandbox.localdomain")."""
+DEFAULT_EXTENSION_INTERVAL_MS = 500
+"""The extension's longest sample interval, far from every threshold: a bare Python
+thread costs about 0.195% of a core at 100 ms on Firecracker (issue 11), so about 0.04%
+here, under the 0.1% goal; 20 samples in the last 10 s. Near a threshold, or in a climb
+at up to the monitor's worst rates, the interval shrinks to the monitor's
+``TMPWARDEN_SAMPLE_INTERVAL_MS`` (headroom-aware, unless ``TMPWARDEN_SAMPLING=fixed``).
+Lambda freezes the sandbox between invocations, so idle time costs nothing there."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionConfig:
+    """The settings of the monitor's link with the external extension (monitor.extension),
+    from the environment only (the extension is a process of its own, with no arguments).
+
+    ``shared_state`` (``TMPWARDEN_SHARED_STATE``): whether the in-process monitor shares
+    its phase and state in ``<path>/.tmpwarden/`` (monitor.shared_state): ``on``, ``off``,
+    or ``auto`` (the default: only in Lambda, where ``AWS_LAMBDA_RUNTIME_API`` is set).
+    ``interval`` (``TMPWARDEN_EXTENSION_INTERVAL_MS``, 10 to 60,000 ms, default
+    :data:`DEFAULT_EXTENSION_INTERVAL_MS`): the extension's longest sample interval, in
+    seconds. ``host``, ``port`` and ``runtime_pid`` come from :data:`EMULATOR_HOOKS`
+    (default: ``sandbox.localdomain``, any free port, the runtime found by scanning
+    ``/proc``). A bad value is a ConfigurationError naming the variable.
+    """
+
+    shared_state: str = "auto"
+    interval: float = DEFAULT_EXTENSION_INTERVAL_MS / 1000
+    host: str = DEFAULT_EXTENSION_HOST
+    port: int = 0
+    runtime_pid: int | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> ExtensionConfig:
+        env = os.environ if environ is None else environ
+        return cls(
+            shared_state=shared_state_mode(env),
+            interval=whole_number(
+                env, EXTENSION_INTERVAL_ENV, DEFAULT_EXTENSION_INTERVAL_MS, 10, 60_000
+            )
+            / 1000,
+            host=env.get(EXTENSION_HOST_ENV, "").strip() or DEFAULT_EXTENSION_HOST,
+            port=whole_number(env, EXTENSION_PORT_ENV, 0, 0, 65535),
+            runtime_pid=whole_number(env, RUNTIME_PID_HOOK, 0, 1, 2**22) or None,
+        )
+
+    def shares_state(self, environ: Mapping[str, str]) -> bool:
+        """Whether the in-process monitor writes its shared state (``auto``: in Lambda)."""
+        if self.shared_state == "auto":
+            return bool(environ.get(RUNTIME_API_ENV))
+        return self.shared_state == "on"
+
+
+def shared_state_mode(env: Mapping[str, str]) -> str:
+    """``TMPWARDEN_SHARED_STATE`` (auto when unset); ConfigurationError if not auto, on, off."""
+    mode = env.get(SHARED_STATE_ENV, "").strip().lower() or "auto"
+    if mode not in SHARED_STATE_MODES:
+        raise ConfigurationError(
+            f"{SHARED_STATE_ENV}={env[SHARED_STATE_ENV]!r} must be one of "
+            f"{', '.join(SHARED_STATE_MODES)}"
+        )
+    return mode
+
+
+def whole_number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """Variable ``name`` of ``env`` as a whole number from ``low`` to ``high`` (``default``
+    when unset or blank); ConfigurationError otherwise."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ConfigurationError(f"{name}={text!r} is not a whole number from {low} to {high}")
+    return int(text)

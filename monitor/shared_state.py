@@ -13,30 +13,52 @@ of ``/tmp``) per process, and per change one ``write`` of a temporary file and o
 ``rename`` (atomic: the reader sees the old document or the new one, never half of one),
 tens of microseconds. The directory is created with mode 0700.
 
-When: on when ``TMPWARDEN_SHARED_STATE`` is ``on``; with ``auto`` (the default) only in
-Lambda (``AWS_LAMBDA_RUNTIME_API`` set), where an extension can read it; ``off`` never.
+When: on when ``TMPWARDEN_SHARED_STATE`` (:class:`monitor.config.ExtensionConfig`) is
+``on``; with ``auto`` (the default) only in Lambda (``AWS_LAMBDA_RUNTIME_API`` set),
+where an extension can read it; ``off`` never.
 A write that fails (``/tmp`` full) is skipped: the monitor never fails the function.
 
-Standard library only: the extension imports this module too.
+Cleanup: a writer removes its own file (and the directory, when it is left empty) when it
+is closed, garbage-collected or its process exits normally (``weakref.finalize``, which
+``atexit`` runs; a forked child never removes its parent's file). A runtime killed
+(out of memory, timeout, SIGKILL) cannot, so its file stays until someone who outlives it
+removes it with :func:`remove_dead_states`: the extension after each event, once it has
+written the incident record that reads the file; and each new writer at its first write,
+for files it can tell no extension still needs (ended normally, or older than
+:data:`STALE_SECONDS`). So ``/tmp`` holds at most one state file per live process, and
+returns to its baseline when the processes are gone: the handler's promise that ``/tmp``
+returns to its baseline covers its scratch files; ``.tmpwarden`` is the monitor's, the
+one entry it adds while a process with a writer lives.
+
+The setting is read by :class:`monitor.config.ExtensionConfig`. Besides the standard
+library, imports only monitor.config, which the extension loads anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from monitor.config import ExtensionConfig, shared_state_mode
 
 if TYPE_CHECKING:
     from monitor.invocation import InvocationRecorder
 
 STATE_DIR_NAME = ".tmpwarden"
 STATE_PREFIX = "state-"
-SHARED_STATE_ENV = "TMPWARDEN_SHARED_STATE"
-RUNTIME_API_ENV = "AWS_LAMBDA_RUNTIME_API"
+STALE_SECONDS = 960.0
+"""A dead process's state older than this (Lambda's longest timeout, 900 s, plus a
+minute for the extension to report it) is removed by a new writer even if it did not end
+normally: its invocation is over and its incident record written."""
+_STATE_NAME = re.compile(r"\.?state-(?P<pid>\d+)\.json(?:\.tmp)?")
 
 
 def state_dir(tmp_path: str | Path) -> Path:
@@ -76,15 +98,26 @@ class SharedStateWriter:
         self.path = self.directory / f"{STATE_PREFIX}{self.pid}.json"
         self._scratch = self.directory / f".{STATE_PREFIX}{self.pid}.json.tmp"
         self.failed = 0
+        self._swept = False
+        self._finalizer = weakref.finalize(
+            self, _remove_own, self.pid, (self.path, self._scratch), self.directory
+        )
+
+    def close(self) -> None:
+        """Remove this process's file (and the directory if empty); later writes recreate it."""
+        self._finalizer()
+        self._finalizer = weakref.finalize(
+            self, _remove_own, self.pid, (self.path, self._scratch), self.directory
+        )
 
     @classmethod
     def from_environ(
         cls, tmp_path: str | Path, environ: Mapping[str, str] | None = None
     ) -> SharedStateWriter | None:
-        """A writer under ``tmp_path`` when sharing is on (see the module docstring)."""
+        """A writer under ``tmp_path`` when sharing is on (see the module docstring and
+        :class:`monitor.config.ExtensionConfig`); ConfigurationError for a bad setting."""
         env = os.environ if environ is None else environ
-        mode = env.get(SHARED_STATE_ENV, "auto").strip().lower()
-        if mode == "off" or (mode != "on" and not env.get(RUNTIME_API_ENV)):
+        if not ExtensionConfig(shared_state=shared_state_mode(env)).shares_state(env):
             return None
         return cls(state_dir(tmp_path))
 
@@ -103,12 +136,78 @@ class SharedStateWriter:
             "peak_memory_used": recorder.peaks.memory_used,
             "ended": ended,
         }
+        if not self._swept:  # once: the files of runtimes that died before this one
+            self._swept = True
+            remove_dead_states(self.directory, keep=(self.pid,), older_than=STALE_SECONDS)
         try:
             self.directory.mkdir(mode=0o700, exist_ok=True)
             self._scratch.write_bytes(json.dumps(document, separators=(",", ":")).encode())
             self._scratch.replace(self.path)
         except OSError:
             self.failed += 1  # /tmp full or gone: the extension samples on its own
+
+
+def _remove_own(pid: int, paths: tuple[Path, ...], directory: Path) -> None:
+    if os.getpid() != pid:
+        return  # a forked child: the file is its parent's
+    for path in paths:
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # other processes' files remain, or it is gone
+        directory.rmdir()
+
+
+def process_exists(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0; another user's process counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: it exists
+    return True
+
+
+def remove_dead_states(
+    directory: str | Path,
+    *,
+    keep: tuple[int | None, ...] = (),
+    older_than: float | None = None,
+    now: float | None = None,
+    exists: Callable[[int], bool] = process_exists,
+) -> int:
+    """Remove the state files (and half-written temporaries) of processes that no longer
+    exist, except those of ``keep``; returns how many files were removed.
+
+    ``older_than`` (seconds): keep a dead process's state unless it ended normally or was
+    written more than this long before ``now`` (epoch s): an extension may still have to
+    report it. None removes every dead process's state. Errors are skipped (another
+    process may remove the same file first)."""
+    folder = Path(directory)
+    clock = time.time() if now is None else now
+    try:
+        names = [p for p in folder.iterdir() if _STATE_NAME.fullmatch(p.name)]
+    except OSError:
+        return 0
+    removed = 0
+    for path in names:
+        match = _STATE_NAME.fullmatch(path.name)
+        assert match is not None
+        pid = int(match["pid"])
+        if pid in keep or exists(pid):
+            continue
+        if older_than is not None and not path.name.startswith("."):
+            try:
+                state = _parse(path.read_bytes())
+            except OSError:
+                continue
+            if state is not None and not state.ended and clock - state.time <= older_than:
+                continue
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def _parse(raw: bytes) -> SharedState | None:

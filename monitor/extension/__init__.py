@@ -6,7 +6,8 @@ samples ``/tmp`` and the runtime's RSS on its own, subscribes to the Telemetry A
 when an invocation dies writes one ``incident`` EMF line (``monitor.records``) with the
 last samples and a Classification (``monitor.extension.classify``).
 
-The contract (stable; an emulator such as ``python -m handler invoke`` relies on it):
+The contract (stable; an emulator such as ``python -m handler invoke`` relies on it; the
+``TMPWARDEN_*`` variables are read by :class:`monitor.config.ExtensionConfig`):
 
 * executable: ``deploy/layer/extensions/tmpwarden-monitor`` in a checkout,
   ``/opt/extensions/tmpwarden-monitor`` in Lambda (``#!/usr/bin/env python3``; it finds
@@ -24,7 +25,8 @@ The contract (stable; an emulator such as ``python -m handler invoke`` relies on
 * the monitor's ``TMPWARDEN_PATH``, ``TMPWARDEN_NAMESPACE``, ``AWS_LAMBDA_FUNCTION_NAME``
   and ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``, read as the in-process monitor reads them;
   the in-process monitor's shared state is read from ``<TMPWARDEN_PATH>/.tmpwarden/``
-  (``monitor.shared_state``).
+  (``monitor.shared_state``), which the in-process monitor writes as
+  ``TMPWARDEN_SHARED_STATE`` says (auto: in Lambda; on; off).
 
 Exit status: 0 after SHUTDOWN, 1 when it cannot register or fails (reported to
 ``/extension/init/error`` or ``/extension/exit/error``), 2 without

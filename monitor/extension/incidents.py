@@ -22,7 +22,7 @@ from monitor.extension.api import Event
 from monitor.extension.classify import FAILED_STATUSES, Evidence, classify
 from monitor.extension.probe import Sample, Sampler, peak_rss_bytes
 from monitor.extension.record import incident_line, last_samples_properties
-from monitor.shared_state import SharedState, read_shared_state
+from monitor.shared_state import SharedState, read_shared_state, remove_dead_states
 
 MEBIBYTE = 1024 * 1024
 REPORT_WAIT_SECONDS = 0.3
@@ -91,6 +91,7 @@ class IncidentTracker:
             for request_id in [rid for rid in self._pending if rid != event.request_id]:
                 self._emit(self._pending.pop(request_id))
             self.current = event.request_id
+            self._remove_dead_states()
 
     def on_telemetry(self, event: Mapping[str, Any]) -> None:
         """One Telemetry API event (``platform.runtimeDone`` and ``platform.report`` count)."""
@@ -136,6 +137,13 @@ class IncidentTracker:
                 self._emit(item)
             for request_id in list(self._pending):
                 self._emit(self._pending.pop(request_id))
+            self._remove_dead_states()
+
+    def _remove_dead_states(self) -> None:
+        """Remove the shared state files of runtimes that died, once no incident is
+        pending (its record reads the dead runtime's state): ``/tmp`` keeps none of them."""
+        if not self._pending:
+            remove_dead_states(self.state_dir)
 
     # -- the record (with the lock held) ------------------------------------------------
 

@@ -12,37 +12,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from monitor.config import MonitorConfig
-from monitor.errors import ConfigurationError, TmpwardenError
+from monitor.config import (
+    DEFAULT_EXTENSION_INTERVAL_MS,
+    EMULATOR_HOOKS,
+    EXTENSION_INTERVAL_ENV,
+    RUNTIME_API_ENV,
+    ExtensionConfig,
+    MonitorConfig,
+    whole_number,
+)
+from monitor.errors import TmpwardenError
 from monitor.extension.api import ExtensionsApiError, ExtensionsClient
 from monitor.extension.incidents import IncidentTracker
 from monitor.extension.probe import Sampler, find_runtime_pid
-from monitor.extension.telemetry import DEFAULT_HOST, TelemetryListener, subscribe
+from monitor.extension.telemetry import TelemetryListener, subscribe
 from monitor.headroom import IntervalPlanner
 from monitor.shared_state import state_dir
 
-RUNTIME_API_ENV = "AWS_LAMBDA_RUNTIME_API"
-HOST_ENV = "TMPWARDEN_EXTENSION_HOST"
-PORT_ENV = "TMPWARDEN_EXTENSION_PORT"
-RUNTIME_PID_ENV = "TMPWARDEN_RUNTIME_PID"
-INTERVAL_ENV = "TMPWARDEN_EXTENSION_INTERVAL_MS"
 MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
-DEFAULT_INTERVAL_MS = 500
-"""The longest sample interval, far from every threshold: a bare Python thread costs
-about 0.195% of a core at 100 ms on Firecracker (issue 11), so about 0.04% here, under the
-0.1% goal; 20 samples in the last 10 s. Near a threshold, or in a climb at up to the
-monitor's worst rates, the interval shrinks to the monitor's ``TMPWARDEN_SAMPLE_INTERVAL_MS``
-(headroom-aware, :class:`monitor.headroom.IntervalPlanner`, unless
-``TMPWARDEN_SAMPLING=fixed``). Lambda freezes the sandbox between invocations, so idle
-time costs nothing there."""
 WINDOW_SECONDS = 10.0
 """The last samples an incident record carries."""
 MEBIBYTE = 1024 * 1024
+DEFAULT_INTERVAL_MS = DEFAULT_EXTENSION_INTERVAL_MS
+HOST_ENV, PORT_ENV, RUNTIME_PID_ENV = EMULATOR_HOOKS
+INTERVAL_ENV = EXTENSION_INTERVAL_ENV
+"""The variables' names, as monitor.config defines them (an emulator sets the first three)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ExtensionSettings:
-    """The extension's settings, read from the environment (see :mod:`monitor.extension`)."""
+    """The extension's settings, read from the environment (see :mod:`monitor.extension`):
+    its own (:class:`~monitor.config.ExtensionConfig`), the monitor's, the memory limit."""
 
     host: str
     port: int
@@ -54,13 +54,14 @@ class ExtensionSettings:
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> ExtensionSettings:
         """ConfigurationError names the variable and what to write."""
+        own = ExtensionConfig.from_environ(env)
         return cls(
-            host=env.get(HOST_ENV) or DEFAULT_HOST,
-            port=_whole(env, PORT_ENV, 0, 0, 65535),
-            runtime_pid=_whole(env, RUNTIME_PID_ENV, 0, 1, 2**22) or None,
-            interval=_whole(env, INTERVAL_ENV, DEFAULT_INTERVAL_MS, 10, 60_000) / 1000,
+            host=own.host,
+            port=own.port,
+            runtime_pid=own.runtime_pid,
+            interval=own.interval,
             monitor=MonitorConfig.resolve(None, env),
-            memory_limit=_whole(env, MEMORY_ENV, 0, 1, 10**7) * MEBIBYTE or _machine_memory(),
+            memory_limit=whole_number(env, MEMORY_ENV, 0, 1, 10**7) * MEBIBYTE or _machine_memory(),
         )
 
     def planner(self) -> IntervalPlanner | None:
@@ -87,15 +88,6 @@ def _machine_memory() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
-
-
-def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise ConfigurationError(f"{name}={text!r} is not a whole number from {low} to {high}")
-    return int(text)
 
 
 def run(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextIO) -> int:

@@ -24,12 +24,13 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+from monitor.config import DEFAULT_EXTENSION_HOST
 from monitor.extension.api import ID_HEADER, ExtensionsApiError
 
 TELEMETRY_PATH = "/2022-07-01/telemetry"
 SCHEMA_VERSION = "2022-12-13"
 BUFFERING = {"maxItems": 1_000, "maxBytes": 262_144, "timeoutMs": 25}
-DEFAULT_HOST = "sandbox.localdomain"
+DEFAULT_HOST = DEFAULT_EXTENSION_HOST
 MAX_BATCH_BYTES = 1_048_576
 """The largest batch body read (the document's maxBytes ceiling); larger is refused."""
 

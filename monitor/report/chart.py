@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedFormatter, FixedLocator, PercentFormatter
 from matplotlib.transforms import ScaledTranslation
 
+from monitor.report.incident_chart import INCIDENT_LABEL, INCIDENT_SAMPLES_LABEL, draw_incidents
 from monitor.report.level_change_chart import (
     CHANGE_LABEL,
     LAST_SAMPLES_LABEL,
@@ -64,6 +65,8 @@ LEGEND_ORDER = [
     "critical event",
     CHANGE_LABEL,
     LAST_SAMPLES_LABEL,
+    INCIDENT_LABEL,
+    INCIDENT_SAMPLES_LABEL,
     "callback",
     "callback failed",
     "idle time left out",
@@ -73,8 +76,10 @@ PHASE_COLORS = ("#dbe9f6", "#fde6cc", "#dcefdc", "#eadcf2", "#fbf3c4", "#e4e4e4"
 
 def draw_chart(timeline: Timeline) -> bytes:
     """The timeline as a PNG of WIDTH_PX x HEIGHT_PX: /tmp and memory in two panels."""
-    if not (timeline.samples or timeline.invocations or timeline.level_changes):
-        raise ValueError("a timeline without samples, invocations or level changes is empty")
+    if not (
+        timeline.samples or timeline.invocations or timeline.level_changes or timeline.incidents
+    ):
+        raise ValueError("a timeline without samples, invocations, level changes or incidents")
     # A bare Figure: no pyplot, no global backend switch, no display; savefig renders
     # PNG with the Agg canvas.
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, layout="constrained")
@@ -110,6 +115,7 @@ def _draw(figure: Figure, timeline: Timeline, time: TimeAxis) -> None:
         _draw_callbacks(axes, callbacks, events, time)
         changes = [c for c in timeline.level_changes if c.resource == resource]
         draw_level_changes(axes, changes, events, time, LEVEL_COLORS)
+        draw_incidents(axes, timeline.incidents, resource, time, labelled=axes is tmp_axes)
     _draw_phases(tmp_axes, memory_axes, timeline.phases, time)
     _draw_gaps((tmp_axes, memory_axes), time)
     if len(timeline.invocations) > 1:
@@ -139,7 +145,7 @@ def _peak_text(timeline: Timeline, resource: str) -> str:
             else (i.peak_memory_percent, i.peak_memory_bytes)
             for i in timeline.invocations
         ]
-        peaks += last_sample_peaks(timeline.level_changes, resource)
+        peaks += last_sample_peaks([*timeline.level_changes, *timeline.incidents], resource)
         percent, size = max(peaks, default=(0.0, 0))
         return f": peak {percent:.1f}% ({format_size(size)})"
     peak = max(samples, key=lambda s: _percent(s, resource))

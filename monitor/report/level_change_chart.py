@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from matplotlib.axes import Axes
 
-from monitor.report.model import LevelChange, LevelCrossing
+from monitor.report.model import Incident, LevelChange, LevelCrossing
 from monitor.report.time_axis import TimeAxis
 
 CHANGE_LABEL = "level change record"
@@ -78,9 +78,11 @@ def draw_level_changes(
             )
 
 
-def last_sample_peaks(changes: Sequence[LevelChange], resource: str) -> list[tuple[float, int]]:
-    """(percent, bytes) of ``resource`` in every sample the level changes carry: the
-    peaks a log without samples records still shows."""
+def last_sample_peaks(
+    changes: Sequence[LevelChange | Incident], resource: str
+) -> list[tuple[float, int]]:
+    """(percent, bytes) of ``resource`` in every sample the level changes (and
+    incidents) carry: the peaks a log without samples records still shows."""
     peaks: list[tuple[float, int]] = []
     for change in changes:
         for sample in change.last_samples:

@@ -68,11 +68,13 @@ def level_change_of(doc: Mapping[str, Any]) -> LevelChange:
         phase=None if doc.get(r.PHASE) is None else _text(doc[r.PHASE]),
         request_id=None if doc.get(r.REQUEST_ID) is None else _text(doc[r.REQUEST_ID]),
         process_id=int(_number(process)) if process is not None else None,
-        last_samples=_last_samples(doc),
+        last_samples=last_samples_of(doc),
     )
 
 
-def _last_samples(doc: Mapping[str, Any]) -> tuple[LastSample, ...]:
+def last_samples_of(doc: Mapping[str, Any]) -> tuple[LastSample, ...]:
+    """The ``LastSamples*`` of a level change or incident record, oldest first (percents
+    of the limit the record states); MalformedChange when the lists do not agree."""
     if r.LAST_SAMPLES_START not in doc:
         return ()  # no sample in the window: the record says so by leaving them out
     start = _number(doc[r.LAST_SAMPLES_START]) / 1000

@@ -137,6 +137,27 @@ class LevelChange:
 
 
 @dataclass(frozen=True, slots=True)
+class Incident:
+    """An ``incident`` record of the external extension (monitor/extension): an
+    invocation that died, classified, with the samples the extension took before the
+    death; there even when the runtime and its in-process monitor were killed. ``time``:
+    epoch seconds the invocation ended (the record's EMF timestamp); ``phase``, ``level``
+    and ``resource`` are what the in-process monitor last shared (None: nothing shared)."""
+
+    time: float
+    classification: str
+    reason: str | None
+    request_id: str | None
+    phase: str | None
+    level: str | None
+    resource: str | None
+    status: str | None
+    max_memory_used_mb: float | None
+    memory_size_mb: float | None
+    last_samples: tuple[LastSample, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StatedLimits:
     """Sizes and thresholds (percent) the records state; the last value seen wins."""
 
@@ -169,6 +190,8 @@ class Timeline:
     (monitor/records.py) requires: a renamed property, or another version's records."""
     level_changes: tuple[LevelChange, ...] = ()
     """The level change records, by crossing time."""
+    incidents: tuple[Incident, ...] = ()
+    """The extension's incident records, by time."""
 
     @property
     def events(self) -> list[LevelCrossing]:
@@ -199,13 +222,15 @@ class Timeline:
         peaks = [s.tmp_percent for s in self.samples]
         peaks += [i.peak_tmp_percent for i in self.invocations]
         peaks += [s.tmp_percent for c in self.level_changes for s in c.last_samples]
+        peaks += [s.tmp_percent for i in self.incidents for s in i.last_samples]
         return max(peaks, default=None)
 
     @property
     def peak_memory_percent(self) -> float | None:
         peaks = [s.memory_percent for s in self.samples]
         peaks += [i.peak_memory_percent for i in self.invocations]
-        last = (s.memory_percent for c in self.level_changes for s in c.last_samples)
+        last = [s.memory_percent for c in self.level_changes for s in c.last_samples]
+        last += [s.memory_percent for i in self.incidents for s in i.last_samples]
         peaks += [percent for percent in last if percent is not None]
         return max(peaks, default=None)
 
@@ -215,4 +240,6 @@ class Timeline:
             times += [invocation.start, invocation.end]
         for change in self.level_changes:
             times += [change.time, *(sample.time for sample in change.last_samples)]
+        for incident in self.incidents:
+            times += [incident.time, *(sample.time for sample in incident.last_samples)]
         return times

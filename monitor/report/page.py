@@ -20,6 +20,7 @@ from monitor.errors import TmpwardenError
 from monitor.metrics import ProcessingState
 from monitor.records import RECORD_KIND
 from monitor.report.documents import iter_documents
+from monitor.report.incidents import incident_table
 from monitor.report.level_changes import level_change_table
 from monitor.report.timeline import (
     LEVEL_NAMES,
@@ -56,6 +57,7 @@ class ReportSummary:
     peak_memory_percent: float | None
     skipped: int = 0
     level_changes: int = 0
+    incidents: int = 0
 
     def __str__(self) -> str:
         parts = [
@@ -65,6 +67,8 @@ class ReportSummary:
         ]
         if self.level_changes:
             parts.append(_plural(self.level_changes, "level change record"))
+        if self.incidents:
+            parts.append(_plural(self.incidents, "incident"))
         if self.peak_tmp_percent is not None:
             parts.append(f"peak /tmp {self.peak_tmp_percent:.1f}%")
         if self.peak_memory_percent is not None:
@@ -99,6 +103,7 @@ def read_log(log: Path) -> Timeline:
         )
     read = {"samples": len(timeline.samples), "invocation": len(timeline.invocations)}
     read["level_change"] = len(timeline.level_changes)
+    read["incident"] = len(timeline.incidents)
     for kind, name, count in timeline.missing:
         if read.get(kind):
             continue  # a few odd records among readable ones: skipped and counted
@@ -107,11 +112,13 @@ def read_log(log: Path) -> Timeline:
             "monitor/records.py names (renamed, or written by another version of the "
             "monitor); report the log with the monitor version that wrote it"
         )
-    if not (timeline.samples or timeline.invocations or timeline.level_changes):
+    if not (
+        timeline.samples or timeline.invocations or timeline.level_changes or timeline.incidents
+    ):
         raise ReportError(
             f"{log}: {_plural(timeline.records, 'tmpwarden record')} but no samples, "
-            "invocation or level change records that could be read; export the whole log "
-            "stream, not only some of its lines"
+            "invocation, level change or incident records that could be read; export the "
+            "whole log stream, not only some of its lines"
         )
     return timeline
 
@@ -172,6 +179,8 @@ def render_html(timeline: Timeline, chart_png: bytes, *, source: str) -> str:
         _invocation_table(timeline.invocations),
         "<h2>What happened</h2>",
         _happenings_table(timeline),
+        "<h2>Incidents, as the extension saw the invocation die</h2>",
+        incident_table(timeline.incidents),
         "<h2>Level changes, as written at the crossing</h2>",
         level_change_table(timeline.level_changes),
         "</body></html>",
@@ -317,6 +326,7 @@ def render_report(log: Path, output: Path) -> ReportSummary:
         peak_memory_percent=timeline.peak_memory_percent,
         skipped=timeline.skipped,
         level_changes=len(timeline.level_changes),
+        incidents=len(timeline.incidents),
     )
 
 

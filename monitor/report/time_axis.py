@@ -41,6 +41,9 @@ class TimeAxis:
         spans += [
             (min(c.time, *(s.time for s in c.last_samples)), c.time) for c in timeline.level_changes
         ]
+        spans += [
+            (min(i.time, *(s.time for s in i.last_samples)), i.time) for i in timeline.incidents
+        ]
         segments = merge_spans(sorted(spans), MIN_IDLE_SECONDS)
         active = sum(end - start for start, end in segments)
         segments = merge_spans(segments, max(MIN_IDLE_SECONDS, IDLE_SHARE * active))

@@ -17,6 +17,7 @@ from monitor import metrics as m
 from monitor import records as r
 from monitor.metrics import EVENT_METRICS, FUNCTION_DIMENSION, ProcessingState
 from monitor.records import CallbackField, CrossingField, PhaseField, RecordKind
+from monitor.report.incidents import read_incidents
 from monitor.report.level_changes import read_level_changes
 from monitor.report.model import (
     CallbackRun,
@@ -78,7 +79,8 @@ class _Missing(_Malformed):
 
 def build_timeline(documents: Iterable[Mapping[str, Any]]) -> Timeline:
     """Assemble samples (joining documents split by the EMF library), invocations,
-    level changes and limits; records of other kinds (``phase``) only count."""
+    level changes, the extension's incidents and limits; records of other kinds
+    (``phase``) only count."""
     docs = list(documents)
     samples: list[Sample] = []
     invocations: list[InvocationRecord] = []
@@ -107,6 +109,9 @@ def build_timeline(documents: Iterable[Mapping[str, Any]]) -> Timeline:
     changes, unreadable, lacking = read_level_changes(docs)
     for name, count in lacking.items():
         missing[RecordKind.LEVEL_CHANGE, name] = count
+    incidents, unread, lacks = read_incidents(docs)
+    for name, count in lacks.items():
+        missing[RecordKind.INCIDENT, name] = count
     names = [d.get(FUNCTION_DIMENSION) for d in docs]
     return Timeline(
         function_names=tuple(dict.fromkeys(n for n in names if isinstance(n, str))),
@@ -114,9 +119,10 @@ def build_timeline(documents: Iterable[Mapping[str, Any]]) -> Timeline:
         invocations=tuple(sorted(invocations, key=lambda i: i.start)),
         limits=_limits_of(docs),
         records=len(docs),
-        skipped=skipped + unreadable,
+        skipped=skipped + unreadable + unread,
         missing=tuple((k, name, count) for (k, name), count in missing.items()),
         level_changes=tuple(changes),
+        incidents=tuple(incidents),
     )
 
 

@@ -122,3 +122,34 @@ def test_no_saved_query_needs_coalesce() -> None:
         if w.get("type") == "log"
     ]
     assert texts and not any("coalesce" in text for text in texts)
+
+
+INCIDENTS_QUERY = "dashboards/queries/incidents.query"
+
+
+def test_the_incidents_query_reads_what_an_incident_record_carries() -> None:
+    """Every field it names is on the extension's incident record (a field of another
+    kind would stay empty), and it shows the classification, the request, the phase and
+    the last samples, the template saving it as generated."""
+    text = (REPO_ROOT / INCIDENTS_QUERY).read_text()
+    assert 'filter TmpwardenRecord = "incident"' in text
+    names = set(query_fields(text))
+    carried = records.PROPERTIES[records.RecordKind.INCIDENT]
+    assert names <= carried, sorted(names - carried)
+    needed = {records.CLASSIFICATION, records.REQUEST_ID, records.PHASE, *records.LAST_SAMPLES}
+    assert needed <= names
+    _, template, _ = load_template(REPO_ROOT)
+    assert template is not None
+    saved = template["Resources"]["IncidentsQuery"]["Properties"]["QueryString"]
+    assert saved.strip() == text.strip()
+
+
+def test_a_renamed_field_in_the_incidents_query_is_reported(repo: Path) -> None:
+    replace_once(repo / INCIDENTS_QUERY, "ShutdownReason,", "ShutdownCause,", after="| fields")
+    assert source_problems(repo) == [
+        Problem(
+            INCIDENTS_QUERY,
+            "field 'ShutdownCause' is not in the EMF record schema (monitor/records.py); "
+            "did you mean 'ShutdownReason'?",
+        )
+    ]

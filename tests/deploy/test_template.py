@@ -163,6 +163,31 @@ def test_a_setting_nobody_reads_is_reported(repo: Path) -> None:
     ]
 
 
+def test_an_extension_default_that_differs_and_an_emulator_hook_are_reported(
+    repo: Path,
+) -> None:
+    replace_once(
+        repo / "template.yaml", "Default: 500", "Default: 250", after="ExtensionIntervalMs:"
+    )
+    replace_once(
+        repo / "template.yaml",
+        "          TMPWARDEN_EMF: !Ref MonitorEmf\n",
+        "          TMPWARDEN_EMF: !Ref MonitorEmf\n"
+        "          TMPWARDEN_EXTENSION_HOST: !Ref MonitorEmf\n",
+    )
+    assert check_settings(template_of(repo)) == [
+        Problem(
+            FUNCTION,
+            "TMPWARDEN_EXTENSION_HOST is for local emulators; Lambda decides it: remove it",
+        ),
+        Problem(
+            FUNCTION,
+            "Parameter ExtensionIntervalMs (TMPWARDEN_EXTENSION_INTERVAL_MS) defaults to '250', "
+            "which the extension reads as interval=0.25; its default is 0.5",
+        ),
+    ]
+
+
 # --- least privilege -----------------------------------------------------------------------------
 
 

@@ -137,7 +137,9 @@ def test_a_shutdown_after_a_timeout_records_the_phase_the_in_process_monitor_sha
     from monitor import StorageMonitor
     from monitor.config import MonitorConfig
 
-    process = start_extension(api, tmp_path)
+    # a function far larger than this test process, so its RSS (whatever tests ran
+    # before in it) is far from the memory limit: a plain timeout
+    process = start_extension(api, tmp_path, AWS_LAMBDA_FUNCTION_MEMORY_SIZE="10240")
     api.invoke("req-slow")
     monitor = StorageMonitor(
         MonitorConfig.resolve(None, {"TMPWARDEN_PATH": str(tmp_path), "TMPWARDEN_EMF": "off"}),
@@ -195,3 +197,37 @@ def test_the_incident_metrics_of_the_dashboard_and_alarms_are_the_ones_written()
     incident = {n for n, s in REGISTRY.items() if s.group is MetricGroup.INCIDENT}
     used = {(name, tuple(sorted(dims))) for ns, name, dims, _ in metrics_used() if name in incident}
     assert used == {(INCIDENTS, ("Classification", "FunctionName"))}
+
+
+def test_a_killed_runtime_s_state_is_reported_then_removed(
+    api: FakeExtensionsApi, tmp_path: Path
+) -> None:
+    from monitor.shared_state import state_dir
+
+    script = (
+        "import sys, time\n"
+        "from monitor import MonitorConfig, StorageMonitor\n"
+        "m = StorageMonitor(MonitorConfig.resolve(None, {'TMPWARDEN_PATH': sys.argv[1],"
+        " 'TMPWARDEN_EMF': 'off'}), environ={'TMPWARDEN_SHARED_STATE': 'on'})\n"
+        "m.begin_invocation('req-killed')\n"
+        "with m.phase('extract'):\n"
+        "    print('ready', flush=True); time.sleep(60)\n"
+    )
+    runtime = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert runtime.stdout is not None and runtime.stdout.readline() == "ready\n"
+    process = start_extension(api, tmp_path, TMPWARDEN_RUNTIME_PID=str(runtime.pid))
+    api.invoke("req-killed")
+    time.sleep(0.2)
+    runtime.kill()  # as Lambda's out-of-memory kill: no exit handler runs
+    runtime.wait(timeout=10)
+    left = state_dir(tmp_path) / f"state-{runtime.pid}.json"
+    assert left.exists()
+    documents, _, _ = finish(api, process, "failure")
+    [incident] = documents
+    assert incident[records.PHASE] == "extract"  # read from the dead runtime's state
+    assert not left.exists()  # then removed: /tmp does not collect dead runtimes' files

@@ -54,3 +54,37 @@ def test_300_warm_calls_leave_memory_threads_fds_and_tmp_flat(
     assert figures.fds_end <= figures.fds_start
     assert figures.tmp_end == figures.tmp_baseline == []
     assert result.returncode == 0, result.stderr
+
+
+SHARED_STATE_RUN = """
+import json, sys
+from pathlib import Path
+from tests.soak import run_soak
+work = Path(sys.argv[1])
+figures = run_soak(8, work, sys.argv[2], warmup=2)
+print(json.dumps({"baseline": figures.tmp_baseline, "end": figures.tmp_end,
+                  "wrong": figures.wrong_responses}))
+"""
+
+
+def test_in_lambda_the_monitor_s_state_is_its_only_entry_and_leaves_with_the_process(
+    moto_s3: MotoS3, tmp_path: Path
+) -> None:
+    """With the extension's shared state on (in Lambda: AWS_LAMBDA_RUNTIME_API set), the
+    handler's calls leave TMPDIR at its baseline but for ``.tmpwarden`` (the monitor's
+    own directory, one file of this process); when the process exits it is gone too."""
+    environment = python_env() | CREDENTIALS | {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9"}
+    result = subprocess.run(
+        [sys.executable, "-c", SHARED_STATE_RUN, str(tmp_path), moto_s3.url],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"TMPDIR: baseline {figures['baseline']}, after 8 calls {figures['end']}")
+    assert figures["wrong"] == []
+    assert figures["baseline"] == [] and figures["end"] == [".tmpwarden"]
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == []  # the process is gone

@@ -132,15 +132,14 @@ def test_success_and_spindown_write_nothing(tmp_path: Path) -> None:
 def test_the_record_carries_the_phase_and_level_the_in_process_monitor_shared(
     tmp_path: Path,
 ) -> None:
-    writer = SharedStateWriter(state_dir(tmp_path), pid=4242)
     monitor = StorageMonitor(
         MonitorConfig.resolve(None, {"TMPWARDEN_PATH": str(tmp_path), "TMPWARDEN_EMF": "off"}),
         environ={"TMPWARDEN_SHARED_STATE": "on"},
     )
-    monitor._share = writer  # as if the runtime were pid 4242 (the fake sampler's)
     monitor.begin_invocation("r1")
     with monitor.phase("compress"):
         made, lines = tracker(tmp_path)
+        made.sampler.runtime_pid = os.getpid()  # the runtime is this live process
         made.on_invoke(invoke("r1"))
         made.on_shutdown(shutdown("timeout"), wait=0)
     monitor.stop()

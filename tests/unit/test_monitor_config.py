@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from monitor.config import MonitorConfig
+from monitor.config import ExtensionConfig, MonitorConfig
 from monitor.errors import ConfigurationError
 from monitor.sidecar import StorageMonitor
 from monitor.units import GiB, MiB
@@ -113,3 +113,53 @@ def test_the_monitor_takes_its_settings_only_as_a_config() -> None:
     assert not set(parameters) & {f.name for f in dataclasses.fields(MonitorConfig)}
     with pytest.raises(ConfigurationError, match="takes a MonitorConfig"):
         StorageMonitor("/tmp")  # type: ignore[arg-type]
+
+
+def test_the_extension_settings_are_read_in_monitor_config() -> None:
+    assert ExtensionConfig.from_environ({}) == ExtensionConfig(
+        "auto", 0.5, "sandbox.localdomain", 0, None
+    )
+    env = {
+        "TMPWARDEN_SHARED_STATE": " ON ",
+        "TMPWARDEN_EXTENSION_INTERVAL_MS": "10",
+        "TMPWARDEN_EXTENSION_HOST": "127.0.0.1",
+        "TMPWARDEN_EXTENSION_PORT": "9001",
+        "TMPWARDEN_RUNTIME_PID": "77",
+    }
+    assert ExtensionConfig.from_environ(env) == ExtensionConfig("on", 0.01, "127.0.0.1", 9001, 77)
+    auto = ExtensionConfig()
+    assert auto.shares_state({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"})
+    assert not auto.shares_state({})
+    assert not ExtensionConfig("off").shares_state({"AWS_LAMBDA_RUNTIME_API": "h:1"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"TMPWARDEN_SHARED_STATE": "yes"},
+            "TMPWARDEN_SHARED_STATE='yes' must be one of auto, on, off",
+        ),
+        (
+            {"TMPWARDEN_EXTENSION_INTERVAL_MS": "5"},
+            "TMPWARDEN_EXTENSION_INTERVAL_MS='5' is not a whole number from 10 to 60000",
+        ),
+        (
+            {"TMPWARDEN_EXTENSION_PORT": "-1"},
+            "TMPWARDEN_EXTENSION_PORT='-1' is not a whole number from 0 to 65535",
+        ),
+    ],
+)
+def test_a_bad_extension_setting_names_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ExtensionConfig.from_environ(env)
+    assert str(caught.value) == message
+
+
+def test_a_bad_shared_state_setting_fails_when_the_monitor_is_made(tmp_path: object) -> None:
+    # before: any unknown value read as auto, silently
+    with pytest.raises(ConfigurationError, match="TMPWARDEN_SHARED_STATE='of' must be one of"):
+        StorageMonitor(
+            MonitorConfig.resolve(path=str(tmp_path), emf=False),
+            environ={"TMPWARDEN_SHARED_STATE": "of"},
+        )
