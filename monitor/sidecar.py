@@ -394,7 +394,7 @@ class StorageMonitor:
             wall = self._wall()
             total, available, used, rss = reading
             tmp_fraction = used / total if total else 1.0
-            memory_fraction = rss / self.memory_limit
+            memory_fraction = rss / self.memory_limit if self.memory_limit > 0 else 0.0
             self.samples_taken += 1
             self._last = last = (wall, reading)
             self._history.append(last)
