@@ -23,7 +23,5 @@ def test_a_blank_handler_setting_is_its_default(name: str, blank: str) -> None:
 
 
 def test_a_blank_monitor_setting_is_its_default() -> None:
-    blanks = {
-        name: " " for name in ("TMPWARDEN_TMP_CRITICAL", "TMPWARDEN_SAMPLING", "TMPWARDEN_PATH")
-    }
+    blanks = dict.fromkeys(("TMPWARDEN_TMP_CRITICAL", "TMPWARDEN_SAMPLING", "TMPWARDEN_PATH"), " ")
     assert MonitorConfig.resolve(environ=blanks) == MonitorConfig.resolve(environ={})
