@@ -57,17 +57,17 @@ class HandlerSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerSettings:
         env = os.environ if environ is None else environ
-        strategy = env.get(STRATEGY_ENV, "auto").strip().lower()
+        strategy = env.get(STRATEGY_ENV, "").strip().lower() or "auto"  # empty: unset
         if strategy not in {s.value for s in StrategyChoice}:
             raise ConfigurationError(f"{STRATEGY_ENV}={strategy!r} must be auto, stream or extract")
-        level = env.get(LOG_LEVEL_ENV, "INFO").strip().upper()
+        level = env.get(LOG_LEVEL_ENV, "").strip().upper() or "INFO"
         if level not in LOG_LEVELS:
             raise ConfigurationError(
                 f"{LOG_LEVEL_ENV}={level!r} must be one of {', '.join(LOG_LEVELS)}"
             )
         try:
-            attempts = int(env.get(MAX_ATTEMPTS_ENV, "3"))
-            margin = float(env.get(TIME_MARGIN_ENV, "30"))
+            attempts = int(env.get(MAX_ATTEMPTS_ENV, "").strip() or "3")
+            margin = float(env.get(TIME_MARGIN_ENV, "").strip() or "30")
         except ValueError as exc:
             raise ConfigurationError(
                 f"{MAX_ATTEMPTS_ENV} and {TIME_MARGIN_ENV} must be numbers ({exc})"

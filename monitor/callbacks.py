@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import logging
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +37,8 @@ class MonitorEvent:
 
 
 Callback = Callable[[MonitorEvent], object]
-"""A callback; what it returns is ignored."""
+"""A callback. What it returns is ignored, except a string: the run's ``outcome`` (what it
+did, or why it did nothing), recorded with the run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,7 @@ class CallbackRun:
     rss_before: int
     rss_after: int
     error: str | None = None
+    outcome: str | None = None
 
     @property
     def tmp_freed(self) -> int:
@@ -77,6 +78,7 @@ class CallbackRun:
             CallbackField.TMP_FREED: self.tmp_freed,
             CallbackField.MEMORY_FREED: self.memory_freed,
             CallbackField.ERROR: self.error,
+            CallbackField.OUTCOME: self.outcome,
         }
 
 
@@ -166,9 +168,10 @@ class CallbackRunner:
         before = self._measure(job.name)
         started = self._clock()
         timer = time.perf_counter()
-        error = None
+        error = outcome = None
         try:
-            job.callback(job.event)
+            returned = job.callback(job.event)
+            outcome = returned if isinstance(returned, str) else None
         except Exception as exc:  # a callback must never kill the runner
             error = f"{type(exc).__name__}: {exc}"
             log.exception(
@@ -190,6 +193,7 @@ class CallbackRunner:
             rss_before=before.memory_used if before else 0,
             rss_after=after.memory_used if after else 0,
             error=error,
+            outcome=outcome,
         )
 
 
@@ -231,20 +235,6 @@ class CallbackRegistry:
     def for_crossing(self, level: Level, resource: Resource) -> list[tuple[str, Callback]]:
         """The (name, callback) pairs for one crossing, in the order they were added."""
         return self._callbacks.get((level, resource), [])
-
-
-def cleanup_paths(paths: Callable[[], list[Path]]) -> Callback:
-    """The default critical-``/tmp`` action: remove every registered path."""
-
-    def cleanup_registered_paths(event: MonitorEvent) -> None:
-        for path in paths():
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-        log.warning("critical /tmp usage: removed %d registered path(s)", len(paths()))
-
-    return cleanup_registered_paths
 
 
 def collect_garbage(event: MonitorEvent) -> None:

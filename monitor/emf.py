@@ -226,7 +226,9 @@ class EmfEmitter:
             m.TMP_AVAILABLE_BYTES: [int(b[2]) for b in buckets],
             m.TMP_USED_PERCENT: [round(100 * b[1] / b[3], 2) if b[3] else 100.0 for b in buckets],
             m.MEMORY_USED_BYTES: [int(b[4]) for b in buckets],
-            m.MEMORY_USED_PERCENT: [round(100 * b[4] / memory_limit, 2) for b in buckets],
+            m.MEMORY_USED_PERCENT: [
+                round(100 * b[4] / memory_limit, 2) if memory_limit > 0 else 0.0 for b in buckets
+            ],
         }
         offsets = [round((b[0] - start) * 1000) for b in buckets]
         extra: dict[str, object] = {}

@@ -15,9 +15,18 @@ How a Managed Instance is told apart, from the environment Lambda sets:
 * ``AWS_LAMBDA_INITIALIZATION_TYPE`` is ``lambda-managed-instances`` (it is ``on-demand``,
   ``provisioned-concurrency`` or ``snap-start`` elsewhere; the value the Datadog Lambda
   libraries test for), or
-* ``AWS_LAMBDA_MAX_CONCURRENCY`` is set: the runtimes' signal to serve several requests
-  per environment (the Node.js, Go, Rust and .NET runtime clients read it), and the
-  number of processes the Python runtime runs.
+* ``AWS_LAMBDA_MAX_CONCURRENCY`` is set to something: the runtimes' signal to serve
+  several requests per environment (the Node.js, Go, Rust and .NET runtime clients read
+  it), and the number of processes the Python runtime runs. Set but empty (or blank) is
+  not set: an on-demand function with ``AWS_LAMBDA_MAX_CONCURRENCY=`` is Lambda.
+
+Lambda sets ``AWS_LAMBDA_MAX_CONCURRENCY`` from the function's
+``PerExecutionEnvironmentMaxConcurrency``, 1 to :data:`MAX_PROCESSES` (1,600: the valid
+range in the Lambda API reference, ``LambdaManagedInstancesCapacityProviderConfig``, and
+the CloudFormation ``AWS::Lambda::Function`` property). Anything else (not a whole number
+of ASCII digits, 0, more than 1,600, or so many that a process's share of the memory is
+under :data:`MIN_PROCESS_MEMORY_BUDGET`) is one ConfigurationError naming the variable,
+never a zero budget that fails later in the sampling thread.
 
 So each figure has a scope (:class:`~monitor.metrics.Scope`, per metric in
 :data:`~monitor.metrics.METRIC_SCOPES`): resident memory is the writing process's
@@ -48,6 +57,14 @@ from monitor.sampler import memory_limit_bytes
 INITIALIZATION_TYPE_ENV = "AWS_LAMBDA_INITIALIZATION_TYPE"
 MANAGED_INSTANCES_INITIALIZATION = "lambda-managed-instances"
 MAX_CONCURRENCY_ENV = "AWS_LAMBDA_MAX_CONCURRENCY"
+MAX_PROCESSES = 1600
+"""The largest ``PerExecutionEnvironmentMaxConcurrency`` Lambda accepts (Lambda API
+reference, ``LambdaManagedInstancesCapacityProviderConfig``: valid range 1 to 1600)."""
+MIN_PROCESS_MEMORY_BUDGET = 1024 * 1024
+"""Bytes: the smallest share of the memory a process may be given (1 MiB). A Managed
+Instance has at least 2 GiB (2,048 MB, Lambda developer guide), so 1,600 processes still
+get 1.28 MiB each; below this the figures would be meaningless (an idle Python runtime
+is larger)."""
 
 log = logging.getLogger("tmpwarden.monitor")
 
@@ -102,7 +119,9 @@ class ExecutionEnvironment:
     @property
     def process_memory_budget(self) -> int:
         """Bytes of resident memory this process may use: the environment's memory over
-        the processes sharing it (the whole of it when their number is unknown)."""
+        the processes sharing it (the whole of it when their number is unknown).
+        :meth:`detect` keeps it at least :data:`MIN_PROCESS_MEMORY_BUDGET`; made by hand,
+        it may be 0, which the sampling path treats as no limit known."""
         return self.memory_limit // (self.processes or 1)
 
     @classmethod
@@ -112,16 +131,23 @@ class ExecutionEnvironment:
         """Read the variables above from ``environ`` (``os.environ``). ``memory_limit``
         (bytes): the environment's memory, else :func:`~monitor.sampler.memory_limit_bytes`.
 
-        An ``AWS_LAMBDA_MAX_CONCURRENCY`` that is not a positive whole number is a
-        ConfigurationError naming it.
+        An ``AWS_LAMBDA_MAX_CONCURRENCY`` that is not a whole number from 1 to
+        :data:`MAX_PROCESSES`, or that leaves a process less than
+        :data:`MIN_PROCESS_MEMORY_BUDGET`, and a ``memory_limit`` below 0, are each a
+        ConfigurationError naming the value. An empty or blank variable is an unset one.
         """
         env = os.environ if environ is None else environ
+        if memory_limit is not None and memory_limit < 0:
+            raise ConfigurationError(
+                f"memory_limit={memory_limit!r} is negative; give the environment's memory "
+                "in bytes, or leave it out to read it from Lambda"
+            )
         limit = memory_limit or memory_limit_bytes(dict(env))
-        concurrency = env.get(MAX_CONCURRENCY_ENV)
-        managed = env.get(INITIALIZATION_TYPE_ENV) == MANAGED_INSTANCES_INITIALIZATION
-        if not managed and concurrency is None:
+        concurrency = (env.get(MAX_CONCURRENCY_ENV) or "").strip()
+        managed = env.get(INITIALIZATION_TYPE_ENV, "").strip() == MANAGED_INSTANCES_INITIALIZATION
+        if not managed and not concurrency:
             return cls(ExecutionModel.LAMBDA, limit, 1, os.getpid())
-        processes = _processes(concurrency)
+        processes = _processes(concurrency, limit)
         if processes is None:
             log.warning(
                 "tmpwarden monitor: a Lambda Managed Instance without %s; memory "
@@ -132,16 +158,23 @@ class ExecutionEnvironment:
         return cls(ExecutionModel.MANAGED_INSTANCES, limit, processes, os.getpid())
 
 
-def _processes(value: str | None) -> int | None:
-    if value is None or not value.strip():
+def _processes(value: str, memory_limit: int) -> int | None:
+    """The number of processes ``value`` (stripped; empty: None) says share
+    ``memory_limit`` bytes; ConfigurationError when Lambda could not have set it."""
+    if not value:
         return None
-    try:
-        processes = int(value)
-    except ValueError:
-        processes = 0
-    if processes < 1:
+    # ASCII digits only: int() would also take "1_000", "+4" and other scripts' digits
+    processes = int(value) if value.isascii() and value.isdigit() else 0
+    if not 1 <= processes <= MAX_PROCESSES:
         raise ConfigurationError(
-            f"{MAX_CONCURRENCY_ENV}={value!r} is not a positive whole number of concurrent "
-            "requests; Lambda sets it on a Managed Instance: unset it elsewhere"
+            f"{MAX_CONCURRENCY_ENV}={value!r} is not a whole number of concurrent requests "
+            f"from 1 to {MAX_PROCESSES} (Lambda's PerExecutionEnvironmentMaxConcurrency); "
+            "Lambda sets it on a Managed Instance: unset it elsewhere"
+        )
+    if memory_limit // processes < MIN_PROCESS_MEMORY_BUDGET:
+        raise ConfigurationError(
+            f"{MAX_CONCURRENCY_ENV}={value!r} processes sharing {memory_limit} bytes of memory "
+            f"leave each less than {MIN_PROCESS_MEMORY_BUDGET // 1024} KiB; give the function "
+            "more memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE) or fewer concurrent requests"
         )
     return processes

@@ -61,8 +61,8 @@ class StorageMetrics:
 
     @property
     def memory_fraction(self) -> float:
-        """Share of the memory limit in use."""
-        return self.memory_used / self.memory_limit if self.memory_limit else 0.0
+        """Share of the memory limit in use (0.0 when no limit is known: 0 or less)."""
+        return self.memory_used / self.memory_limit if self.memory_limit > 0 else 0.0
 
     def fraction(self, resource: Resource) -> float:
         return self.used_fraction if resource is Resource.TMP else self.memory_fraction

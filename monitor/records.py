@@ -206,6 +206,9 @@ class CallbackField(enum.StrEnum):
     TMP_FREED = "tmp_freed"
     MEMORY_FREED = "memory_freed"
     ERROR = "error"
+    OUTCOME = "outcome"
+    """What the run said it did, or why it did nothing (a callback's string result: the
+    default critical-/tmp action's, :mod:`monitor.cleanup`); null when it said nothing."""
 
 
 LIST_FIELDS: Final[dict[str, frozenset[str]]] = {

@@ -84,18 +84,19 @@ def peak_rss_bytes() -> int:
 
 def memory_limit_bytes(environ: dict[str, str] | None = None) -> int:
     """The memory the function may use: Lambda's configured size, else the cgroup
-    limit, else the machine's RAM."""
+    limit, else the machine's RAM. An empty or blank ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``
+    is an unset one."""
     env = os.environ if environ is None else environ
-    configured = env.get(LAMBDA_MEMORY_ENV)
+    configured = (env.get(LAMBDA_MEMORY_ENV) or "").strip()
     if configured:
-        try:
-            megabytes = int(configured)
-        except ValueError:
+        # ASCII digits only: int() would also take "-5", "1_000" and other scripts' digits
+        megabytes = int(configured) if configured.isascii() and configured.isdigit() else 0
+        if megabytes < 1:
             raise ConfigurationError(
-                f"{LAMBDA_MEMORY_ENV}={configured!r} is not a whole number of megabytes"
-            ) from None
-        if megabytes > 0:
-            return megabytes * MEBIBYTE
+                f"{LAMBDA_MEMORY_ENV}={configured!r} is not a positive whole number of "
+                "megabytes; Lambda sets it to the function's memory: unset it elsewhere"
+            )
+        return megabytes * MEBIBYTE
     ram = int(psutil.virtual_memory().total)
     for path in (CGROUP_V2_LIMIT, CGROUP_V1_LIMIT):
         try:

@@ -7,10 +7,9 @@ The parts, each with one job:
   time-to-full prediction (pure);
 * :class:`~monitor.invocation.InvocationRecorder` keeps the invocation's peaks,
   crossings, phases, metrics and :class:`~monitor.metrics.ProcessingState`;
-* :class:`~monitor.callbacks.CallbackRegistry` and
-  :class:`~monitor.callbacks.CallbackRunner` run callbacks on their own thread;
-* :class:`~monitor.emf.EmfEmitter` and :class:`~monitor.emf.SampleBuffer` write EMF;
-* a :class:`~monitor.tracing.PhaseTracer` traces phases.
+* :mod:`monitor.callbacks` runs callbacks on their own thread (:mod:`monitor.cleanup`
+  is the critical-``/tmp`` action, which on a shared ``/tmp`` cleans only a filler's);
+* :mod:`monitor.emf` writes EMF; a :class:`~monitor.tracing.PhaseTracer` traces phases.
 
 The facade wires them from one :class:`~monitor.config.MonitorConfig` and holds the one
 lock they share. Any Lambda can use it; nothing here knows about packaging.
@@ -33,9 +32,9 @@ from monitor.callbacks import (
     CallbackRegistry,
     CallbackRunner,
     MonitorEvent,
-    cleanup_paths,
     collect_garbage,
 )
+from monitor.cleanup import CleanupRule, cleanup_paths
 from monitor.config import MonitorConfig
 from monitor.emf import (
     EmfEmitter,
@@ -141,7 +140,8 @@ class StorageMonitor:
         self._share = SharedStateWriter.from_environ(cfg.path, environ)  # the extension reads it
         self._recorder = InvocationRecorder(None, wall_clock(), self._share)
         if cfg.actions:
-            self.add_callback(Level.CRITICAL, cleanup_paths(self.cleanup_paths), resource="tmp")
+            cleanup = cleanup_paths(self.cleanup_paths, CleanupRule.of(self.environment, cfg.path))
+            self.add_callback(Level.CRITICAL, cleanup, resource="tmp")
             self.add_callback(Level.WARNING, collect_garbage, resource="memory")
 
     # -- configuration ------------------------------------------------------------------
@@ -394,7 +394,7 @@ class StorageMonitor:
             wall = self._wall()
             total, available, used, rss = reading
             tmp_fraction = used / total if total else 1.0
-            memory_fraction = rss / self.memory_limit
+            memory_fraction = rss / self.memory_limit if self.memory_limit > 0 else 0.0
             self.samples_taken += 1
             self._last = last = (wall, reading)
             self._history.append(last)

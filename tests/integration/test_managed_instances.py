@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,34 @@ def test_four_processes_sharing_a_tmpfs_each_say_what_they_measured(tmp_path: Pa
     print(f"last TmpUsedBytes per process {last_used}; attributed {attributed}")
     assert len(set(last_used)) == 1, last_used
     assert abs(last_used[0] - sum(attributed)) <= PAGE * PROCESSES
+
+
+def test_one_request_filling_the_shared_tmp_cleans_only_its_own_scratch(tmp_path: Path) -> None:
+    """Review2 item 1: the filler's crossing fires in every process of the environment;
+    only the filler's cleanup removes its scratch, the others' work in progress survives
+    intact, and each callback record says why (tests/integration/cleanup_scenario.py)."""
+    mount, out = tmp_path / "tmp", tmp_path / "out"
+    mount.mkdir()
+    out.mkdir()
+    result = run_with_tmpfs(
+        [sys.executable, "-m", "tests.integration.cleanup_scenario", str(mount), str(out)],
+        {mount: "64m"},
+        env=python_env(),
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    reports = [json.loads((out / f"worker-{i}.json").read_text()) for i in range(3)]
+    for index, report in enumerate(reports):
+        assert ["tmp", "critical"] in report["levels"], (index, report)  # all saw it
+        assert report["scratch_exists"] == (index != 0), (index, report)  # the filler's only
+        [run] = [c for c in report["callbacks"] if c["name"] == "cleanup_registered_paths"]
+        print(f"process {index}: {run['outcome']} (freed {run['tmp_freed']} B)")
+        assert run["error"] is None
+        held, used, least = map(float, re.findall(r"([\d.]+) MiB", run["outcome"]))
+        if index == 0:  # the filler: it held most of /tmp when it crossed
+            assert run["outcome"].startswith("removed 1 path(s): this request holds")
+            assert held >= least and held > used - 3
+        else:
+            assert report["work_intact"], (index, report)
+            assert run["outcome"].startswith("kept 1 path(s): this request holds 1.0 MiB")
+            assert held < least and run["tmp_freed"] == 0

@@ -52,3 +52,16 @@ def test_the_registry_keeps_callbacks_per_crossing_in_order() -> None:
     assert registry.for_crossing(Level.CRITICAL, Resource.TMP) == []
     with pytest.raises(ConfigurationError, match="does not apply to memory"):
         registry.add("predicted_full", first, "memory")
+
+
+def test_a_string_a_callback_returns_is_its_runs_outcome_anything_else_is_ignored() -> None:
+    runner = CallbackRunner(FakeSystem().probe)
+    event = MonitorEvent(Level.CRITICAL, Resource.TMP, StorageMetrics(1, 1, 0, 0.8, 0.9, 0.0))
+    runner.submit(lambda _event: "kept 2 path(s): not this request's doing", "says", event)
+    runner.submit(lambda _event: 42, "returns a number", event)
+    runner.submit(lambda _event: None, "says nothing", event)
+    assert runner.drain(2.0)
+    runs = runner.take_records()
+    assert [run.outcome for run in runs] == ["kept 2 path(s): not this request's doing", None, None]
+    assert runs[0].as_dict()["outcome"] == "kept 2 path(s): not this request's doing"
+    assert runs[2].as_dict()["outcome"] is None

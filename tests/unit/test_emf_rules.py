@@ -214,10 +214,13 @@ def test_when_capped_strings_still_do_not_fit_lists_are_cut_and_counted() -> Non
 def test_a_sample_batch_that_cannot_be_built_costs_only_itself() -> None:
     emitter = EmfEmitter(MemorySink(), namespace="t", function_name="f")
     good = [1.8e9, 10.0, 90.0, 100.0, 5.0, math.inf]
-    # memory_limit 0 cannot give a percentage: that batch fails alone.
-    assert emitter.emit_samples([good], 0, {}) == 0
+    # a used size of NaN cannot be a byte count: that batch fails alone. (A memory_limit
+    # of 0 used to be the way to fail one; it is now "no limit known", memory at 0%.)
+    bad = [1.8e9, math.nan, 90.0, 100.0, 5.0, math.inf]
+    assert emitter.emit_samples([bad], 100, {}) == 0
     assert emitter.documents_failed == 1
     assert emitter.emit_samples([good], 100, {}) == 1
+    assert emitter.emit_samples([good], 0, {}) == 1 and emitter.documents_failed == 1
 
 
 def test_the_command_line_says_which_setting_is_wrong_in_one_line(

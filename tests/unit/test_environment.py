@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,11 +22,13 @@ from monitor.emf import MemorySink
 from monitor.environment import (
     INITIALIZATION_TYPE_ENV,
     MAX_CONCURRENCY_ENV,
+    MIN_PROCESS_MEMORY_BUDGET,
     ExecutionEnvironment,
     ExecutionModel,
 )
 from monitor.errors import ConfigurationError
 from monitor.metrics import (
+    MEMORY_USED_PERCENT,
     METRIC_SCOPES,
     PEAK_TMP_ATTRIBUTED_BYTES,
     REGISTRY,
@@ -34,7 +37,7 @@ from monitor.metrics import (
     Scope,
 )
 from monitor.records import RecordKind
-from monitor.sampler import LAMBDA_MEMORY_ENV
+from monitor.sampler import LAMBDA_MEMORY_ENV, memory_limit_bytes
 from tests.fakes import MIB, FakeSystem
 
 MANAGED = {
@@ -83,10 +86,83 @@ def test_an_unknown_process_count_keeps_the_whole_memory_and_says_so(
     assert MAX_CONCURRENCY_ENV in caplog.text
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "four", "2.5"])
+@pytest.mark.parametrize(
+    "value", ["0", "-2", "four", "2.5", "1_000", "+4", "\u0664", "1601", str(10**12)]
+)
 def test_a_bad_max_concurrency_is_one_clear_error(value: str) -> None:
-    with pytest.raises(ConfigurationError, match=f"{MAX_CONCURRENCY_ENV}='{value}'"):
+    """Review2 item 9: 10**12 processes gave each a budget of 0 bytes and a
+    ZeroDivisionError in the sampling path; Lambda's PerExecutionEnvironmentMaxConcurrency
+    is 1 to 1600, and int()'s extras ("1_000", "+4", Arabic-Indic digits) are not Lambda's."""
+    named = re.escape(f"{MAX_CONCURRENCY_ENV}='{value}'")
+    with pytest.raises(ConfigurationError, match=named + ".* 1600"):
         ExecutionEnvironment.detect({MAX_CONCURRENCY_ENV: value}, 1024 * MIB)
+
+
+def test_the_largest_max_concurrency_lambda_allows_still_gives_each_process_a_mebibyte() -> None:
+    """1600 processes on the smallest Managed Instance memory (2048 MB): 1.28 MiB each."""
+    found = ExecutionEnvironment.detect({MAX_CONCURRENCY_ENV: "1600", LAMBDA_MEMORY_ENV: "2048"})
+    assert (found.processes, found.process_memory_budget) == (1600, 2048 * MIB // 1600)
+    assert found.process_memory_budget >= MIN_PROCESS_MEMORY_BUDGET
+    with pytest.raises(ConfigurationError, match="less than 1024 KiB; give the function more"):
+        ExecutionEnvironment.detect({MAX_CONCURRENCY_ENV: "1600", LAMBDA_MEMORY_ENV: "128"})
+    with pytest.raises(ConfigurationError, match="memory_limit=-1 is negative"):
+        ExecutionEnvironment.detect({}, -1)
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_an_empty_max_concurrency_on_demand_is_lambda_without_a_warning(
+    blank: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review2 item 17: set but empty is unset, not a Managed Instance of unknown size."""
+    on_demand = {INITIALIZATION_TYPE_ENV: "on-demand", MAX_CONCURRENCY_ENV: blank}
+    with caplog.at_level(logging.WARNING, "tmpwarden.monitor"):
+        found = ExecutionEnvironment.detect(on_demand, 1024 * MIB)
+        assert ExecutionEnvironment.detect({MAX_CONCURRENCY_ENV: blank}, MIB).model == "lambda"
+    assert (found.model, found.processes, found.shared) == (ExecutionModel.LAMBDA, 1, False)
+    assert found.process_memory_budget == 1024 * MIB
+    assert not caplog.records
+    managed = {INITIALIZATION_TYPE_ENV: "lambda-managed-instances", MAX_CONCURRENCY_ENV: blank}
+    found = ExecutionEnvironment.detect(managed, 1024 * MIB)
+    assert (found.model, found.processes) == (ExecutionModel.MANAGED_INSTANCES, None)
+
+
+@pytest.mark.parametrize("blank", ["", " "])
+def test_an_empty_function_memory_size_is_an_unset_one(blank: str) -> None:
+    """The same kind in AWS_LAMBDA_FUNCTION_MEMORY_SIZE: blank was 'not a whole number'."""
+    assert memory_limit_bytes({LAMBDA_MEMORY_ENV: blank}) == memory_limit_bytes({})
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1_024", "+128", "128MB"])
+def test_a_function_memory_size_lambda_could_not_set_is_one_clear_error(value: str) -> None:
+    """0 and -5 were silently replaced by the cgroup's or the machine's memory."""
+    named = re.escape(f"{LAMBDA_MEMORY_ENV}='{value}' is not a positive whole number")
+    with pytest.raises(ConfigurationError, match=named):
+        memory_limit_bytes({LAMBDA_MEMORY_ENV: value})
+
+
+def test_a_zero_memory_budget_never_breaks_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever its cause (an environment made by hand here), a budget of 0 bytes is no
+    limit known: samples, level changes, the invocation and its EMF all still come out,
+    with memory at 0% rather than a ZeroDivisionError on the sampling path."""
+    zero = ExecutionEnvironment(ExecutionModel.MANAGED_INSTANCES, 1000, 1600, os.getpid())
+    assert zero.process_memory_budget == 0
+    monkeypatch.setattr(ExecutionEnvironment, "detect", classmethod(lambda cls, *a: zero))
+    for sampling in ("headroom", "fixed"):
+        sink, fake = MemorySink(), FakeSystem(rss=50 * MIB)
+        monitor = fake.monitor(sink, sampling=sampling)
+        assert monitor.memory_limit == 0
+        monitor.begin_invocation("req-1")
+        fake.fill_fraction(0.95)  # a /tmp level change on the same path
+        monitor.sample_now()
+        record = monitor.end_invocation()
+        assert monitor.level("memory") is Level.OK
+        assert record.peaks.memory_fraction == 0.0
+        docs = [json.loads(line) for line in sink.lines]
+        kinds = {d[r.RECORD_KIND] for d in docs}
+        assert {RecordKind.SAMPLES, RecordKind.INVOCATION, RecordKind.LEVEL_CHANGE} <= kinds
+        for samples in [d for d in docs if d[r.RECORD_KIND] == RecordKind.SAMPLES]:
+            percent = samples[MEMORY_USED_PERCENT]
+            assert set(percent if isinstance(percent, list) else [percent]) == {0.0}
 
 
 def test_every_metric_has_a_scope_that_matches_its_resource() -> None:

@@ -1,0 +1,1 @@
+../../../monitor/cleanup.py
