@@ -142,7 +142,7 @@ def test_the_default_level_finds_repeats_kilobytes_apart() -> None:
         data = (random.Random(period).randbytes(period) * (2 * MiB // period + 1))[: 2 * MiB]
         reference = zlib.compressobj(6, zlib.DEFLATED, -15)
         zlib6 = len(reference.compress(data) + reference.flush())
-        for level in {NETWORK_LEVEL, LOCAL_LEVEL}:
+        for level in {NETWORK_LEVEL, LOCAL_LEVEL, *range(3, 10)}:  # auto's, and 3-9
             compressor = fastest_deflate(level)
             ours = len(compressor.compress(data) + compressor.flush())
             print(
