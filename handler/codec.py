@@ -25,8 +25,9 @@ except ImportError:  # pragma: no cover
 
 RAW_DEFLATE_WBITS = -15
 Compression = Literal["auto", "deflate", "store"]
-"""``auto``: deflate at the level the bottleneck calls for, incompressible members stored
-(:mod:`handler.zipwriter.method`); ``deflate``: every member deflated; ``store``: none."""
+"""``auto``: deflate at level 6 (ISA-L 3), incompressible members stored, well-deflated
+ZIP members copied raw (:mod:`handler.zipwriter.method`); ``deflate``: every member
+deflated; ``store``: none."""
 COMPRESSIONS: tuple[Compression, ...] = ("auto", "deflate", "store")
 DEFAULT_LEVEL = 6
 
@@ -71,20 +72,34 @@ class StoreCompressor:
 
 
 def isal_level_for(level: int) -> int:
-    """Map a zlib level (1-9) to the ISA-L level (1-3) with the same role: 1-5 (fast) to
-    ISA-L 1, 6-8 (the default band) to ISA-L 2, 9 (smallest) to ISA-L 3.
+    """Map a zlib level (1-9) to an ISA-L level: 1-2 (asked for speed) to ISA-L 2, 3-9 to
+    ISA-L 3.
 
-    ``python -m benchmarks.codec_levels`` (64 MiB of the sample's float32 weights, CPU
-    time of one thread, best of 3, 2026-11-30): ISA-L 1 and 2 both ~1,070 MB/s at 0.927 of
-    the input (0.999 of zlib 6's output), ISA-L 3 ~440 MB/s at the same size, zlib 6
-    ~37 MB/s at 0.928; on tokenizer JSON ISA-L 2 is 1.0% smaller than zlib 6, ISA-L 1
-    0.7% larger, ISA-L 3 2.0% larger (its longer search suits text less here).
-    ISA-L's own level 0 is Huffman-only and grew the weights by 24% (1.243), which is
-    why level 0 never maps here (see :func:`fastest_deflate`).
+    Every zlib level finds a repeat anywhere in its 32 KiB window; ISA-L levels 1 and 2,
+    whose window is 32 KiB too, hash too shallowly to find repeats a few hundred bytes
+    back in varied data, ISA-L 3 finds them. Output / input on 4 MB of a random period
+    repeated (review 2's inputs), with MB/s of one core on float32 weights, 2026-11-30
+    (4 MB each, ``time.process_time``; the weights column is ``python -m
+    benchmarks.codec_levels --size 32MiB --rounds 2``):
+
+    ========  =========  =========  ==========  ==============
+    codec     p=1,000 B  p=8,192 B  p=30,000 B  weights MB/s
+    ========  =========  =========  ==========  ==============
+    ISA-L 1   0.403      0.210      0.978       1,111
+    ISA-L 2   0.388      0.182      0.986       1,064
+    ISA-L 3   0.005      0.009      0.016       449
+    zlib 1    0.007      0.013      0.018       44
+    zlib 6    0.005      0.009      0.015       37
+    ========  =========  =========  ==========  ==============
+
+    On weights all three ISA-L levels give 0.927 of the input (0.999 of zlib 6's output);
+    on tokenizer JSON ISA-L 2 is 1.0% smaller than zlib 6, ISA-L 3 2.0% larger. So 3-9
+    (the default 6 included) go to ISA-L 3, still 12x zlib 6 on weights and never much
+    larger than zlib; 1-2 keep the 2.4x faster ISA-L 2 for a user who asks for speed and
+    accepts that. ISA-L's own level 0 grew the weights by 24% (1.243), which is why level 0
+    never maps here (see :func:`fastest_deflate`).
     """
-    if level <= 5:
-        return 1
-    if level <= 8:
+    if level <= 2:
         return 2
     return 3
 

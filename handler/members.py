@@ -62,6 +62,11 @@ class RawData(Protocol):
     @property
     def uncompressed_size(self) -> int: ...
 
+    def inflated_start(self, size: int) -> tuple[bytes, int] | None:
+        """The first ``size`` bytes of the data inflated and the compressed bytes they
+        took, or None when they cannot be inflated."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class OpenMember:

@@ -28,7 +28,7 @@ from handler.errors import CompressionError, InputError
 from handler.locations.leftovers import LockedScratch, remove_stale_scratch, sources_in_use
 from handler.locations.listing import TreeSource
 from handler.locations.local import Destination, Source, is_s3
-from handler.members import Member, MemberKind, OpenMember
+from handler.members import Member, MemberKind, OpenMember, RawData
 from handler.storage import CleanupContext, StorageManager
 from handler.zipwriter.method import copies_raw, resolve_level
 from handler.zipwriter.pipeline import local_pipeline, release_free_memory
@@ -110,14 +110,14 @@ class PackageResult:
 
 
 def add_member(
-    zipper: IncrementalZipper, opened: OpenMember, copies: Callable[[int], bool] | None = None
+    zipper: IncrementalZipper, opened: OpenMember, copies: Callable[[RawData], bool] | None = None
 ) -> int:
     """Stream one archive member into the zipper; returns its uncompressed bytes. A
     member whose compressed data the archive gives (``opened.raw``) by a method
     ``copies`` accepts is copied as it is (see :func:`handler.zipwriter.method.copies_raw`)."""
     member = opened.member
     raw = opened.raw
-    if member.kind is MemberKind.FILE and raw is not None and copies and copies(raw.method):
+    if member.kind is MemberKind.FILE and raw is not None and copies and copies(raw):
         entry = zipper.add_precompressed(
             member.name,
             raw,
@@ -149,7 +149,7 @@ def transcode(
     members: Iterable[OpenMember],
     zipper: IncrementalZipper,
     file_done: Callable[[], None] | None = None,
-    copies: Callable[[int], bool] | None = None,
+    copies: Callable[[RawData], bool] | None = None,
 ) -> ZipCounts:
     """Stream each member from the archive reader into the zipper; nothing touches disk.
     ``file_done`` is called after each file member; ``copies`` says which compression

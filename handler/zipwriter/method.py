@@ -2,65 +2,99 @@
 
 Three choices, each from a measured figure:
 
-* **The level follows the bottleneck.** To S3 the network is the limit (about 75 MB/s
-  from one Lambda function, ISSUE 10): :data:`NETWORK_LEVEL` (our 1, ISA-L level 1,
-  see :func:`handler.codec.isal_level_for`) compresses float32 weights at about
-  1,000 MB/s of one core and still saves 7.3% of the bytes to send, so it costs
-  almost nothing and shortens the upload. Locally the CPU and the disk are the limit:
-  :data:`LOCAL_LEVEL` (our 6, ISA-L level 2) runs at the same ~1,000 MB/s on weights
-  as ISA-L 1 and is 1.7% smaller on tokenizer JSON (ISA-L 3 is 2.4x slower, no smaller
-  on weights and larger on JSON). Figures: ``python -m benchmarks.codec_levels --size
-  64MiB`` (the sample artifact's weights and 8 copies of its tokenizer, best of 3
-  interleaved rounds, CPU time of one thread, 2026-11-30; ``make bench`` writes the
-  table to ``benchmarks/RESULTS.md``):
+* **One level, chosen so no ordinary data comes out much larger than ``zip -6``.**
+  Both destinations deflate at our level 6, ISA-L level 3 (see
+  :func:`handler.codec.isal_level_for`): ISA-L levels 1 and 2, though 2.4x faster on
+  weights, miss repeats a few hundred bytes back that every zlib level finds (rows or
+  blocks that recur: 0.39 of the input against zlib 6's 0.005 at a period of 1,000 B, 0.99
+  against 0.015 at 30,000 B), and level 3 still runs at ~450 MB/s of one core on
+  weights, six times the ~75 MB/s one function sends to S3 (ISSUE 10). Figures:
+  ``python -m benchmarks.codec_levels --size 32MiB --rounds 2`` (the sample artifact's
+  weights and 8 copies of its tokenizer, best of 2 interleaved rounds, CPU time of one
+  thread) and, for the periodic inputs of review 2 (4 MB of a random period repeated),
+  ``handler/codec.py``'s :func:`~handler.codec.isal_level_for` docstring; 2026-11-30:
 
-  ============  ========  ================  ===================  ================
-  codec         MB/s CPU  weights out / in  weights / zlib 6     JSON / zlib 6
-  ============  ========  ================  ===================  ================
-  ISA-L 0       451       1.243             1.340 (Huffman only) 1.191
-  ISA-L 1       1,067     0.927             0.999                1.007
-  ISA-L 2       1,070     0.927             0.999                0.990
-  ISA-L 3       437       0.927             0.999                1.020
-  zlib 1        43        0.931             1.003                1.040
-  zlib 6        37        0.928             1.000                1.000
-  ============  ========  ================  ===================  ================
+  ============  ========  ================  ============  =========  =========
+  codec         MB/s CPU  weights / zlib 6  JSON / zlib 6  p=1,000 B  p=30,000 B
+  ============  ========  ================  ============  =========  =========
+  ISA-L 1       1,111     0.999             1.007         0.403      0.978
+  ISA-L 2       1,064     0.999             0.990         0.388      0.986
+  ISA-L 3       449       0.999             1.020         0.005      0.016
+  zlib 1        44        1.003             1.040         0.007      0.018
+  zlib 6        37        1.000             1.000         0.005      0.015
+  ============  ========  ================  ============  =========  =========
+
+  (the p= columns are output / input.) On the sample artifact, dominated by its weights,
+  ISA-L 3's output is within 0.1% of zlib 6's, inside the bench's 1% goal.
 
 * **Members deflate cannot shrink are stored.** Before a large member's local header
   is written, the zipper holds its first :data:`~handler.zipwriter.zipper.BUFFER_LIMIT`
-  bytes; :func:`incompressible` deflates the first :data:`SAMPLE_SIZE` of them at
-  :data:`SAMPLE_LEVEL` and a ratio over :data:`STORE_RATIO` stores the member
-  (already-compressed shards, quantized int4 weights, media). A member that fits in
-  the buffer is deflated whole and stored when that is not smaller (as Info-ZIP does).
-* **Deflated members of a ZIP source are copied raw** (:func:`copies_raw`): the
-  output wants deflate, the source has it, so its bytes and CRC go through unchanged
-  (the CRC still verified, see :mod:`handler.archive.zip_raw`).
+  bytes; :func:`incompressible` deflates all of them (:data:`SAMPLE_SIZE`, 1 MiB, not
+  only the first 128 KiB: a member that starts with noise and goes on with text is
+  judged by more than its noise) at :data:`SAMPLE_LEVEL`, the strongest compressor we
+  deflate with, so the judge never misses what the compressor would find, and a ratio
+  over :data:`STORE_RATIO` stores the member (already-compressed shards, quantized int4
+  weights, media). A member that fits in the buffer is deflated whole and stored when
+  that is not smaller (as Info-ZIP does). What remains: a member whose first MiB does
+  not deflate is stored whole even when later bytes would (the bytes are already
+  written by then); its output is never larger than its data.
+* **Deflated members of a ZIP source are copied raw, when that is not much worse**
+  (:func:`copies_raw`): under ``auto`` with no level, the member's bytes and CRC go
+  through unchanged (the CRC still verified, see :mod:`handler.archive.zip_raw`) unless
+  its first :data:`SAMPLE_SIZE` inflated bytes took more than :data:`RAW_COPY_SLACK`
+  times what :data:`SAMPLE_LEVEL` makes of them (plus :data:`RAW_COPY_MARGIN` bytes):
+  a member written with deflate's stored blocks (``zip -0``-like level 0: 6,800,525 B
+  for 6.8 MB of JSON that level 6 makes 49,658 B, review 2), Huffman-only, or by a
+  compressor that missed repeats is deflated again instead.
 
 An explicit compression or level is always honoured: ``deflate`` deflates every member
-(no sampling) at the given level, else at :data:`~handler.codec.DEFAULT_LEVEL` as
-before ``auto`` existed; a level given with ``auto`` is used for every member that is
-deflated; and a given level re-deflates a ZIP source's members at that level.
+(no sampling, no raw copy) at the given level, else at :data:`~handler.codec.DEFAULT_LEVEL`;
+a level given with ``auto`` is used for every member that is deflated; and a given level
+re-deflates a ZIP source's members at that level.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
-from handler.codec import DEFAULT_LEVEL, Compression, CompressorFactory
+from handler.codec import DEFAULT_LEVEL, Compression, CompressorFactory, fastest_deflate
 from handler.zipwriter.records import METHOD_DEFLATED
-from monitor.units import KiB
+from monitor.units import MiB
 
-NETWORK_LEVEL = 1
-"""Our level when the destination is S3: ISA-L level 1, ~1,000 MB/s per core on weights,
-over ten times the ~75 MB/s a function sends (figures in the module docstring)."""
+NETWORK_LEVEL = DEFAULT_LEVEL
+"""Our level when the destination is S3: ISA-L level 3, ~450 MB/s per core on weights,
+six times the ~75 MB/s a function sends; ISA-L 1 (2.4x faster) missed repeats that
+``zip -6`` finds (figures in the module docstring)."""
 LOCAL_LEVEL = DEFAULT_LEVEL
-"""Our level when the destination is local: ISA-L level 2, as fast as level 1 on
-weights and 1.7% smaller on JSON (figures in the module docstring)."""
-SAMPLE_SIZE = 128 * KiB
-"""Bytes of a large member's start that :func:`incompressible` deflates."""
-SAMPLE_LEVEL = 1
+"""Our level when the destination is local: ISA-L level 3, the same as to S3 (figures in
+the module docstring)."""
+SAMPLE_SIZE = 1 * MiB
+"""Bytes of a large member's start that :func:`incompressible` deflates: all the zipper
+holds (:data:`~handler.zipwriter.zipper.BUFFER_LIMIT`); also the inflated bytes of a ZIP
+source's member :func:`copies_raw` compares."""
+SAMPLE_LEVEL = 9
+"""Deflates samples through ISA-L level 3 (zlib 9 without ISA-L): the strongest
+compressor any level maps to, so a sample never looks worse than the member will."""
 STORE_RATIO = 0.97
 """A sample that deflates to more than this share of its size is stored: the 3% or less
 deflate would save is not worth its CPU and every reader's inflate."""
+RAW_COPY_SLACK = 1.10
+"""A ZIP source's deflated member is copied raw while its start took at most 10% more
+bytes than :data:`SAMPLE_LEVEL` makes of it: zip -6's JSON is 2% smaller than ISA-L 3's,
+zip -1's 2% larger (the module docstring's table), both copied; a stored-blocks member is
+~20x larger on text and re-deflated."""
+RAW_COPY_MARGIN = 64
+"""Bytes added to the allowance: block headers and Huffman tables of a small member."""
+
+
+class RawSample(Protocol):
+    """A ZIP source member still compressed, that can show how well its start was
+    compressed (:meth:`handler.archive.zip_raw.RawZipMember.inflated_start`)."""
+
+    method: int
+
+    def inflated_start(self, size: int) -> tuple[bytes, int] | None: ...
 
 
 def resolve_level(compression: Compression, level: int | None, *, network_bound: bool) -> int:
@@ -89,19 +123,37 @@ def sample_of(blocks: Iterable[bytes], size: int = SAMPLE_SIZE) -> bytes:
     return b"".join(taken)
 
 
+def deflated_size(sample: bytes, factory: CompressorFactory) -> int:
+    """Bytes ``sample`` deflates to at :data:`SAMPLE_LEVEL` through ``factory``."""
+    compressor = factory(SAMPLE_LEVEL)
+    return len(compressor.compress(sample)) + len(compressor.flush())
+
+
 def incompressible(sample: bytes, factory: CompressorFactory) -> bool:
     """Whether ``sample`` deflated at :data:`SAMPLE_LEVEL` by ``factory`` keeps more than
     :data:`STORE_RATIO` of its size (an empty sample is not: nothing says so)."""
     if not sample:
         return False
-    compressor = factory(SAMPLE_LEVEL)
-    deflated = len(compressor.compress(sample)) + len(compressor.flush())
-    return deflated > STORE_RATIO * len(sample)
+    return deflated_size(sample, factory) > STORE_RATIO * len(sample)
 
 
-def copies_raw(compression: Compression, level: int | None, source_method: int) -> bool:
-    """Whether a ZIP source's member compressed by ``source_method`` is copied as it is:
-    it is deflated, the output wants deflate (``auto`` or ``deflate``) and the user fixed
-    no level to re-compress it at. (A stored source member goes the usual way: stored
-    again, or deflated when it compresses, at no more cost than a copy.)"""
-    return level is None and compression != "store" and source_method == METHOD_DEFLATED
+def copies_raw(
+    compression: Compression,
+    level: int | None,
+    member: RawSample,
+    factory: CompressorFactory = fastest_deflate,
+) -> bool:
+    """Whether a ZIP source's ``member`` is copied as it is: only under ``auto`` with no
+    level given (an explicit ``deflate`` or level deflates every member at that level),
+    only a deflated member (a stored one goes the usual way: stored again, or deflated
+    when it compresses), and only when its first :data:`SAMPLE_SIZE` inflated bytes took
+    at most :data:`RAW_COPY_SLACK` times (plus :data:`RAW_COPY_MARGIN`) the bytes
+    :data:`SAMPLE_LEVEL` makes of them. A member whose start cannot be inflated is copied:
+    the copy verifies it and fails with the reader's error."""
+    if compression != "auto" or level is not None or member.method != METHOD_DEFLATED:
+        return False
+    start = member.inflated_start(SAMPLE_SIZE)
+    if start is None:
+        return True
+    sample, compressed = start
+    return compressed <= RAW_COPY_SLACK * deflated_size(sample, factory) + RAW_COPY_MARGIN

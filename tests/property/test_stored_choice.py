@@ -20,7 +20,7 @@ from monitor.units import KiB, MiB
 from tests.streaming_readers import PartSink, zipfile_contents
 
 BLOCK = 4 * KiB
-PERIOD = 32  # blocks: a member repeats its mix every 128 KiB, the sample's size
+PERIOD = 32  # blocks: a member repeats its mix every 128 KiB; the 1 MiB sample holds 8
 SLACK = 64  # bytes: deflate's block headers where a member's mix ends mid-period
 
 
