@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     text = [tokenizer[i : i + MiB] for i in range(0, len(tokenizer), MiB)] * 8
     on_weights = best_of(weights, args.rounds)
     (fast_s, fast_size), (zlib_s, zlib_size) = (
-        on_weights["ISA-L level 1"],
+        on_weights["ISA-L level 3"],
         on_weights["zlib level 6"],
     )
     speedup, larger = zlib_s / max(fast_s, 1e-9), fast_size / zlib_size - 1
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> list[str]:
     return [
         "| goal | measured | met |",
         "| --- | --- | --- |",
-        f"| ISA-L level 1 at least {SPEEDUP_GOAL:.0f}x zlib level 6 on weights, output at "
+        f"| ISA-L level 3 (auto's to S3) at least {SPEEDUP_GOAL:.0f}x zlib level 6 on weights, "
+        f"output at "
         f"most {SIZE_GOAL:.0%} larger | {speedup:.1f}x, {larger:+.2%} | "
         f"{'yes' if met else '**no**'} |",
         "",

@@ -28,6 +28,7 @@ from handler.errors import CompressionError, InputError
 from handler.locations.leftovers import LockedScratch, remove_stale_scratch, sources_in_use
 from handler.locations.listing import TreeSource
 from handler.locations.local import Destination, Source, is_s3
+from handler.locations.throughput import UploadPlan
 from handler.members import Member, MemberKind, OpenMember, RawData
 from handler.storage import CleanupContext, StorageManager
 from handler.zipwriter.method import copies_raw, resolve_level
@@ -185,6 +186,12 @@ def check_apart(src: Source, dest: Destination) -> None:
         )
 
 
+def _network(dest: Destination) -> float | None:
+    """MB/s the network lets through to ``dest`` (the target throughput, an S3
+    destination), or None for a local one."""
+    return UploadPlan.from_env().target_mb_s if is_s3(dest.name) else None
+
+
 def write_zip(
     dest: Destination,
     opts: PackageOptions,
@@ -203,7 +210,7 @@ def write_zip(
             zipper = IncrementalZipper(
                 sink,
                 compression=opts.compression,
-                level=resolve_level(opts.compression, opts.level, network_bound=is_s3(dest.name)),
+                level=resolve_level(opts.compression, opts.level, network_mb_s=_network(dest)),
                 compressor_factory=factory,
                 progress_callback=progress_callback,
             )

@@ -2,13 +2,19 @@
 
 Three choices, each from a measured figure:
 
-* **One level, chosen so no ordinary data comes out much larger than ``zip -6``.**
-  Both destinations deflate at our level 6, ISA-L level 3 (see
-  :func:`handler.codec.isal_level_for`): ISA-L levels 1 and 2, though 2.4x faster on
-  weights, miss repeats a few hundred bytes back that every zlib level finds (rows or
-  blocks that recur: 0.39 of the input against zlib 6's 0.005 at a period of 1,000 B, 0.99
-  against 0.015 at 30,000 B), and level 3 still runs at ~450 MB/s of one core on
-  weights, six times the ~75 MB/s one function sends to S3 (ISSUE 10). Figures:
+* **The level from the bottleneck** (:func:`auto_level`, ISSUE 10: "deflate at the
+  level that keeps up with it"): the strongest level whose one-core speed is at least
+  :data:`KEEP_UP` times the rate the bottleneck lets bytes through, so compression never
+  becomes the limit. To S3 the bottleneck is the network, at the target throughput
+  (``TMPWARDEN_TARGET_MB_S``, 75 MB/s by default): ISA-L level 3 (our level 6, ~450 MB/s
+  of one core on weights) keeps up six times over, and it finds what ``zip -6`` finds.
+  At 3 Gbps (375 MB/s) it would not, so ISA-L 2 (our level 1, ~1,060 MB/s). Locally the
+  bottleneck is the input's own inflate (one core, ~400 MB/s of output on this VM): only
+  ISA-L 2 keeps up, and the local goal of ``make bench`` (at most 1.15x the inflate) needs
+  it. What ISA-L 2 gives up: repeats a few hundred bytes back in varied data, which every
+  zlib level finds (0.39 of the input against zlib 6's 0.005 at a period of 1,000 B, 0.99
+  against 0.015 at 30,000 B, review 2); on weights and tokenizer JSON it is as good as
+  zlib 6 (below). ``--level 6`` (or any level from 3) gets ISA-L 3 anywhere. Figures:
   ``python -m benchmarks.codec_levels --size 32MiB --rounds 2`` (the sample artifact's
   weights and 8 copies of its tokenizer, best of 2 interleaved rounds, CPU time of one
   thread) and, for the periodic inputs of review 2 (4 MB of a random period repeated),
@@ -25,7 +31,7 @@ Three choices, each from a measured figure:
   ============  ========  ================  ============  =========  =========
 
   (the p= columns are output / input.) On the sample artifact, dominated by its weights,
-  ISA-L 3's output is within 0.1% of zlib 6's, inside the bench's 1% goal.
+  ISA-L 2's and 3's output are within 0.1% of zlib 6's, inside the bench's 1% goal.
 
 * **Members deflate cannot shrink are stored.** Before a large member's local header
   is written, the zipper holds its first :data:`~handler.zipwriter.zipper.BUFFER_LIMIT`
@@ -62,13 +68,19 @@ from handler.codec import DEFAULT_LEVEL, Compression, CompressorFactory, fastest
 from handler.zipwriter.records import METHOD_DEFLATED
 from monitor.units import MiB
 
-NETWORK_LEVEL = DEFAULT_LEVEL
-"""Our level when the destination is S3: ISA-L level 3, ~450 MB/s per core on weights,
-six times the ~75 MB/s a function sends; ISA-L 1 (2.4x faster) missed repeats that
-``zip -6`` finds (figures in the module docstring)."""
-LOCAL_LEVEL = DEFAULT_LEVEL
-"""Our level when the destination is local: ISA-L level 3, the same as to S3 (figures in
-the module docstring)."""
+THOROUGH_LEVEL = DEFAULT_LEVEL
+"""Our level 6: ISA-L level 3, ~449 MB/s of one core on weights (the module docstring)."""
+THOROUGH_MB_S = 449.0
+"""MB/s of one core :data:`THOROUGH_LEVEL` deflates weights at (2026-11-30, this VM)."""
+FAST_LEVEL = 1
+"""Our level 1: ISA-L level 2, ~1,064 MB/s of one core on weights."""
+KEEP_UP = 4.0
+"""A level keeps up with a bottleneck when it is this many times faster on one core: it
+then takes at most a quarter of a core at the bottleneck's rate."""
+NETWORK_LEVEL = THOROUGH_LEVEL
+"""Our level to S3 at the default target of 75 MB/s (:func:`auto_level`)."""
+LOCAL_LEVEL = FAST_LEVEL
+"""Our level to a local file, where the input's inflate is the bottleneck."""
 SAMPLE_SIZE = 1 * MiB
 """Bytes of a large member's start that :func:`incompressible` deflates: all the zipper
 holds (:data:`~handler.zipwriter.zipper.BUFFER_LIMIT`); also the inflated bytes of a ZIP
@@ -97,16 +109,28 @@ class RawSample(Protocol):
     def inflated_start(self, size: int) -> tuple[bytes, int] | None: ...
 
 
-def resolve_level(compression: Compression, level: int | None, *, network_bound: bool) -> int:
+def auto_level(network_mb_s: float | None) -> int:
+    """Our level under ``auto``: :data:`THOROUGH_LEVEL` when it keeps up (:data:`KEEP_UP`)
+    with a network of ``network_mb_s`` MB/s (the destination is S3), else
+    :data:`FAST_LEVEL`; ``None`` (a local destination, where the input's inflate is the
+    bottleneck) gives :data:`FAST_LEVEL`."""
+    if network_mb_s is not None and network_mb_s * KEEP_UP <= THOROUGH_MB_S:
+        return THOROUGH_LEVEL
+    return FAST_LEVEL
+
+
+def resolve_level(
+    compression: Compression, level: int | None, *, network_mb_s: float | None
+) -> int:
     """The level to deflate at: ``level`` when the user gave one; under ``auto``
-    :data:`NETWORK_LEVEL` when the destination is across the network (S3), else
-    :data:`LOCAL_LEVEL`; under an explicit ``deflate`` (or ``store``) the documented
-    default, :data:`~handler.codec.DEFAULT_LEVEL`, wherever the output goes."""
+    :func:`auto_level` of the network's MB/s (``None``: the destination is local); under an
+    explicit ``deflate`` (or ``store``) the documented default,
+    :data:`~handler.codec.DEFAULT_LEVEL`, wherever the output goes."""
     if level is not None:
         return level
     if compression != "auto":
         return DEFAULT_LEVEL
-    return NETWORK_LEVEL if network_bound else LOCAL_LEVEL
+    return auto_level(network_mb_s)
 
 
 def sample_of(blocks: Iterable[bytes], size: int = SAMPLE_SIZE) -> bytes:
