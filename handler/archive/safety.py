@@ -16,17 +16,14 @@ from handler.archive.advice import (
     BACKSLASH_ADVICE,
     CONFLICT_ADVICE,
     CONTROL_ADVICE,
-    DEVICE_ADVICE,  # noqa: F401 - re-exported
     DOTDOT_ADVICE,
     DUPLICATE_ADVICE,
     EMPTY_ADVICE,
-    FIFO_ADVICE,  # noqa: F401 - re-exported
     HARDLINK_ADVICE,
     LINK_ADVICE,
     LONG_COMPONENT_ADVICE,
     LONG_PATH_ADVICE,
     LONG_TARGET_ADVICE,
-    SPECIAL_FILE_ADVICE,  # noqa: F401 - re-exported
     fit_advice,
     source_noun,
     trusted_advice,

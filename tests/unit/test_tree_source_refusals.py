@@ -124,8 +124,9 @@ def test_a_file_that_cannot_be_opened_is_refused_as_what_it_is(
 def test_a_directory_with_latin1_names_packages_with_name_encoding(tmp_path: Path) -> None:
     # REVIEW2 item 12: --name-encoding was ignored for directory sources
     root = write_tree(tmp_path / "m", {"a.bin": b"a"})
-    with open(os.fsencode(root) + b"/caf\xe9.bin", "wb") as latin1:
-        latin1.write(b"cafe")
+    latin1 = os.open(os.fsencode(root) + b"/caf\xe9.bin", os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(latin1, b"cafe")
+    os.close(latin1)
     with pytest.raises(ExtractionError) as caught:
         package(root, tmp_path / "out.zip")
     assert "pass --name-encoding ENC" in str(caught.value)
