@@ -20,7 +20,7 @@ other name its inode has).
 
 Memory grows with the member count, never with a member's size. Per member, with names
 of about 40 bytes, packaging holds about 330 bytes: its name in the
-:class:`~handler.archive.safety.MemberGuard` tree (about 115 bytes per distinct path
+:class:`~handler.archive.safety.MemberGuard` tree (about 100 bytes per distinct path
 component), its central directory record (46 bytes plus the name, APPNOTE 4.3.12, packed
 in :class:`handler.zipwriter.centraldir.CentralRecords`) and the ZIP writer's set of
 names (about 125 bytes); a directory seen costs its name once more, a non-ASCII name its

@@ -51,6 +51,10 @@ LINK_ADVICE = (
     "package a directory that holds the link's target too, or copy the tree with its links "
     "resolved (cp -rL DIR COPY) and package the copy"
 )
+UNREADABLE_FILE_ADVICE = (
+    "make the file readable by this user (chmod a+r FILE), or leave it out with --include"
+)
+OS_ERROR_ADVICE = "check the file system (the error is the operating system's) and run again"
 SPECIAL_ADVICE = "move it out of the directory (a ZIP holds only files, directories and links)"
 
 
@@ -143,11 +147,8 @@ class LocalDirectorySource(TreeSource):
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link at the name
                 raise self._changed(entry, "a symbolic link is at its name now") from exc
-            advice = (
-                UNREADABLE_ADVICE
-                if exc.errno in (errno.EACCES, errno.EPERM)
-                else ("check the file system (the error is the operating system's) and run again")
-            )
+            denied = exc.errno in (errno.EACCES, errno.EPERM)
+            advice = UNREADABLE_FILE_ADVICE if denied else OS_ERROR_ADVICE
             raise ExtractionError(
                 self.name, entry.name, f"it cannot be read ({exc.strerror or exc})", advice
             ) from exc
