@@ -76,6 +76,13 @@ DIRECTORY_ENCODING_ADVICE = (
     "UTF-8 names (convmv -r -f ENC -t utf-8 --notest DIR)"
 )
 NORMALIZATION_ADVICE = "rename one of the two members so the names differ visibly"
+TREE_NORMALIZATION_ADVICE = {
+    TreeFormat.DIRECTORY: "rename one of the two files so the names differ visibly",
+    TreeFormat.S3_PREFIX: (
+        "copy one of the two objects to a key whose name differs visibly, or package a "
+        "prefix that holds one"
+    ),
+}
 
 
 class Name(NamedTuple):
@@ -152,6 +159,7 @@ class MemberNames:
         self._source = source
         self._encoding = check_name_encoding(name_encoding)
         self._advice = ENCODING_ADVICE if kind is None else DIRECTORY_ENCODING_ADVICE
+        self._twins = NORMALIZATION_ADVICE if kind is None else TREE_NORMALIZATION_ADVICE[kind]
         self._forms: dict[tuple[int, str], tuple[int, str]] = {}
         """(parent node, NFC form of a component) -> (node, the component as first spelled),
         for the components of non-ASCII paths; node 0 is the root."""
@@ -258,7 +266,7 @@ class MemberNames:
                     f"{prefix!a} differs from the earlier {earlier!a} only by "
                     "Unicode normalization (the same letters, encoded differently; shown "
                     "with code points escaped)",
-                    NORMALIZATION_ADVICE,
+                    self._twins,
                 )
             node = seen[0]
         return name

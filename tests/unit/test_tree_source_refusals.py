@@ -183,6 +183,17 @@ def test_two_keys_for_one_member_are_refused_with_advice_about_keys(tmp_path: Pa
         assert "copy one object to another key" in str(caught.value)
 
 
+def test_two_keys_that_differ_only_by_normalization_are_refused_as_keys(tmp_path: Path) -> None:
+    source = Recorded(_files("caf\u00e9.bin", "cafe\u0301.bin"), TreeFormat.S3_PREFIX)
+    with pytest.raises(ExtractionError) as caught:
+        package(source, tmp_path / "out.zip")
+    assert "only by Unicode normalization" in str(caught.value)
+    assert str(caught.value).endswith(
+        "copy one of the two objects to a key whose name differs visibly, or package a "
+        "prefix that holds one"
+    )
+
+
 def test_a_directory_name_is_refused_with_advice_about_files(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "m", {"a\\b.bin": b"x", "ok.bin": b"y"})
     with pytest.raises(ExtractionError) as caught:
