@@ -18,8 +18,9 @@ nothing would hide the typo. A prefix whose own folder marker exists (the S3 con
 an empty ZIP, as an empty directory does (the directory exists, so the user named it on
 purpose). The prefix is listed twice:
 once for the plan (file count, bytes) and once as it is read; nothing of a listing is
-kept but its totals, so memory does not grow with the object count (at 1,000 keys per
-page, listing 200,000 keys is 200 requests each time).
+kept but its plan, so the listing costs no memory per object (at 1,000 keys per page,
+listing 200,000 keys is 200 requests each time); what packaging keeps per member (about
+330 bytes) is in :mod:`handler.archive.tree_members`.
 
 Each object is read as an archive source is (:mod:`handler.locations.ranged`: ranged
 GETs, several at once for a large object, each resumed where it broke), every GET
