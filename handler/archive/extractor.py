@@ -53,7 +53,7 @@ class StreamingExtractor:
         context manager."""
         opened = _as_source(source)
         if isinstance(opened, TreeSource):
-            return TreeReader(opened, self.limits, self.chunk_size)
+            return TreeReader(opened, self.limits, self.chunk_size, self.name_encoding)
         return self.open(opened)
 
     def get_archive_info(

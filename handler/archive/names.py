@@ -29,6 +29,11 @@ ustar and GNU headers carry raw bytes. Valid UTF-8 is taken as it is; other byte
 transcoded from ``--name-encoding`` when given, else refused. Link targets follow the
 same rules as names.
 
+Directories and S3 prefixes (:mod:`handler.archive.tree_members`): a file's name is its
+bytes in the file system (``os.fsencode``), decided as a tar name is: UTF-8 as it is,
+else ``--name-encoding`` when given, else refused. An S3 key is always UTF-8 (S3 stores
+keys as UTF-8), so ``--name-encoding`` never changes a prefix's names.
+
 Two names that differ only by Unicode normalization (``é`` as U+00E9 or as ``e`` with
 U+0301) are refused: byte for byte they are different members, but macOS file systems
 and most people see one name.
@@ -45,6 +50,7 @@ from typing import NamedTuple
 
 from handler.archive.safety import MAX_PATH_BYTES
 from handler.errors import ExtractionError, InputError, shown_name
+from handler.members import TreeFormat
 from monitor.errors import shown_repr
 
 UNICODE_PATH_EXTRA_ID = 0x7075
@@ -64,7 +70,19 @@ ENCODING_ADVICE = (
     "field name_encoding), e.g. latin-1, cp1252 or cp932; or rebuild the archive with UTF-8 "
     "names"
 )
+DIRECTORY_ENCODING_ADVICE = (
+    "if you know the encoding the names were written in, pass --name-encoding ENC (the "
+    "event field name_encoding), e.g. latin-1, cp1252 or cp932; or rename the files to "
+    "UTF-8 names (convmv -r -f ENC -t utf-8 --notest DIR)"
+)
 NORMALIZATION_ADVICE = "rename one of the two members so the names differ visibly"
+TREE_NORMALIZATION_ADVICE = {
+    TreeFormat.DIRECTORY: "rename one of the two files so the names differ visibly",
+    TreeFormat.S3_PREFIX: (
+        "copy one of the two objects to a key whose name differs visibly, or package a "
+        "prefix that holds one"
+    ),
+}
 
 
 class Name(NamedTuple):
@@ -134,9 +152,14 @@ class MemberNames:
     """Decides the names of one archive's members; remembers the normalized form of each
     non-ASCII path so two names that differ only by normalization are refused."""
 
-    def __init__(self, source: str, name_encoding: str | None = None) -> None:
+    def __init__(
+        self, source: str, name_encoding: str | None = None, kind: TreeFormat | None = None
+    ) -> None:
+        """``kind``: the tree source's format, or None for an archive (for the advice)."""
         self._source = source
         self._encoding = check_name_encoding(name_encoding)
+        self._advice = ENCODING_ADVICE if kind is None else DIRECTORY_ENCODING_ADVICE
+        self._twins = NORMALIZATION_ADVICE if kind is None else TREE_NORMALIZATION_ADVICE[kind]
         self._forms: dict[tuple[int, str], tuple[int, str]] = {}
         """(parent node, NFC form of a component) -> (node, the component as first spelled),
         for the components of non-ASCII paths; node 0 is the root."""
@@ -182,6 +205,16 @@ class MemberNames:
         raw = text.encode("utf-8", "surrogateescape")
         return self._decode(raw, None, what="link target", member=member)
 
+    def tree_name(self, raw: bytes) -> Name:
+        """A tree source's member name from its bytes (``os.fsencode`` of a file's name
+        relative to the directory, or an S3 key's UTF-8 after the prefix)."""
+        name = self._decode(raw, None)
+        return self._unique(Name(name, name))
+
+    def tree_link_target(self, raw: bytes, member: str) -> str:
+        """A directory's symbolic link target from its bytes, decided like a name."""
+        return self._decode(raw, None, what="link target", member=member)
+
     def _decode(
         self, raw: bytes, fallback: str | None, *, what: str = "name", member: str | None = None
     ) -> str:
@@ -196,7 +229,7 @@ class MemberNames:
                 member if member is not None else shown,
                 f"its {what} is not valid UTF-8"
                 + (f" ({shown_name(shown)})" if member is not None else ""),
-                ENCODING_ADVICE,
+                self._advice,
             )
         try:
             return raw.decode(codec)
@@ -233,7 +266,7 @@ class MemberNames:
                     f"{prefix!a} differs from the earlier {earlier!a} only by "
                     "Unicode normalization (the same letters, encoded differently; shown "
                     "with code points escaped)",
-                    NORMALIZATION_ADVICE,
+                    self._twins,
                 )
             node = seen[0]
         return name

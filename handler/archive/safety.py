@@ -11,50 +11,27 @@ import posixpath
 from dataclasses import dataclass, replace
 from typing import cast
 
+from handler.archive.advice import (
+    ABSOLUTE_ADVICE,
+    BACKSLASH_ADVICE,
+    CONFLICT_ADVICE,
+    CONTROL_ADVICE,
+    DOTDOT_ADVICE,
+    DUPLICATE_ADVICE,
+    EMPTY_ADVICE,
+    HARDLINK_ADVICE,
+    LINK_ADVICE,
+    LONG_COMPONENT_ADVICE,
+    LONG_PATH_ADVICE,
+    LONG_TARGET_ADVICE,
+    fit_advice,
+    source_noun,
+    trusted_advice,
+)
 from handler.errors import ExtractionError, shown_name
-from handler.members import Member, MemberKind
+from handler.members import Member, MemberKind, TreeFormat
 from monitor.units import GiB, MiB, format_size
 
-ABSOLUTE_ADVICE = (
-    "rebuild the archive with names relative to its top directory (tar -C DIR ., or zip -r "
-    "from inside DIR)"
-)
-DOTDOT_ADVICE = "rebuild the archive with names that stay inside it (no '..' components)"
-BACKSLASH_ADVICE = (
-    "rename the member without '\\' (Windows reads it as a separator; only ZIPs that say "
-    "they were made on MS-DOS or Windows use it as one)"
-)
-CONTROL_ADVICE = (
-    "rename the member without control characters (U+0000-U+001F, U+007F-U+009F: tabs, "
-    "newlines, escapes), which terminals and tools would act on"
-)
-EMPTY_ADVICE = "rebuild the archive without the nameless member"
-SPECIAL_FILE_ADVICE = (
-    "a ZIP holds only files, directories and links; rebuild the archive without it, "
-    "or --include only the members you need"
-)
-DEVICE_ADVICE = (
-    "device files belong to a system image, not a package, and a ZIP cannot hold them; "
-    "rebuild the archive without it, or --include only the members you need"
-)
-FIFO_ADVICE = (
-    "FIFOs and sockets have no contents to package and a ZIP cannot hold them; rebuild "
-    "the archive without it, or --include only the members you need"
-)
-LINK_ADVICE = (
-    "rebuild the archive with links whose targets are relative and stay inside it, "
-    "without going through other links"
-)
-HARDLINK_ADVICE = "rebuild the archive so each hard link comes after the file it points to"
-LONG_PATH_ADVICE = (
-    "rebuild the archive with shorter paths (fewer or shorter directory levels); no Linux "
-    "system can create this one"
-)
-LONG_COMPONENT_ADVICE = (
-    "rename the member (or the directory it is in) so each part of its path is at most "
-    "255 bytes; no common file system can create this one"
-)
-LONG_TARGET_ADVICE = "rebuild the archive with link targets of at most 4,096 bytes"
 MAX_PATH_BYTES = 4096
 """A whole name's limit in UTF-8 bytes: Linux PATH_MAX (``<linux/limits.h>``), well
 under ZIP's 65,535-byte name field (APPNOTE 4.4.10)."""
@@ -82,18 +59,26 @@ class Limits:
     """The ratio is only checked once this many uncompressed bytes have been seen."""
 
 
-def safe_name(source: str, raw_name: str, *, is_dir: bool = False, given: str = "") -> str:
+def safe_name(
+    source: str,
+    raw_name: str,
+    *,
+    is_dir: bool = False,
+    given: str = "",
+    kind: TreeFormat | None = None,
+) -> str:
     """The member's name as a clean relative POSIX path, or :class:`ExtractionError`.
 
     ``raw_name`` uses ``/`` as separator; ``given`` is the name as the archive writes it,
     for messages (default ``raw_name``). ``./a/b`` becomes ``a/b``; absolute names, drive
     letters, backslashes, control characters (NUL included) and ``..`` components are
-    refused, each with its own advice.
+    refused, each with its own advice (worded for the source's ``kind``: an archive when
+    None, else a directory or an S3 prefix, :func:`handler.archive.advice.fit_advice`).
     """
     shown = given or raw_name
 
     def refuse(reason: str, advice: str) -> ExtractionError:
-        return ExtractionError(source, shown, reason, advice)
+        return ExtractionError(source, shown, reason, fit_advice(advice, kind))
 
     if "\x00" in raw_name:
         raise refuse("the name contains a NUL byte", CONTROL_ADVICE)
@@ -102,6 +87,9 @@ def safe_name(source: str, raw_name: str, *, is_dir: bool = False, given: str = 
     if "\\" in raw_name:
         raise refuse("the name contains a backslash (a Windows path separator)", BACKSLASH_ADVICE)
     if raw_name.startswith("/"):
+        if kind is TreeFormat.S3_PREFIX:  # s3://b/m/ holding m//x
+            reason = "the name is an absolute path (its key has '//' where the prefix ends)"
+            raise refuse(reason, ABSOLUTE_ADVICE)
         raise refuse("the name is an absolute path", ABSOLUTE_ADVICE)
     if len(raw_name) >= 2 and raw_name[1] == ":" and raw_name[0].isalpha():
         raise refuse("the name starts with a drive letter", ABSOLUTE_ADVICE)
@@ -133,11 +121,13 @@ def utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
-def check_link_target(source: str, member_name: str, target: str) -> str:
+def check_link_target(
+    source: str, member_name: str, target: str, kind: TreeFormat | None = None
+) -> str:
     """Resolve a symbolic link's target inside the archive root, or refuse it."""
 
     def refuse(reason: str, advice: str = LINK_ADVICE) -> ExtractionError:
-        return ExtractionError(source, member_name, reason, advice)
+        return ExtractionError(source, member_name, reason, fit_advice(advice, kind))
 
     if not target:
         raise refuse("the link has an empty target")
@@ -171,9 +161,11 @@ class MemberGuard:
     found by walking it once.
     """
 
-    def __init__(self, source: str, limits: Limits) -> None:
+    def __init__(self, source: str, limits: Limits, kind: TreeFormat | None = None) -> None:
+        """``kind``: the tree source's format, or None for an archive (for the wording)."""
         self._source = source
         self._limits = limits
+        self._kind = kind
         self._nodes: dict[str, int | MemberKind] = {}
         """``"{parent:x}/{component}"`` -> a directory's number (the root is 0), or the
         kind of the file or link there."""
@@ -227,13 +219,13 @@ class MemberGuard:
                     self._source,
                     name,
                     f"the path goes through the symbolic link {shown_name(blocker)}",
-                    LINK_ADVICE,
+                    fit_advice(LINK_ADVICE, self._kind),
                 )
             raise ExtractionError(
                 self._source,
                 name,
                 f"its parent {shown_name(blocker)} is a file, not a directory",
-                "rebuild the archive without the conflicting names",
+                fit_advice(CONFLICT_ADVICE, self._kind),
             )
         walked_here = isinstance(found, int) and found in self._walked
         previous = (
@@ -245,13 +237,13 @@ class MemberGuard:
             if previous is MemberKind.DIRECTORY and member.kind is MemberKind.DIRECTORY:
                 return member
             reason = (
-                "the name appears twice in the archive"
+                f"the name appears twice in the {source_noun(self._kind)}"
                 if previous is member.kind
                 else f"it is a {member.kind.value} but an earlier member uses the name as a "
                 f"{previous.value}"
             )
             raise ExtractionError(
-                self._source, name, reason, "rebuild the archive so each name appears once"
+                self._source, name, reason, fit_advice(DUPLICATE_ADVICE, self._kind)
             )
         if member.kind is MemberKind.SYMLINK:
             if walked_here:
@@ -259,7 +251,7 @@ class MemberGuard:
                     self._source,
                     name,
                     "an earlier symbolic link's target goes through this link",
-                    LINK_ADVICE,
+                    fit_advice(LINK_ADVICE, self._kind),
                 )
             self._check_symlink(name, parts, member.link_target or "")
         if member.kind is MemberKind.HARDLINK:
@@ -296,9 +288,14 @@ class MemberGuard:
                 name,
                 f"the hard link points to {shown_name(target)}, which is not an earlier file "
                 "member",
-                HARDLINK_ADVICE,
+                fit_advice(HARDLINK_ADVICE, self._kind),
             )
         return target
+
+    def holds_file(self, name: str) -> bool:
+        """Whether a file (or a hard link to one) was admitted at ``name``."""
+        found, blocker = self._lookup(name.split("/")) if name else (None, "")
+        return not blocker and found in (MemberKind.FILE, MemberKind.HARDLINK)
 
     def count(self, name: str) -> None:
         """Count one more member (``name``, for the message), refusing it past the limit."""
@@ -307,14 +304,14 @@ class MemberGuard:
             raise ExtractionError(
                 self._source,
                 name,
-                f"the archive has more than {self._limits.max_members:,} members",
-                "raise the member limit (--max-members) if this archive is trusted",
+                f"the {source_noun(self._kind)} has more than {self._limits.max_members:,} members",
+                trusted_advice("--max-members", self._kind),
             )
 
     def _check_symlink(self, name: str, parts: list[str], target: str) -> None:
         """Refuse a link whose target leaves the root, or walks through another link (in
         either order: a later link may not sit on an earlier link's path)."""
-        check_link_target(self._source, name, target)
+        check_link_target(self._source, name, target, self._kind)
         walked = parts[:-1]
         nodes: list[int | None] = [0]
         for part in walked:
@@ -336,7 +333,7 @@ class MemberGuard:
                     name,
                     "the link's target goes through the symbolic link "
                     f"{shown_name('/'.join(walked))}",
-                    LINK_ADVICE,
+                    fit_advice(LINK_ADVICE, self._kind),
                 )
             if node is None or isinstance(found, MemberKind):
                 nodes.append(None)  # a file: no member can sit below it
@@ -349,8 +346,9 @@ class MemberGuard:
             raise ExtractionError(
                 self._source,
                 member,
-                f"the archive unpacks to more than {format_size(self._limits.max_total_size)}",
-                "raise the size limit (--max-total-size) if this archive is trusted",
+                f"the {source_noun(self._kind)} unpacks to more than "
+                f"{format_size(self._limits.max_total_size)}",
+                trusted_advice("--max-total-size", self._kind),
             )
 
     def check_ratio(self, uncompressed: int, compressed: int, member: str | None) -> None:

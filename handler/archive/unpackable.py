@@ -28,7 +28,7 @@ import stat
 import tarfile
 import zipfile
 
-from handler.archive.safety import DEVICE_ADVICE, FIFO_ADVICE, SPECIAL_FILE_ADVICE
+from handler.archive.advice import DEVICE_ADVICE, FIFO_ADVICE, SPECIAL_FILE_ADVICE
 
 ZIP_READABLE_METHODS = frozenset(
     {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}

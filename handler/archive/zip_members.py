@@ -10,9 +10,10 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from handler.archive.advice import LONG_TARGET_ADVICE
 from handler.archive.names import Name
 from handler.archive.readchecks import CORRUPT_ADVICE
-from handler.archive.safety import LONG_TARGET_ADVICE, MAX_SYMLINK_TARGET, safe_name
+from handler.archive.safety import MAX_SYMLINK_TARGET, safe_name
 from handler.archive.unpackable import zip_refusal
 from handler.archive.zip_raw import RawZipMember
 from handler.errors import ExtractionError

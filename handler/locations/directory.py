@@ -8,17 +8,29 @@ absolute or leaves the directory is refused when listed, with the way round it (
 Hugging Face cache snapshot, whose files link to ``../../blobs``, is such a tree:
 package a copy made with ``cp -rL``). The directory named as the source may itself be
 a link.
-Hard links: the first name of an inode (in the walk's order) is the file, later names
-are links to it, as :func:`handler.zipwriter.tree.add_tree` stores them. FIFOs, sockets
-and devices are refused (a ZIP cannot hold them, and reading a FIFO would block).
+Hard links: the first name of an inode (in the walk's order) is listed as the file, later
+names as hard links to it, each with the file's size and pin (so
+:class:`handler.archive.tree_members.TreeReader` can store a later name as a file of its
+own when the first is not selected). FIFOs, sockets and devices are refused (a ZIP cannot
+hold them, and reading a FIFO would block).
+
+Names are listed as the file system gives them (``str`` with ``surrogateescape`` for
+bytes that are not UTF-8); :class:`~handler.archive.tree_members.TreeReader` decides them
+with ``--name-encoding``, as it does a tar member's.
 
 Each file is opened without following a link (``O_NOFOLLOW``) and checked against the
 device, inode and size listed: a file replaced or resized after the listing fails with
-SourceReadError instead of packaging something other than what was planned.
+SourceReadError instead of packaging something other than what was planned. A file that
+cannot be opened for any other reason (permission denied, an I/O error) is refused as
+what it is, with ExtractionError naming it.
+
+Memory: the walk holds one directory's names at a time, and the map from inode to first
+name holds only inodes with more than one name.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import posixpath
@@ -34,11 +46,15 @@ from handler.zipwriter.tree import walk_tree
 
 __all__ = ["LocalDirectorySource"]
 
-UTF8_ADVICE = "rename it to a UTF-8 name (ZIP names are UTF-8)"
+UNREADABLE_ADVICE = "make every file and directory in it readable by this user"
 LINK_ADVICE = (
     "package a directory that holds the link's target too, or copy the tree with its links "
     "resolved (cp -rL DIR COPY) and package the copy"
 )
+UNREADABLE_FILE_ADVICE = (
+    "make the file readable by this user (chmod a+r FILE), or leave it out with --include"
+)
+OS_ERROR_ADVICE = "check the file system (the error is the operating system's) and run again"
 SPECIAL_ADVICE = "move it out of the directory (a ZIP holds only files, directories and links)"
 
 
@@ -83,7 +99,7 @@ class LocalDirectorySource(TreeSource):
                     self.name,
                     _relative(self.path, exc.filename),
                     f"it cannot be read ({exc.strerror or exc})",
-                    "make every file and directory in it readable by this user",
+                    UNREADABLE_ADVICE,
                 ) from exc
             yield self._entry(path, name, info, first_name)
 
@@ -94,12 +110,6 @@ class LocalDirectorySource(TreeSource):
         info: os.stat_result,
         first_name: dict[tuple[int, int], str],
     ) -> Listed:
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ExtractionError(
-                self.name, name, "the name is not valid UTF-8", UTF8_ADVICE
-            ) from None
         mode, mtime = stat.S_IMODE(info.st_mode), info.st_mtime
         if stat.S_ISDIR(info.st_mode):
             return Listed(name, MemberKind.DIRECTORY, 0, mode, mtime)
@@ -119,21 +129,29 @@ class LocalDirectorySource(TreeSource):
             device = stat.S_ISBLK(info.st_mode) or stat.S_ISCHR(info.st_mode)
             what = "a device file" if device else "a FIFO or socket"
             raise ExtractionError(self.name, name, f"it is {what}", SPECIAL_ADVICE)
+        pin = f"{info.st_dev}:{info.st_ino}"
         if info.st_nlink > 1:  # only inodes with several names are remembered
             key = (info.st_dev, info.st_ino)
             if key in first_name:
-                return Listed(name, MemberKind.HARDLINK, 0, mode, mtime, first_name[key])
+                first = first_name[key]
+                return Listed(name, MemberKind.HARDLINK, info.st_size, mode, mtime, first, pin)
             first_name[key] = name
-        return Listed(
-            name, MemberKind.FILE, info.st_size, mode, mtime, pin=f"{info.st_dev}:{info.st_ino}"
-        )
+        return Listed(name, MemberKind.FILE, info.st_size, mode, mtime, pin=pin)
 
     def open_member(self, entry: Listed) -> BinaryIO:
         path = self.path / entry.name
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise self._changed(entry, "it is gone") from exc
         except OSError as exc:
-            raise self._changed(entry, f"it cannot be opened now ({exc.strerror or exc})") from exc
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link at the name
+                raise self._changed(entry, "a symbolic link is at its name now") from exc
+            denied = exc.errno in (errno.EACCES, errno.EPERM)
+            advice = UNREADABLE_FILE_ADVICE if denied else OS_ERROR_ADVICE
+            raise ExtractionError(
+                self.name, entry.name, f"it cannot be read ({exc.strerror or exc})", advice
+            ) from exc
         try:
             info = os.fstat(fd)
             if f"{info.st_dev}:{info.st_ino}" != entry.pin or not stat.S_ISREG(info.st_mode):

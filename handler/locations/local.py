@@ -351,7 +351,13 @@ def open_source(location: str | os.PathLike[str], *, s3: S3Client | None = None)
             from handler.locations.prefix import S3PrefixSource  # noqa: PLC0415
 
             return S3PrefixSource(s3 or make_client(), text)
-        return S3Source(s3 or make_client(), text)
+        client = s3 or make_client()
+        try:
+            return S3Source(client, text)
+        except SourceNotFoundError as exc:
+            from handler.locations.prefix import missing_object_error  # noqa: PLC0415
+
+            raise missing_object_error(client, text, exc) from exc
     if text.endswith("/") or Path(location).is_dir():
         return LocalDirectorySource(location)
     return LocalSource(location)

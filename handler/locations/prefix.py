@@ -6,10 +6,21 @@ starts with it is a member, named by the rest of its key (``models/llama/a/b.bin
 ``a/b.bin``), in the listing's order (a general purpose bucket lists keys in UTF-8
 binary order; a directory bucket's order is not defined, though the same between two
 listings of an unchanged prefix). A URL without the ``/`` is one archive object, as
-before. A prefix with no object is an error that names it. The prefix is listed twice:
+before; when no object has that key but objects have keys under it and a ``/``, the error
+names the prefix form to use (:func:`missing_object_error`). It is not taken as the prefix
+silently: the same URL would then mean one archive or a whole tree depending on what the
+bucket holds, and a mistyped archive key would package a tree the user did not ask for.
+
+A prefix with no object under it is an error that names it, because S3 has no folders:
+an empty listing cannot tell an empty "folder" from a mistyped prefix, and a ZIP of
+nothing would hide the typo. A prefix whose own folder marker exists (the S3 console's
+"Create folder") is a folder the user made: with nothing else under it, it packages into
+an empty ZIP, as an empty directory does (the directory exists, so the user named it on
+purpose). The prefix is listed twice:
 once for the plan (file count, bytes) and once as it is read; nothing of a listing is
-kept but its totals, so memory does not grow with the object count (at 1,000 keys per
-page, listing 200,000 keys is 200 requests each time).
+kept but its plan, so the listing costs no memory per object (at 1,000 keys per page,
+listing 200,000 keys is 200 requests each time); what packaging keeps per member (about
+330 bytes) is in :mod:`handler.archive.tree_members`.
 
 Each object is read as an archive source is (:mod:`handler.locations.ranged`: ranged
 GETs, several at once for a large object, each resumed where it broke), every GET
@@ -36,7 +47,7 @@ from handler.members import MemberKind, TreeFormat
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["LIST_PAGE_SIZE", "S3PrefixSource", "is_prefix"]
+__all__ = ["LIST_PAGE_SIZE", "S3PrefixSource", "is_prefix", "missing_object_error"]
 
 LIST_PAGE_SIZE = 1000
 """Keys per ListObjectsV2 page: S3's maximum (``MaxKeys``, Amazon S3 API Reference)."""
@@ -47,6 +58,25 @@ DIRECTORY_MODE = 0o755
 def is_prefix(location: str) -> bool:
     """Whether ``location`` is an ``s3://bucket/prefix/`` source (its key ends in ``/``)."""
     return location.startswith("s3://") and location.endswith("/")
+
+
+def missing_object_error(
+    client: S3Client, location: str, error: SourceNotFoundError
+) -> SourceNotFoundError:
+    """``error`` (``s3://bucket/key`` does not exist), or, when objects have keys under
+    ``key/``, one error that names the prefix form ``s3://bucket/key/`` to package them
+    (one ListObjectsV2 request of one key; if it fails, ``error`` as it was)."""
+    url = S3Url.parse(location)
+    try:
+        page = client.list_objects_v2(Bucket=url.bucket, Prefix=url.key + "/", MaxKeys=1)
+    except Exception:  # the hint is optional: the 404 stands
+        return error
+    if not page.get("Contents"):
+        return error
+    return SourceNotFoundError(
+        f"{location}: no object has this key, but objects have keys under {location}/ "
+        f"(a prefix); to package them, name the prefix with its trailing '/': {location}/"
+    )
 
 
 class S3PrefixSource(TreeSource):
@@ -71,7 +101,8 @@ class S3PrefixSource(TreeSource):
         listed = False
         for entry in self._list():
             listed = True
-            yield entry
+            if entry is not None:
+                yield entry
         if not listed:
             raise SourceNotFoundError(
                 f"{self.name}: no object has a key under this prefix; check the bucket "
@@ -92,7 +123,8 @@ class S3PrefixSource(TreeSource):
         except Exception as exc:
             raise translate(exc, self.name, reading_source=True) from exc
 
-    def _list(self) -> Iterator[Listed]:
+    def _list(self) -> Iterator[Listed | None]:
+        """The entries under the prefix; None for the prefix's own folder marker."""
         prefix = self.url.key
         for page in self._pages():
             for listed in page.get("Contents", []):
@@ -108,8 +140,12 @@ class S3PrefixSource(TreeSource):
                             f"its key ends in '/' (a folder marker) but it holds {size:,} bytes",
                             "rename the object without the trailing '/'",
                         )
-                    if name:  # the prefix's own marker is the root
-                        yield Listed(name, MemberKind.DIRECTORY, 0, DIRECTORY_MODE, mtime)
+                    # the prefix's own marker is the root: it exists, it is no member
+                    yield (
+                        Listed(name, MemberKind.DIRECTORY, 0, DIRECTORY_MODE, mtime)
+                        if name
+                        else None
+                    )
                     continue
                 etag = str(listed.get("ETag", ""))
                 yield Listed(name, MemberKind.FILE, size, FILE_MODE, mtime, pin=etag)

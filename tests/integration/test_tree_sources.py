@@ -305,3 +305,36 @@ def test_the_lambda_retries_a_replaced_object_and_packages_one_version(
     local = tmp_path / "o.zip"
     client.download_file(bucket, "o.zip", str(local))
     assert read_zip(local) == FILES | {"config.json": b'{"new": true}'}  # the new version only
+
+
+def test_a_prefix_named_without_its_slash_is_one_error_naming_the_prefix(
+    s3_env: MotoS3, bucket: str, tmp_path: Path
+) -> None:
+    # REVIEW2 item 15: s3://bkt/models/llama answered "does not exist (404)" with no
+    # hint that models/llama/ holds objects (a local directory works without the slash)
+    s3_env.client().put_object(Bucket=bucket, Key="models/llama/a.bin", Body=b"a")
+    with pytest.raises(SourceNotFoundError) as caught:
+        package(f"s3://{bucket}/models/llama", tmp_path / "out.zip", s3=s3_env.client())
+    assert str(caught.value) == (
+        f"s3://{bucket}/models/llama: no object has this key, but objects have keys under "
+        f"s3://{bucket}/models/llama/ (a prefix); to package them, name the prefix with its "
+        f"trailing '/': s3://{bucket}/models/llama/"
+    )
+    with pytest.raises(SourceNotFoundError, match=r"does not exist \(404\); check the bucket"):
+        package(f"s3://{bucket}/models/lla", tmp_path / "out.zip", s3=s3_env.client())
+    assert not (tmp_path / "out.zip").exists()
+
+
+def test_an_empty_folder_packages_like_an_empty_directory(
+    s3_env: MotoS3, bucket: str, tmp_path: Path
+) -> None:
+    # REVIEW2 item 18: an empty directory packaged into an empty ZIP, an empty folder
+    # (the console's "Create folder" marker) was an error; a mistyped prefix still is
+    s3_env.client().put_object(Bucket=bucket, Key="models/empty/", Body=b"")
+    (tmp_path / "empty").mkdir()
+    for source in (f"s3://{bucket}/models/empty/", str(tmp_path / "empty")):
+        result = package(source, tmp_path / "out.zip", s3=s3_env.client())
+        assert (result.files, read_zip(tmp_path / "out.zip")) == (0, {})
+        (tmp_path / "out.zip").unlink()
+    with pytest.raises(SourceNotFoundError, match="no object has a key under this prefix"):
+        package(f"s3://{bucket}/models/empt/", tmp_path / "out.zip", s3=s3_env.client())
