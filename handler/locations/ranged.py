@@ -58,7 +58,7 @@ FIRST_RANGE = READ_PIECE
 """Bytes of a stream's first range, fetched alone before the read-ahead starts: a reader
 that wants only the head (the format's magic bytes, a ZIP's local header) does not set
 every connection fetching a whole range it will drop; the rest waits for it about one
-first-byte latency."""
+first-byte latency. One piece, so the pieces after it keep their offsets."""
 MAX_RESUMES = 5
 """Resumes per range after a dropped connection, an early end or a stall."""
 CONNECTIONS_ENV = "TMPWARDEN_SOURCE_CONNECTIONS"
@@ -207,8 +207,11 @@ class _EarlyEnd(Exception):
 class ParallelRangeStream(ReadOnlyStream):
     """An object read front to back through ranges fetched ``plan.connections`` at once.
 
-    Holds at most ``plan.read_ahead`` bytes of ranges (``peak_held`` records the most it
-    held); ``close()`` stops the fetches and ends the threads."""
+    Its first range (:data:`FIRST_RANGE`) is fetched alone, the read-ahead once it is
+    read; ``start`` > 0 begins the stream there (the ranges after the first end on whole
+    ``plan.range_size`` from it). Holds at most ``plan.read_ahead`` bytes of ranges
+    (``peak_held`` records the most it held); ``close()`` stops the fetches and ends the
+    threads."""
 
     def __init__(self, fetcher: RangeFetcher, size: int, plan: ReadPlan, start: int = 0) -> None:
         """``start``: the byte of the object the stream begins at (0: its first)."""

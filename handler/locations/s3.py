@@ -235,10 +235,10 @@ class S3RangeReader(ReadOnlyStream):
     central directory's order, as packaging does) is served by a window of ranges
     fetched ``plan.connections`` at once from that byte onward
     (:class:`handler.locations.ranged.ParallelRangeStream`, at most ``plan.read_ahead``
-    bytes ahead); so is a read that starts in the last random read's bytes and goes past
-    them. A read at most that far ahead of the window skips to it (the gap of a data
-    descriptor, a member passed over). Any other read (the end records, the
-    central directory, a local header read again) is one GET of at least
+    bytes ahead); so is a read that goes on past the last random read's bytes (the
+    window starts where they end). A read at most that far ahead of the window skips to
+    it (the gap of a data descriptor, a member passed over). Any other read (the end
+    records, the central directory, a local header read again) is one GET of at least
     :data:`RANDOM_READ` bytes, and the window stays for the reads that go back to it; a
     sequential read from elsewhere replaces it. ``close()`` ends the window's threads.
     """
@@ -280,10 +280,13 @@ class S3RangeReader(ReadOnlyStream):
         if end <= start:
             return b""
         offset = start - self._buffer_start
-        buffered = 0 <= offset <= len(self._buffer)
-        if buffered and end <= self._buffer_start + len(self._buffer):
+        buffered = self._buffer_start + len(self._buffer)
+        if offset >= 0 and end <= buffered:
             data = bytes(memoryview(self._buffer)[offset : offset + end - start])
-        elif buffered or start == self._last_end or self._in_window(start):
+        elif 0 <= offset <= len(self._buffer) and not self._in_window(start):
+            # on past the random read: the window starts where its bytes end
+            data = bytes(memoryview(self._buffer)[offset:]) + self._read_window(buffered, end)
+        elif start == self._last_end or self._in_window(start):
             data = self._read_window(start, end)
         else:
             self._buffer = bytearray()  # let go of the old range first

@@ -120,14 +120,14 @@ def test_a_member_read_in_order_goes_through_one_window_of_parallel_gets() -> No
     served = client.fake.served
     print(f"{len(data)} B: {handle.requests} GETs, {handle.windows} windows, {served} B served")
     assert client.most_open >= 2  # several ranged GETs at once
-    assert served <= len(data) + 3 * RANDOM_READ + 256 * KiB  # the end records, a header
+    assert served <= len(data) + 1 * KiB  # the end records and central directory again
     assert handle.windows <= 3
 
 
 def test_a_broken_body_in_the_window_resumes_from_the_byte_reached() -> None:
     data = hashlib.shake_256(b"break").digest(6 * MiB)
     plan = ReadPlan(connections=2, read_ahead=2 * MiB, range_size=1 * MiB)
-    window = 120  # the first read past the random read's bytes opens it, whole MiB on
+    window = 100 + RANDOM_READ  # a read past the random read's bytes opens it there
     handle, client = reader(data, plan, breaks={window + 3 * MiB: 512 * KiB + 3})
     handle.seek(100)
     assert handle.read(10) == data[100:110]  # at random
@@ -137,4 +137,4 @@ def test_a_broken_body_in_the_window_resumes_from_the_byte_reached() -> None:
     handle.close()
     assert bytes(out) == data[110:]
     assert (window + 3 * MiB + 512 * KiB + 3, window + 4 * MiB - 1) in client.fake.asked
-    assert client.fake.served <= len(data) + RANDOM_READ
+    assert client.fake.served == len(data) - 100  # no byte twice, the resume included
