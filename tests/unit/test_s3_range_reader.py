@@ -5,17 +5,19 @@ body resumes from the byte reached."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import threading
 import time
+import tracemalloc
 import zipfile
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handler.locations.ranged import ReadPlan
+from handler.locations.ranged import READ_PIECE, ReadPlan
 from handler.locations.s3 import RANDOM_READ, S3RangeReader, S3Url
 from monitor.units import KiB, MiB
 from tests.unit.test_ranged import FakeS3
@@ -138,3 +140,30 @@ def test_a_broken_body_in_the_window_resumes_from_the_byte_reached() -> None:
     assert bytes(out) == data[110:]
     assert (window + 3 * MiB + 512 * KiB + 3, window + 4 * MiB - 1) in client.fake.asked
     assert client.fake.served == len(data) - 100  # no byte twice, the resume included
+
+
+def test_a_large_member_read_in_order_holds_at_most_the_read_ahead() -> None:
+    member = hashlib.shake_256(b"bound").digest(48 * MiB)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:
+        out.writestr("model.safetensors", member)
+    data = archive.getvalue()
+    del archive
+    plan = ReadPlan(connections=2, read_ahead=8 * MiB, range_size=2 * MiB)
+    handle, _ = reader(data, plan)
+    digest = hashlib.sha256()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        with zipfile.ZipFile(handle) as source, source.open("model.safetensors") as stream:
+            while chunk := stream.read(1 * MiB):
+                digest.update(chunk)
+        handle.close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"48 MiB member through an 8 MiB read-ahead: traced peak {peak} B")
+    assert digest.digest() == hashlib.sha256(member).digest()
+    # the ranges, each connection's piece, a random read, the reads' copies out (zipfile's
+    # and ours, 1 MiB each) and 3 MiB for what else runs in this process
+    assert peak <= 8 * MiB + 2 * READ_PIECE + RANDOM_READ + 2 * MiB + 3 * MiB
