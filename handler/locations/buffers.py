@@ -85,14 +85,14 @@ def plan_memory(
     (``extract``) the extract strategy; see :mod:`handler.memory`'s note for each figure."""
     read_buffers = READ_CHUNKS * READ_BUFFER
     extracting = EXTRACT_EXTRA_BYTES if extract else 0
-    if is_s3(source) and source.lower().endswith(".zip"):
-        from handler.locations.s3 import READAHEAD  # noqa: PLC0415
-
-        read_buffers += READAHEAD
-    elif is_s3(source):
+    if is_s3(source):
         from handler.locations.ranged import ReadPlan  # noqa: PLC0415
 
         read_buffers += ReadPlan.from_env().bytes_held(source_size)
+        if source.lower().endswith(".zip"):  # and its last read outside the window
+            from handler.locations.s3 import RANDOM_READ  # noqa: PLC0415
+
+            read_buffers += RANDOM_READ
     if is_s3(destination):
         # uploading (one per 85 MB/s wanted), filling, being cut, held for its header
         parts = UploadPlan.from_env().parts_in_flight + 3

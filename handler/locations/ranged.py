@@ -54,6 +54,11 @@ RANGE_SIZE = 8 * MiB
 READ_PIECE = 256 * KiB
 """Bytes per read of a body: a read cut by a reset or a stall loses what it had taken in
 (http.client), so a resume asks again for at most this much."""
+FIRST_RANGE = READ_PIECE
+"""Bytes of a stream's first range, fetched alone before the read-ahead starts: a reader
+that wants only the head (the format's magic bytes, a ZIP's local header) does not set
+every connection fetching a whole range it will drop; the rest waits for it about one
+first-byte latency. One piece, so the pieces after it keep their offsets."""
 MAX_RESUMES = 5
 """Resumes per range after a dropped connection, an early end or a stall."""
 CONNECTIONS_ENV = "TMPWARDEN_SOURCE_CONNECTIONS"
@@ -202,51 +207,76 @@ class _EarlyEnd(Exception):
 class ParallelRangeStream(ReadOnlyStream):
     """An object read front to back through ranges fetched ``plan.connections`` at once.
 
-    Holds at most ``plan.read_ahead`` bytes of ranges (``peak_held`` records the most it
-    held); ``close()`` stops the fetches and ends the threads."""
+    Its first range (:data:`FIRST_RANGE`) is fetched alone, the read-ahead once it is
+    read; ``start`` > 0 begins the stream there (the ranges after the first end on whole
+    ``plan.range_size`` from it). Holds at most ``plan.read_ahead`` bytes of ranges
+    (``peak_held`` records the most it held); ``close()`` stops the fetches and ends the
+    threads."""
 
-    def __init__(self, fetcher: RangeFetcher, size: int, plan: ReadPlan) -> None:
+    def __init__(self, fetcher: RangeFetcher, size: int, plan: ReadPlan, start: int = 0) -> None:
+        """``start``: the byte of the object the stream begins at (0: its first)."""
         self._fetcher = fetcher
         self._size = size
         self._plan = plan
-        self._window = min(plan.window, max(1, math.ceil(size / plan.range_size)))
+        self._window = min(plan.window, max(1, math.ceil((size - start) / plan.range_size)))
         self._pool: ThreadPoolExecutor | None = None
         self._pending: collections.deque[tuple[Future[bytearray], int]] = collections.deque()
-        self._next = 0
+        self._start = self._next = start
+        self._started = False
         self._current = memoryview(b"")
         self._offset = 0
         self._cancelled = threading.Event()
         self.peak_held = 0
 
-    def _submit(self) -> None:
+    def _submit(self, length: int) -> None:
         if self._pool is None:
             workers = min(self._plan.connections, self._window)
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="tmpwarden-range")
         start = self._next
-        self._next = min(start + self._plan.range_size, self._size)
+        self._next = min(start + length, self._size)
         future = self._pool.submit(self._fetcher.fetch, start, self._next - start, self._cancelled)
         self._pending.append((future, self._next - start))
 
     def read(self, size: int = -1) -> bytes:
         if self.closed:
             raise ValueError("read of a closed stream")
-        if self._offset >= len(self._current):
-            self._current = memoryview(b"")  # let go of the range before the next one
-            while self._next < self._size and len(self._pending) < self._window:
-                self._submit()
-            if not self._pending:
-                return b""
-            held = sum(length for _, length in self._pending)  # fetched or in flight
-            self.peak_held = max(self.peak_held, held)
-            self._current = memoryview(self._pending.popleft()[0].result())
-            self._offset = 0
-            if not self._current:
-                return b""
+        if self._offset >= len(self._current) and not self._advance():
+            return b""
         if size < 0:
             size = len(self._current) - self._offset
         data = bytes(self._current[self._offset : self._offset + size])
         self._offset += len(data)
         return data
+
+    def read_range(self) -> memoryview:
+        """The rest of the current range, or else the next range whole, without a copy
+        (empty at the end); the view is valid until the next read."""
+        if self.closed:
+            raise ValueError("read of a closed stream")
+        if self._offset >= len(self._current) and not self._advance():
+            return memoryview(b"")
+        view = self._current[self._offset :]
+        self._offset = len(self._current)
+        return view
+
+    def _advance(self) -> bool:
+        """Make the next range current (waiting for it) and keep the window full; False
+        at the end of the object."""
+        self._current = memoryview(b"")  # let go of the range before the next one
+        if not self._started:  # the head alone first: see FIRST_RANGE
+            self._started = True
+            self._submit(min(FIRST_RANGE, self._plan.range_size))
+        else:
+            while self._next < self._size and len(self._pending) < self._window:
+                done = (self._next - self._start) % self._plan.range_size
+                self._submit(self._plan.range_size - done)  # the next range's end aligned
+        if not self._pending:
+            return False
+        held = sum(length for _, length in self._pending)  # fetched or in flight
+        self.peak_held = max(self.peak_held, held)
+        self._current = memoryview(self._pending.popleft()[0].result())
+        self._offset = 0
+        return bool(self._current)
 
     def close(self) -> None:
         if not self.closed:

@@ -1,9 +1,11 @@
 """S3 plumbing: URLs, the client, error translation, and S3 sources.
 
 A source is read through ranged GETs (:mod:`handler.locations.ranged`): as a stream of
-ranges fetched several at once for tar formats, and at random for zip (central
-directory first, then each member), each pinned to the ETag seen at the start so a
-concurrent overwrite cannot mix two objects, and each resumed where it broke.
+ranges fetched several at once for tar formats, and for zip at random (end records and
+central directory first) then through the same parallel ranges from each member on while
+the members are read in order (:class:`S3RangeReader`), each pinned to the ETag seen at
+the start so a concurrent overwrite cannot mix two objects, and each resumed where it
+broke.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from handler.errors import (
 from handler.locations.ranged import GetRange, ParallelRangeStream, RangeFetcher, ReadPlan
 from handler.memory import explain
 from handler.streams import ReadOnlyStream
-from monitor.units import MiB
+from monitor.units import KiB, MiB
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -57,7 +59,9 @@ __all__ = [
 ]
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
-READAHEAD = 8 * MiB
+RANDOM_READ = 64 * KiB
+"""The least a read outside the sequential window fetches: the ZIP end records, a
+local header read again; the central directory is read in one request of its size."""
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 DENIED_CODES = frozenset(
     {
@@ -224,15 +228,37 @@ def range_getter(client: S3Client, url: S3Url, etag: str) -> GetRange:
 
 
 class S3RangeReader(ReadOnlyStream):
-    """A seekable view of an object through ranged GETs (each resumed where it broke,
-    :class:`handler.locations.ranged.RangeFetcher`), with one read-ahead buffer."""
+    """A seekable view of an object through ranged GETs pinned to its ETag, each resumed
+    where it broke (:class:`handler.locations.ranged.RangeFetcher`).
 
-    def __init__(self, client: S3Client, url: S3Url, size: int, etag: str) -> None:
-        self._fetcher = RangeFetcher(str(url), size, range_getter(client, url, etag))
+    A read that goes on from where the last one ended (a ZIP's members read in the
+    central directory's order, as packaging does) is served by a window of ranges
+    fetched ``plan.connections`` at once from that byte onward
+    (:class:`handler.locations.ranged.ParallelRangeStream`, at most ``plan.read_ahead``
+    bytes ahead); so is a read that goes on past the last random read's bytes (the
+    window starts where they end). A read at most that far ahead of the window skips to
+    it (the gap of a data descriptor, a member passed over). Any other read (the end
+    records, the central directory, a local header read again) is one GET of at least
+    :data:`RANDOM_READ` bytes, and the window stays for the reads that go back to it; a
+    sequential read from elsewhere replaces it. ``close()`` ends the window's threads.
+    """
+
+    def __init__(
+        self, client: S3Client, url: S3Url, size: int, etag: str, plan: ReadPlan | None = None
+    ) -> None:
+        self._name = str(url)
+        self._fetcher = RangeFetcher(self._name, size, range_getter(client, url, etag))
         self._size = size
+        self._plan = plan if plan is not None else ReadPlan.from_env()
         self._position = 0
-        self._buffer = bytearray()
+        self._last_end = -1
+        self._buffer = bytearray()  # the last random read
         self._buffer_start = 0
+        self._window: ParallelRangeStream | None = None
+        self._range = memoryview(b"")  # the window's range being read
+        self._range_start = 0
+        self.windows = 0
+        """Windows opened so far (each a run of sequential reads)."""
 
     def seekable(self) -> bool:
         return True
@@ -246,23 +272,73 @@ class S3RangeReader(ReadOnlyStream):
         return self._position
 
     def read(self, size: int = -1) -> bytes:
+        if self.closed:
+            raise ValueError("read of a closed stream")
         if size < 0:
             size = self._size - self._position
-        end = min(self._position + size, self._size)
-        if end <= self._position:
+        start, end = self._position, min(self._position + size, self._size)
+        if end <= start:
             return b""
-        offset = self._position - self._buffer_start
-        if not (offset >= 0 and self._position + size <= self._buffer_start + len(self._buffer)):
-            self._fetch(self._position, max(end - self._position, READAHEAD))
-            offset = 0
-        data = bytes(memoryview(self._buffer)[offset : offset + (end - self._position)])
-        self._position += len(data)
+        offset = start - self._buffer_start
+        buffered = self._buffer_start + len(self._buffer)
+        if offset >= 0 and end <= buffered:
+            data = bytes(memoryview(self._buffer)[offset : offset + end - start])
+        elif 0 <= offset <= len(self._buffer) and not self._in_window(start):
+            # on past the random read: the window starts where its bytes end
+            data = bytes(memoryview(self._buffer)[offset:]) + self._read_window(buffered, end)
+        elif start == self._last_end or self._in_window(start):
+            data = self._read_window(start, end)
+        else:
+            self._buffer = bytearray()  # let go of the old range first
+            self._buffer = self._fetcher.fetch(start, max(end - start, RANDOM_READ))
+            self._buffer_start = start
+            data = bytes(memoryview(self._buffer)[: end - start])
+        self._position = self._last_end = start + len(data)
         return data
 
-    def _fetch(self, start: int, length: int) -> None:
-        self._buffer = bytearray()  # let go of the old range first
-        self._buffer = self._fetcher.fetch(start, length)
-        self._buffer_start = start
+    def _in_window(self, start: int) -> bool:
+        """Whether the window holds ``start`` or reaches it within its read-ahead."""
+        reached = self._range_start + len(self._range)
+        return self._window is not None and (
+            self._range_start <= start < reached + self._plan.read_ahead
+        )
+
+    def _read_window(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` from the window (opened at ``start`` unless it reaches it)."""
+        if not self._in_window(start):
+            self._close_window()
+            self._window = ParallelRangeStream(self._fetcher, self._size, self._plan, start)
+            self._range_start = start
+            self.windows += 1
+        window = cast(ParallelRangeStream, self._window)
+        pieces: list[bytes] = []
+        position = start
+        while position < end:
+            reached = self._range_start + len(self._range)
+            if position >= reached:
+                self._range = memoryview(b"")  # let go of the range before the next one
+                self._range = window.read_range()
+                self._range_start = reached
+                if not self._range:
+                    raise EOFError(f"{self._name}: the window ended at byte {reached}")
+                continue
+            taken = self._range[position - self._range_start : end - self._range_start]
+            pieces.append(bytes(taken))
+            position += len(taken)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _close_window(self) -> None:
+        self._range = memoryview(b"")
+        self._range_start = 0
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+
+    def close(self) -> None:
+        if not self.closed:
+            self._close_window()
+            self._buffer = bytearray()
+        super().close()
 
     @property
     def requests(self) -> int:
