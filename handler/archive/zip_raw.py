@@ -54,7 +54,8 @@ class RawZipMember:
     ``crc32`` and ``uncompressed_size`` are the central directory's, and are verified
     against the data by the time iteration ends; ``corrupt`` turns a failure into the
     reader's error naming the member. Holds at most one chunk of compressed and one of
-    inflated data.
+    inflated data, and between :meth:`inflated_start` and the copy the compressed bytes
+    that sample read (about its size: 1 MiB).
     """
 
     def __init__(
@@ -69,6 +70,8 @@ class RawZipMember:
         self._info = info
         self._corrupt = corrupt
         self._chunk_size = chunk_size
+        self._head: list[bytes] = []  # compressed bytes inflated_start read, from the data's start
+        self._head_end = 0  # the source offset after them
 
     @property
     def crc32(self) -> int:
@@ -86,9 +89,15 @@ class RawZipMember:
 
     def _blocks(self) -> Iterator[bytes]:
         info = self._info
-        position = self._data_offset()
-        remaining = info.compress_size
+        head, self._head = self._head, []
+        position = self._head_end if head else self._data_offset()
+        remaining = info.compress_size - sum(map(len, head))
         check = _InflateCheck(info, self._chunk_size)
+        for block in head:  # the sample's bytes first: the source is read once, in order
+            trailing = check.feed(block)
+            yield block[: len(block) - trailing]
+            if check.ended:
+                break
         while remaining > 0 and not check.ended:
             self._handle.seek(position)
             block = self._handle.read(min(self._chunk_size, remaining))
@@ -114,12 +123,16 @@ class RawZipMember:
     def _inflated_start(self, size: int) -> tuple[bytes, int]:
         # zlib's, not ISA-L's: ISA-L takes input ahead of its output (32 KiB more than a
         # 1 MiB sample needed), zlib leaves what it did not use in unconsumed_tail
+        # The compressed bytes read are kept (about ``size`` of them, the blocks the copy
+        # starts with), so a copy that follows reads on from where this stopped: on S3 a
+        # read back from the data's start would open a second window over the same bytes.
         inflater = zlib.decompressobj(RAW_DEFLATE_WBITS)
         position = self._data_offset()
         remaining = self._info.compress_size
         out: list[bytes] = []
         produced = fed = 0
         pending = b""
+        self._head = []
         while produced < size and not inflater.eof:
             if not pending:
                 if remaining <= 0:
@@ -128,9 +141,11 @@ class RawZipMember:
                 pending = self._handle.read(min(self._chunk_size, remaining))
                 if not pending:
                     break
+                self._head.append(pending)
                 position += len(pending)
                 remaining -= len(pending)
                 fed += len(pending)
+                self._head_end = position
             piece = inflater.decompress(pending, size - produced)
             pending = inflater.unconsumed_tail
             out.append(piece)
