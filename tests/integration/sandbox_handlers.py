@@ -1,0 +1,37 @@
+"""Handlers for the sandbox's incident scenarios (``invoke --handler MODULE.FUNCTION``).
+
+Each dies as a function dies in Lambda: ``allocate`` touches memory until the
+resident-memory limit kills it, ``fill_tmp`` writes ``/tmp`` until ENOSPC and lets the
+error end the invocation, ``sleep`` outlives the timeout. The event may set ``chunk_mib``
+and ``pause_s`` (allocate, fill_tmp) or ``seconds`` (sleep).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+def allocate(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    chunk = int(event.get("chunk_mib", 4)) * MiB
+    hoard: list[bytes] = []
+    while True:
+        hoard.append(b"x" * chunk)  # every page written: resident at once
+        time.sleep(float(event.get("pause_s", 0.01)))
+
+
+def fill_tmp(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    chunk = b"x" * (int(event.get("chunk_mib", 1)) * MiB)
+    with Path("/tmp/fill.bin").open("wb") as out:
+        while True:
+            out.write(chunk)
+            out.flush()  # ENOSPC at the write that does not fit
+            time.sleep(float(event.get("pause_s", 0.005)))
+
+
+def sleep(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    time.sleep(float(event.get("seconds", 60)))
+    return {"status": "succeeded"}
