@@ -235,3 +235,26 @@ def test_an_extension_that_outlives_the_shutdown_budget_is_killed(tmp_path: Path
         stderr
     )
     assert took < 15
+
+
+def test_an_extension_that_dies_before_registering_fails_the_init(tmp_path: Path) -> None:
+    directory = extensions_dir(tmp_path / "extensions")
+    crash = directory / "crashes"
+    crash.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(7)\n")
+    crash.chmod(0o755)
+    code, response, stderr, emf_log = invoke_sandbox(
+        tmp_path,
+        {"seconds": 0},
+        "--handler",
+        f"{HANDLERS}.sleep",
+        "--extensions",
+        str(directory),
+    )
+    emf_log.unlink(missing_ok=True)
+    print(response, platform_line(stderr))
+    assert code == 1 and response["errorType"] == "Extension.Crash"
+    assert "crashes exited during init" in response["errorMessage"]
+    assert "crashes [] not registered (exit 7)" in platform_line(stderr)
+    lines = said(stderr)  # the other extension still gets its SHUTDOWN, as failure
+    assert events(lines)["SHUTDOWN"]["shutdownReason"] == "failure"
+    assert "INVOKE" not in events(lines)
