@@ -3,7 +3,8 @@
 Each dies as a function dies in Lambda: ``allocate`` touches memory until the
 resident-memory limit kills it, ``fill_tmp`` writes ``/tmp`` until ENOSPC and lets the
 error end the invocation, ``sleep`` outlives the timeout. The event may set ``chunk_mib``
-and ``pause_s`` (allocate, fill_tmp) or ``seconds`` (sleep).
+and ``pause_s`` (allocate, fill_tmp) or ``seconds`` (sleep). The ``*_monitored`` handlers run
+under the in-process monitor.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any
+
+from monitor import monitored
 
 MiB = 1024 * 1024
 
@@ -35,3 +38,14 @@ def fill_tmp(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def sleep(event: dict[str, Any], context: Any) -> dict[str, Any]:
     time.sleep(float(event.get("seconds", 60)))
     return {"status": "succeeded"}
+
+
+def _monitored(handler: Any) -> Any:
+    """``handler`` under the in-process monitor, sampling at 10 ms (the minimum interval),
+    no periodic flush (a line before the end is a level change, written at once)."""
+    return monitored(sample_interval=0.01, flush_interval=60.0, tracing="off")(handler)
+
+
+allocate_monitored = _monitored(allocate)
+fill_tmp_monitored = _monitored(fill_tmp)
+sleep_monitored = _monitored(sleep)

@@ -258,3 +258,30 @@ def test_an_extension_that_dies_before_registering_fails_the_init(tmp_path: Path
     lines = said(stderr)  # the other extension still gets its SHUTDOWN, as failure
     assert events(lines)["SHUTDOWN"]["shutdownReason"] == "failure"
     assert "INVOKE" not in events(lines)
+
+
+def test_the_in_process_monitor_s_level_changes_come_before_the_out_of_memory_kill(
+    tmp_path: Path,
+) -> None:
+    # issue 11: under RLIMIT_AS, MemoryError came at 67 MB resident of 100, below the 80%
+    # warning, so no level change could ever be seen; resident memory now reaches the limit
+    code, response, stderr, emf_log = invoke_sandbox(
+        tmp_path,
+        {"chunk_mib": 2},
+        "--handler",
+        f"{HANDLERS}.allocate_monitored",
+        "--no-extensions",
+        "--memory",
+        "256",
+        "--timeout",
+        "10",
+    )
+    lines = [json.loads(line) for line in emf_log.read_text().splitlines()]
+    emf_log.unlink()
+    print(platform_line(stderr), [(d["Resource"], d["Level"], d["LevelPercent"]) for d in lines])
+    assert code == 1 and response["errorType"] == "Runtime.OutOfMemory"
+    assert "max memory used 256 MB" in platform_line(stderr)
+    assert {d["TmpwardenRecord"] for d in lines} == {"level_change"}  # nothing flushed after
+    memory = {d["Level"]: d for d in lines if d["Resource"] == "memory"}
+    assert set(memory) == {"warning", "critical"}
+    assert memory["critical"]["LevelPercent"] >= 90.0
