@@ -71,7 +71,6 @@ class Settings:
     function_name: str
     handler: str
     region: str
-    kill_grace: float
     extensions: tuple[str, ...] = ()  # paths as the namespace sees them
     address_space_mb: int | None = None  # RLIMIT_AS; None: address_space_backstop
 
@@ -314,7 +313,7 @@ class Environment:
         )
         started = time.monotonic()
         os.write(go, (json.dumps({"requestId": request_id, "deadline": deadline}) + "\n").encode())
-        timed_out = not self.done.wait(settings.timeout + settings.kill_grace)
+        timed_out = not self.done.wait(settings.timeout)  # killed at the timeout, as in Lambda
         if timed_out and not self.oom:
             self._kill_runtime()
             self.done.wait(RUNTIME_STOP_S * 4)

@@ -39,7 +39,6 @@ HANDLER_NAME = DEFAULT_HANDLER
 LAYER_EXTENSIONS = REPO_ROOT / "deploy" / "layer" / "extensions"
 REMAP_CANDIDATES = ("/mnt", "/media", "/srv", "/opt")
 PASSED_PREFIXES = ("AWS_", "TMPWARDEN_")
-KILL_GRACE_SECONDS = 2.0
 
 
 class SandboxError(TmpwardenError, RuntimeError):
@@ -250,7 +249,6 @@ def invoke(
         function_name=limits.function_name,
         handler=handler,
         region=env["AWS_REGION"],
-        kill_grace=KILL_GRACE_SECONDS,
         extensions=tuple(_moved(path.resolve(), remap) for path in extensions),
         address_space_mb=address_space_mb,
     )

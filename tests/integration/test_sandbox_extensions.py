@@ -223,6 +223,10 @@ def test_a_handler_that_sleeps_past_the_timeout_is_reported_as_a_timeout(tmp_pat
     assert code == 1 and response["errorType"] == "Sandbox.Timedout"
     report = assert_one_invocation(lines, "timeout", "timeout")
     assert "errorType" not in report and report["metrics"]["durationMs"] == 1000
+    received = events(lines)  # killed at the timeout, as Lambda does, not later
+    after = received["SHUTDOWN"]["at_ms"] - received["INVOKE"]["at_ms"]
+    print(f"SHUTDOWN {after:.0f} ms after INVOKE")
+    assert 1000 <= after < 2000
 
 
 def test_an_extension_that_outlives_the_shutdown_budget_is_killed(tmp_path: Path) -> None:
