@@ -211,8 +211,9 @@ class LambdaApi:
         return subscriber
 
     def _deliver(self, subscriber: Subscriber) -> None:
-        """POST the subscriber's events in batches, at most every ``timeoutMs`` (sooner
-        when ``maxItems`` are waiting or on ``flush``)."""
+        """POST the subscriber's events as they come, up to ``maxItems`` a batch (Lambda
+        may hold them up to ``timeoutMs``; sooner is within the contract, and the
+        invocation's report then reaches the extensions before SHUTDOWN, as in Lambda)."""
         while True:
             with self.changed:
                 if not subscriber.pending and not self._closed:
