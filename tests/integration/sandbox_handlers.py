@@ -3,7 +3,8 @@
 Each dies as a function dies in Lambda: ``allocate`` touches memory until the
 resident-memory limit kills it, ``fill_tmp`` writes ``/tmp`` until ENOSPC and lets the
 error end the invocation, ``sleep`` outlives the timeout. The event may set ``chunk_mib``
-and ``pause_s`` (allocate, fill_tmp) or ``seconds`` (sleep). The ``*_monitored`` handlers run
+and ``pause_s`` (allocate, fill_tmp) or ``seconds`` (sleep); ``fill_then_sleep`` writes
+``fill_mib`` to /tmp, then sleeps. The ``*_monitored`` handlers run
 under the in-process monitor.
 """
 
@@ -40,6 +41,17 @@ def sleep(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"status": "succeeded"}
 
 
+def fill_then_sleep(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Write ``fill_mib`` MiB to /tmp, a MiB every ``pause_s``, then sleep ``seconds``."""
+    chunk = b"x" * MiB
+    with Path("/tmp/part.bin").open("wb") as out:
+        for _ in range(int(event.get("fill_mib", 1))):
+            out.write(chunk)
+            out.flush()
+            time.sleep(float(event.get("pause_s", 0.02)))
+    return sleep(event, context)
+
+
 def _monitored(handler: Any) -> Any:
     """``handler`` under the in-process monitor, sampling at 10 ms (the minimum interval),
     no periodic flush (a line before the end is a level change, written at once)."""
@@ -49,3 +61,4 @@ def _monitored(handler: Any) -> Any:
 allocate_monitored = _monitored(allocate)
 fill_tmp_monitored = _monitored(fill_tmp)
 sleep_monitored = _monitored(sleep)
+fill_then_sleep_monitored = _monitored(fill_then_sleep)
