@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import monitor_overhead
+from benchmarks import extension_cost, monitor_overhead
 from benchmarks.measure import Measurement, measure
 from handler.cli.sample import build_sample_artifact
 from monitor.units import MiB, format_size, parse_size
@@ -41,6 +41,16 @@ checks thresholds and the trend, and aggregates and serializes EMF (to a sink th
 drops the lines). The floor rows run a bare thread that only sleeps and makes the two
 system calls every sampler needs: on this Firecracker VM each wakeup and each system
 call after a sleep costs tens of microseconds of CPU, which no Python sampler avoids.
+
+"""
+EXTENSION_INTRO = """
+## The extension's cost
+
+`python -m benchmarks.extension_cost --seconds 60` (part of `make bench`): the external
+extension's process (deploy/layer/extensions/tmpwarden-monitor) against a fake
+Extensions and Telemetry API, after one INVOKE, at its defaults, for a 10,240 MB function
+(far from every threshold) and a 128 MB one; its CPU time from the schedstat of each of
+its threads, its peak RSS (VmHWM), and a bare thread's floor at 500 ms in the same window.
 
 """
 THROUGHPUT_GOAL = 3.0
@@ -175,10 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("measuring the monitor's overhead ...", flush=True)
     monitor_rows = monitor_overhead.main(["--seconds", str(args.monitor_seconds)])
+    print("measuring the extension's cost ...", flush=True)
+    extension_rows = extension_cost.main(["--seconds", str(2 * args.monitor_seconds)])
     text = (
         _report(args.size, results, small_run, goals)
         + MONITOR_INTRO
         + "\n".join(monitor_rows)
+        + "\n"
+        + EXTENSION_INTRO
+        + "\n".join(extension_rows)
         + "\n"
     )
     args.results.write_text(text)

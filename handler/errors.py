@@ -11,6 +11,8 @@ README.md's "Errors"; tests/unit/test_structure.py holds both to the code)::
     │       When a setting (an argument or a TMPWARDEN_* variable) is invalid (monitor/errors.py)
     ├── ReportError(ValueError)
     │       When the report's log is unreadable or holds no records (monitor/report.py)
+    ├── ExtensionsApiError(OSError)
+    │       When Lambda's Extensions or Telemetry API refuses a call (monitor/extension/api.py)
     ├── InputError(ValueError)
     │   │   When an input (a path, an option, a pattern) is unusable as given
     │   ├── SourceNotFoundError(FileNotFoundError)

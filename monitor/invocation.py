@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor import metrics as m
 from monitor import records as r
@@ -20,6 +20,9 @@ from monitor.emf_rules import MAX_METRIC_VALUE
 from monitor.metrics import EVENT_METRICS, Level, ProcessingState, Resource, StorageMetrics
 from monitor.records import CrossingField, PhaseField
 from monitor.tracing import NoopSpan, TraceSpan
+
+if TYPE_CHECKING:
+    from monitor.shared_state import SharedStateWriter
 
 MAX_LISTED = 50
 
@@ -217,9 +220,15 @@ STATE_FIELDS = frozenset(f.name for f in fields(ProcessingState))
 
 class InvocationRecorder:
     """One invocation's running account: peaks, crossings, open and finished phases,
-    per-invocation metrics and the processing state. Times are wall-clock epoch seconds."""
+    per-invocation metrics and the processing state. Times are wall-clock epoch seconds.
 
-    def __init__(self, request_id: str | None, started: float) -> None:
+    ``share``: where the account is shared with the external extension at each change
+    (begin, crossing, phase open and close, record; never per sample), or None."""
+
+    def __init__(
+        self, request_id: str | None, started: float, share: SharedStateWriter | None = None
+    ) -> None:
+        self.share = share
         self.request_id = request_id
         self.started = started
         self.peaks = Peaks()
@@ -229,6 +238,11 @@ class InvocationRecorder:
         self.extra_metrics: dict[str, float] = {}
         self.state = ProcessingState()
         self.last_phase: str | None = None
+        self._shared()
+
+    def _shared(self, *, ended: bool = False) -> None:
+        if self.share is not None:
+            self.share.write(self, ended=ended)
 
     def observe(self, used: int, tmp_fraction: float, rss: int, memory_fraction: float) -> None:
         """Raise the invocation's and every open phase's peaks by one sample."""
@@ -240,11 +254,13 @@ class InvocationRecorder:
 
     def crossed(self, crossing: LevelCrossing) -> None:
         self.events.append(crossing)
+        self._shared()
 
     def open(self, opened: OpenPhase) -> None:
         self.open_phases.append(opened)
         self.last_phase = opened.name
         self.state = replace(self.state, current_phase=opened.name)
+        self._shared()
 
     def is_open(self, opened: OpenPhase) -> bool:
         return opened in self.open_phases
@@ -262,6 +278,7 @@ class InvocationRecorder:
             f"{type(error).__name__}: {error}" if error is not None else None,
         )
         self.phases.append(span)
+        self._shared()
         return span
 
     def add_metric(self, name: str, value: float) -> None:
@@ -287,6 +304,7 @@ class InvocationRecorder:
         state = self.state
         if state.current_phase is None and self.last_phase is not None:
             state = replace(state, current_phase=self.last_phase)
+        self._shared(ended=True)
         return InvocationRecord(
             request_id=self.request_id,
             started=self.started,

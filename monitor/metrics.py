@@ -12,6 +12,9 @@ from dataclasses import dataclass
 DEFAULT_NAMESPACE = "tmpwarden"
 FUNCTION_DIMENSION = "FunctionName"
 PHASE_DIMENSION = "Phase"
+CLASSIFICATION_DIMENSION = "Classification"
+"""The incident's kind, as the external extension classifies it
+(:class:`monitor.extension.classify.Classification`)."""
 
 
 class Level(enum.StrEnum):
@@ -96,12 +99,15 @@ class MetricGroup(enum.Enum):
     SAMPLES = "samples"
     INVOCATION = "invocation"
     PHASE = "phase"
+    INCIDENT = "incident"
+    """Written by the external extension (``monitor.extension``), not the in-process one."""
 
 
 GROUP_DIMENSIONS: dict[MetricGroup, tuple[str, ...]] = {
     MetricGroup.SAMPLES: (FUNCTION_DIMENSION,),
     MetricGroup.INVOCATION: (FUNCTION_DIMENSION,),
     MetricGroup.PHASE: (FUNCTION_DIMENSION, PHASE_DIMENSION),
+    MetricGroup.INCIDENT: (FUNCTION_DIMENSION, CLASSIFICATION_DIMENSION),
 }
 
 
@@ -151,6 +157,7 @@ TARGETS_SUCCEEDED = "TargetsSucceeded"
 TARGETS_FAILED = "TargetsFailed"
 PACKAGED_BYTES = "PackagedBytes"
 PHASE_DURATION = "PhaseDuration"
+INCIDENTS = "Incidents"
 
 REGISTRY: dict[str, MetricSpec] = {
     **_specs(
@@ -183,6 +190,10 @@ REGISTRY: dict[str, MetricSpec] = {
     **_specs(
         MetricGroup.PHASE,
         (PHASE_DURATION, "Milliseconds", "time spent in one phase (dimension Phase)"),
+    ),
+    **_specs(
+        MetricGroup.INCIDENT,
+        (INCIDENTS, "Count", "invocations that died, by Classification (the extension)"),
     ),
 }
 

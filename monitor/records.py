@@ -23,7 +23,12 @@ import enum
 import re
 from typing import Final
 
-from monitor.metrics import FUNCTION_DIMENSION, PHASE_DIMENSION, REGISTRY
+from monitor.metrics import (
+    CLASSIFICATION_DIMENSION,
+    FUNCTION_DIMENSION,
+    PHASE_DIMENSION,
+    REGISTRY,
+)
 
 RECORD_KIND: Final = "TmpwardenRecord"
 """The property naming a document's kind; its presence marks a tmpwarden document."""
@@ -41,6 +46,10 @@ class RecordKind(enum.StrEnum):
     LEVEL_CHANGE = "level_change"
     """One level crossing, written the moment it happens with the samples before it (the
     last word before an out-of-memory kill takes the unflushed samples; no metrics)."""
+    INCIDENT = "incident"
+    """An invocation that died (error, timeout, crash), written by the external extension
+    (``monitor.extension``) with its last samples and a Classification; one ``Incidents``
+    count with the ``Classification`` dimension."""
 
 
 # -- context: on every document (and, spelled the same, on the handler's log lines) -------
@@ -120,6 +129,31 @@ LAST_SAMPLES: Final = (
     LAST_MEMORY_USED_BYTES,
 )
 
+# -- an incident: what the external extension saw when the invocation died -------------
+CLASSIFICATION: Final = CLASSIFICATION_DIMENSION
+"""out_of_memory, timeout, tmp_full or crash (the dimension of the Incidents count)."""
+REASON: Final = "Reason"
+"""One sentence: which evidence gave the classification."""
+STATUS: Final = "Status"
+"""The Telemetry API's status of the invocation (platform.runtimeDone / platform.report:
+success, error, failure, timeout), null when only a SHUTDOWN event told."""
+ERROR_TYPE: Final = "ErrorType"
+"""The Telemetry API's errorType (e.g. Runtime.OutOfMemory), null when none."""
+SHUTDOWN_REASON: Final = "ShutdownReason"
+"""The Extensions API SHUTDOWN event's shutdownReason (spindown, timeout, failure), null
+when the invocation's report came first."""
+MAX_MEMORY_USED_MB: Final = "MaxMemoryUsedMB"
+MEMORY_SIZE_MB: Final = "MemorySizeMB"
+"""platform.report's metrics.maxMemoryUsedMB and metrics.memorySizeMB (megabytes)."""
+RUNTIME_PID: Final = "RuntimePid"
+"""The process whose resident memory the extension sampled."""
+STATE_TIME: Final = "StateTime"
+"""Epoch ms when the in-process monitor last wrote its shared state (null: none read);
+the record's Phase and Level come from that state."""
+EXTENSION_CPU_SECONDS: Final = "ExtensionCpuSeconds"
+EXTENSION_PEAK_RSS_BYTES: Final = "ExtensionPeakRssBytes"
+"""The extension's own cost: its CPU seconds and peak resident memory since it started."""
+
 # -- the processing state, on the invocation record (monitor.metrics.ProcessingState) ----
 FILES_PROCESSED: Final = "FilesProcessed"
 TOTAL_FILES: Final = "TotalFiles"
@@ -194,6 +228,13 @@ PROPERTIES: Final[dict[RecordKind, frozenset[str]]] = {
     RecordKind.LEVEL_CHANGE: frozenset(
         {RECORD_KIND, REQUEST_ID, FUNCTION_NAME, PHASE, *LIMIT_PROPERTIES, *LAST_SAMPLES}
         | {LEVEL, RESOURCE, LEVEL_PERCENT, SECONDS_TO_FULL, CROSSING_TIME}
+    ),
+    RecordKind.INCIDENT: frozenset(
+        {RECORD_KIND, REQUEST_ID, FUNCTION_NAME, PHASE, LEVEL, RESOURCE, *LAST_SAMPLES}
+        | {TMP_PATH, TMP_TOTAL_BYTES, MEMORY_LIMIT_BYTES}
+        | {CLASSIFICATION, REASON, STATUS, ERROR_TYPE, SHUTDOWN_REASON}
+        | {MAX_MEMORY_USED_MB, MEMORY_SIZE_MB, RUNTIME_PID, STATE_TIME}
+        | {EXTENSION_CPU_SECONDS, EXTENSION_PEAK_RSS_BYTES}
     ),
 }
 """The properties (besides metric values) each kind of record carries."""

@@ -60,6 +60,7 @@ from monitor.invocation import (
 from monitor.metrics import REGISTRY, Level, MetricGroup, ProcessingState, Resource, StorageMetrics
 from monitor.sampler import Probe, Reading, SystemProbe, memory_limit_bytes
 from monitor.sampling import SamplingThread
+from monitor.shared_state import SharedStateWriter
 from monitor.thresholds import LevelSettings, LevelWatch, Prediction, Thresholds
 from monitor.tracing import PhaseTracer, default_tracer
 
@@ -139,7 +140,8 @@ class StorageMonitor:
         self._lock = threading.RLock()
         self.samples_taken = 0
         self._invocation_base = (0.0, 0)  # the thread's CPU seconds, samples taken
-        self._recorder = InvocationRecorder(None, wall_clock())
+        self._share = SharedStateWriter.from_environ(cfg.path, environ)  # the extension reads it
+        self._recorder = InvocationRecorder(None, wall_clock(), self._share)
         if cfg.actions:
             self.add_callback(Level.CRITICAL, cleanup_paths(self.cleanup_paths), resource="tmp")
             self.add_callback(Level.WARNING, collect_garbage, resource="memory")
@@ -211,7 +213,7 @@ class StorageMonitor:
         with self._lock:
             self._buffer.take()  # idle samples from between invocations are not reported
             self._levels.reset_trend()
-            self._recorder = InvocationRecorder(request_id, self._wall())
+            self._recorder = InvocationRecorder(request_id, self._wall(), self._share)
             self._invocation_base = (self._thread.cpu_seconds, self.samples_taken)
         self.sample_now()
 

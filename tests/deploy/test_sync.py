@@ -41,7 +41,7 @@ def test_sync_writes_the_template_then_has_nothing_to_do(repo: Path) -> None:
     replace_once(repo / STORAGE_ALARMS, "Threshold: 80", "Threshold: 75")
     assert run("--root", str(repo)) == (
         0,
-        "wrote template.yaml: 1 dashboard(s), 4 saved queries, 9 alarm(s)\n",
+        "wrote template.yaml: 1 dashboard(s), 4 saved queries, 10 alarm(s)\n",
         "",
     )
     assert "Threshold: 75" in (repo / "template.yaml").read_text(encoding="utf-8")

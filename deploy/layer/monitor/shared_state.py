@@ -1,0 +1,1 @@
+../../../monitor/shared_state.py
