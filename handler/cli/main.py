@@ -372,7 +372,8 @@ def _run_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             timeout=limits.timeout,
             took=outcome.duration_s,
             before=format_size(outcome.tmp_before.get("used_bytes", 0)),
-            after=format_size(outcome.tmp_after.get("used_bytes", 0)),
+            after=format_size(outcome.tmp_after.get("used_bytes", 0))
+            + (f" ({', '.join(left)})" if (left := outcome.tmp_after.get("entries")) else ""),
             emf=outcome.emf_lines,
             log=emf_log,
         )

@@ -48,6 +48,17 @@ def sandbox_line(stderr: str) -> str:
     return next(line for line in stderr.splitlines() if line.startswith("sandbox:"))
 
 
+def assert_tmp_back_to_baseline(stderr: str) -> None:
+    """Nothing the job wrote is left in /tmp: it is empty, or holds only the in-process
+    monitor's shared state for the layer's extension (monitor.shared_state: one file of
+    one block in .tmpwarden, written in Lambda, where AWS_LAMBDA_RUNTIME_API is set)."""
+    line = sandbox_line(stderr)
+    assert (
+        "/tmp used before 0 B, after 0 B;" in line
+        or "/tmp used before 0 B, after 4.0 KiB (.tmpwarden);" in line
+    ), line
+
+
 def test_defaults_come_from_the_template() -> None:
     limits = limits_from_template(REPO / "template.yaml")
     assert (limits.memory_mb, limits.timeout, limits.tmp_size) == (3008, 900.0, 8192 * MiB)
@@ -102,7 +113,7 @@ def test_extract_that_cannot_fit_fails_fast_and_leaves_tmp_clean(
     assert target["error"]["type"] == "InsufficientStorageError"
     assert "use the stream strategy" in target["error"]["message"]
     assert target["attempts"] == 1 and target["duration_s"] < 30
-    assert "/tmp used before 0 B, after 0 B" in sandbox_line(stderr)
+    assert_tmp_back_to_baseline(stderr)
     emf_log.unlink(missing_ok=True)
 
 
@@ -122,7 +133,7 @@ def test_auto_extracts_when_it_fits_and_cleans_up(
     assert code == 0, stderr
     assert response["targets"][0]["strategy"] == "extract"
     assert response["targets"][0]["peak_tmp_bytes"] >= 32 * MiB
-    assert "/tmp used before 0 B, after 0 B" in sandbox_line(stderr)
+    assert_tmp_back_to_baseline(stderr)
     emf_log.unlink(missing_ok=True)
 
 
@@ -321,7 +332,7 @@ def test_too_little_memory_is_named_with_the_need_and_the_setting(
     client = s3_env.client()
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
     assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="p/")
-    assert "/tmp used before 0 B, after 0 B" in sandbox_line(stderr)
+    assert_tmp_back_to_baseline(stderr)
     emf_log.unlink(missing_ok=True)
 
 
@@ -329,7 +340,8 @@ def test_the_job_refused_at_128_mb_fits_192_mb_of_resident_memory(
     s3_env: MotoS3, bucket: str, small_artifact: Path, tmp_path: Path
 ) -> None:
     # issue 11: RLIMIT_AS failed this job at 192 MB (MemoryError at 67 MB resident of 100);
-    # Lambda limits resident memory, and the job's peak stays under the plan's 167 MiB
+    # Lambda limits resident memory: the runtime's peak stays under the plan's 167 MiB, and
+    # with the layer's extension (its memory counts, as in Lambda) under 192 MB
     source = upload(s3_env.client(), bucket, "models/m.tar.gz", small_artifact)
     code, response, stderr, emf_log = invoke(
         tmp_path,
@@ -346,6 +358,6 @@ def test_the_job_refused_at_128_mb_fits_192_mb_of_resident_memory(
     platform = next(line for line in stderr.splitlines() if line.startswith("platform:"))
     print(platform)
     assert code == 0 and response["status"] == "succeeded", stderr
-    used = int(platform.split("max memory used ")[1].split(" MB")[0])
-    assert response["targets"][0]["peak_rss_bytes"] / MiB <= used < 167
+    used = int(platform.split("max memory used ")[1].split(" MB")[0])  # with the extensions
+    assert response["targets"][0]["peak_rss_bytes"] / MiB < 167 and used < 192
     emf_log.unlink(missing_ok=True)
