@@ -19,7 +19,6 @@ from handler.archive.names import check_name_encoding
 from handler.archive.safety import Limits
 from handler.cli.progress import ProgressBar
 from handler.cli.sample import build_sample_artifact
-from handler.cli.sandbox import DEFAULT_TEMPLATE
 from handler.codec import COMPRESSIONS
 from handler.errors import CommitUnverifiedError, InputError, TmpwardenError
 from handler.events import UNVERIFIED, error_dict
@@ -35,6 +34,10 @@ from monitor.units import MiB, format_size, parse_size
 MEMBERS_SHOWN = 40
 EXIT_UNVERIFIED = 3
 """Exit status when the ZIP was written but could not be verified (check it; not a retry)."""
+
+DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+"""The sandbox's default (handler.cli.sandbox.DEFAULT_TEMPLATE); the sandbox is imported
+only by ``invoke``, so ``python -m handler.cli.sandbox_init`` finds its module unloaded."""
 
 
 def _size(text: str) -> int:
@@ -198,6 +201,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="where the EMF lines go (default: invoke-emf.log beside the event)",
     )
+    invoke.add_argument(
+        "--extensions",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="start every executable in DIR as a Lambda external extension "
+        "(default: the layer's deploy/layer/extensions in a checkout, when it exists)",
+    )
+    invoke.add_argument("--no-extensions", action="store_true", help="start no extension")
+    invoke.add_argument(
+        "--address-space",
+        type=int,
+        default=None,
+        metavar="MB",
+        help="also cap each process's address space (RLIMIT_AS) at MB, so allocations fail "
+        "instead of the out-of-memory kill at the memory limit (default: 4x memory + 1 GiB, "
+        "a far backstop)",
+    )
+    invoke.add_argument(
+        "--handler",
+        default=None,
+        metavar="MODULE.FUNCTION",
+        help="the handler to run (default: Handler from the template)",
+    )
     return parser
 
 
@@ -319,7 +346,12 @@ def _client(endpoint_url: str | None, *locations: str) -> Any:
 
 
 def _run_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from handler.cli.sandbox import invoke, limits_from_template  # noqa: PLC0415
+    from handler.cli.sandbox import (  # noqa: PLC0415
+        HANDLER_NAME,
+        LAYER_EXTENSIONS,
+        invoke,
+        limits_from_template,
+    )
 
     base = limits_from_template(args.template)
     limits = replace(
@@ -329,7 +361,18 @@ def _run_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         timeout=args.timeout or base.timeout,
     )
     emf_log = args.emf_log or args.event.resolve().parent / "invoke-emf.log"
-    outcome = invoke(args.event, limits, emf_log=emf_log, log_stream=err)
+    extensions = None if args.no_extensions else args.extensions
+    if extensions is None and not args.no_extensions and LAYER_EXTENSIONS.is_dir():
+        extensions = LAYER_EXTENSIONS
+    outcome = invoke(
+        args.event,
+        limits,
+        emf_log=emf_log,
+        log_stream=err,
+        extensions_dir=extensions,
+        handler=args.handler or HANDLER_NAME,
+        address_space_mb=args.address_space,
+    )
     out.write(json.dumps(outcome.response, indent=2) + "\n")
     err.write(
         "sandbox: /tmp {tmp} MiB, memory {mem} MB, timeout {timeout:g} s; took {took:.1f} s; "
@@ -339,15 +382,37 @@ def _run_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             timeout=limits.timeout,
             took=outcome.duration_s,
             before=format_size(outcome.tmp_before.get("used_bytes", 0)),
-            after=format_size(outcome.tmp_after.get("used_bytes", 0)),
+            after=format_size(outcome.tmp_after.get("used_bytes", 0))
+            + (f" ({', '.join(left)})" if (left := outcome.tmp_after.get("entries")) else ""),
             emf=outcome.emf_lines,
             log=emf_log,
         )
     )
+    err.write(describe_platform(outcome) + "\n")
     status = outcome.response.get("status")
     if status == UNVERIFIED:
         return EXIT_UNVERIFIED
     return 0 if status == "succeeded" else EXIT_ERROR
+
+
+def describe_platform(outcome: Any) -> str:
+    """One line: the platform's status, memory and each extension's life."""
+    status = outcome.status + (f" ({outcome.error_type})" if outcome.error_type else "")
+    parts = []
+    for ext in outcome.extensions:
+        if not ext.registered:
+            life = f"not registered ({ext.error or f'exit {ext.exit_code}'})"
+        elif ext.killed:
+            life = "killed after the shutdown budget"
+        elif ext.shutdown_ms is not None:
+            life = f"exit {ext.exit_code} {ext.shutdown_ms:.0f} ms after SHUTDOWN"
+        else:
+            life = f"exit {ext.exit_code}"
+        parts.append(f"{ext.name} [{' '.join(ext.events)}] {life}")
+    return (
+        f"platform: status {status}, max memory used {outcome.max_memory_mb} MB; "
+        f"extensions: {'; '.join(parts) or 'none'}"
+    )
 
 
 def main(

@@ -1,44 +1,44 @@
 """Run one handler invocation locally under Lambda's limits.
 
-The child runs in a private mount namespace: a tmpfs of the function's
-EphemeralStorage at ``/tmp``, the rest of the filesystem read-only (except the
-directories of local destinations named in the event), ``RLIMIT_AS`` at the
-function's memory, a wall-clock timeout, Lambda's environment variables and a
-context with a real remaining-time clock. Defaults come from the function in
-``template.yaml``. Where mount namespaces are not permitted it refuses, rather than
-running without the limits.
+The runtime and the extensions run in a private mount namespace: a tmpfs of the
+function's EphemeralStorage at ``/tmp``, the rest of the filesystem read-only (except
+the directories of local destinations named in the event), the function's memory as a
+limit on resident memory (a watchdog, :mod:`handler.cli.rss_watchdog`; ``RLIMIT_AS``
+only as a far backstop), a wall-clock timeout, Lambda's environment variables, a
+context with a real remaining-time clock, and Lambda's Extensions and Telemetry APIs
+(:mod:`handler.cli.lambda_api`) through init, invoke and shutdown
+(:mod:`handler.cli.lifecycle`). Defaults come from the function in ``template.yaml``;
+the extensions from the layer's ``extensions/`` directory in a checkout. Where mount
+namespaces are not permitted it refuses, rather than running without the limits.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
-import resource
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from handler.cli.sandbox_child import DEADLINE_ENV, RESULT_FD_ENV
+from handler.cli.lifecycle import Environment, ExtensionOutcome, Settings, executables
+from handler.cli.sandbox_child import DEFAULT_HANDLER, HANDLER_ENV
 from handler.errors import InputError, TmpwardenError
 from handler.validation import location_problems
 from monitor.units import MiB
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
-HANDLER_NAME = "handler.app.lambda_handler"
+HANDLER_NAME = DEFAULT_HANDLER
+LAYER_EXTENSIONS = REPO_ROOT / "deploy" / "layer" / "extensions"
 REMAP_CANDIDATES = ("/mnt", "/media", "/srv", "/opt")
 PASSED_PREFIXES = ("AWS_", "TMPWARDEN_")
-KILL_GRACE_SECONDS = 2.0
 
 
 class SandboxError(TmpwardenError, RuntimeError):
@@ -66,6 +66,12 @@ class Invocation:
     duration_s: float
     timed_out: bool
     emf_lines: int
+    status: str = "success"
+    error_type: str | None = None
+    max_memory_mb: int = 0
+    out_of_memory: bool = False
+    extensions: tuple[ExtensionOutcome, ...] = ()
+    events: tuple[dict[str, Any], ...] = ()
 
 
 def _resolve(value: Any, parameters: Mapping[str, Any]) -> Any:
@@ -200,8 +206,14 @@ def invoke(
     emf_log: Path,
     log_stream: TextIO | None = None,
     environ: Mapping[str, str] | None = None,
+    extensions_dir: Path | None = None,
+    handler: str = HANDLER_NAME,
+    address_space_mb: int | None = None,
 ) -> Invocation:
-    """Run the handler once on ``event_path`` under ``limits``; EMF lines go to ``emf_log``."""
+    """Run ``handler`` once on ``event_path`` under ``limits``, with the extensions in
+    ``extensions_dir`` (None: none); EMF lines go to ``emf_log``. ``address_space_mb``
+    caps each process's address space too (``RLIMIT_AS``: allocations fail instead of
+    the out-of-memory kill; None: only a far backstop)."""
     prefix = namespace_prefix()
     if prefix is None:
         raise SandboxError(
@@ -212,111 +224,80 @@ def invoke(
         event = json.loads(event_path.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"{event_path}: cannot read the event as JSON ({exc})") from exc
+    if extensions_dir is not None and not extensions_dir.is_dir():
+        raise InputError(f"{extensions_dir}: the extensions directory does not exist")
+    extensions = executables(extensions_dir)
     writable = local_destination_dirs(event)
     code_paths = [REPO_ROOT, Path(sys.prefix), Path(sys.base_prefix), event_path.resolve()]
+    code_paths += [path.resolve() for path in extensions]
     remap = _remap_root() if any(_under_tmp(p) for p in code_paths) else None
     command = [
         _moved(Path(sys.executable), remap),
         "-m",
-        "handler.cli.sandbox_child",
+        "handler.cli.sandbox_init",
         _moved(event_path.resolve(), remap),
     ]
     try:
         emf_out = emf_log.open("a", encoding="utf-8")
     except OSError as exc:
         raise InputError(f"{emf_log}: cannot write the EMF log ({exc.strerror})") from exc
-    read_fd, write_fd = os.pipe()
-    env = _child_env(limits, environ or os.environ, remap, time.time() + limits.timeout, write_fd)
+    env = _child_env(limits, environ or os.environ, remap)
+    env[HANDLER_ENV] = handler
+    settings = Settings(
+        memory_mb=limits.memory_mb,
+        timeout=limits.timeout,
+        function_name=limits.function_name,
+        handler=handler,
+        region=env["AWS_REGION"],
+        extensions=tuple(_moved(path.resolve(), remap) for path in extensions),
+        address_space_mb=address_space_mb,
+    )
     started = time.monotonic()
     with emf_out:
-        emf_count, timed_out, exit_code = _run_child(
+        outcome = Environment(
             [*prefix, "sh", "-c", build_script(limits.tmp_size, writable, command, remap)],
             env,
-            write_fd,
-            limits,
+            settings,
             emf_out,
             log_stream or sys.stderr,
-        )
-    with os.fdopen(read_fd) as result:
-        raw = result.read()
-    report = json.loads(raw) if raw.strip() else {}
+        ).run()
+    report = outcome.report
     response = report.get("response")
-    if timed_out or response is None:
-        message = (
-            f"Task timed out after {limits.timeout:.2f} seconds"
-            if timed_out
-            else f"the sandboxed process ended without a response (exit {exit_code}; "
-            "out of memory under RLIMIT_AS?)"
-        )
+    if outcome.out_of_memory:
         response = {
-            "errorType": "Sandbox.Timedout" if timed_out else "Runtime.ExitError",
-            "errorMessage": message,
+            "errorType": "Runtime.OutOfMemory",
+            "errorMessage": "Runtime exited with error: signal: killed (resident memory "
+            f"reached the function's {limits.memory_mb} MB)",
+        }
+    elif outcome.timed_out:
+        response = {
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": f"Task timed out after {limits.timeout:.2f} seconds",
+        }
+    elif response is None:
+        response = {
+            "errorType": "Runtime.ExitError",
+            "errorMessage": "the sandboxed runtime ended without a response "
+            f"(exit {outcome.runtime_exit})",
         }
     return Invocation(
         response=response,
         tmp_before=report.get("tmp_before", {}),
         tmp_after=report.get("tmp_after", {}),
         duration_s=round(time.monotonic() - started, 3),
-        timed_out=timed_out,
-        emf_lines=emf_count,
+        timed_out=outcome.timed_out,
+        emf_lines=outcome.emf_lines,
+        status=outcome.status,
+        error_type=outcome.error_type,
+        max_memory_mb=outcome.max_memory_mb,
+        out_of_memory=outcome.out_of_memory,
+        extensions=outcome.extensions,
+        events=outcome.events,
     )
-
-
-def _run_child(
-    argv: list[str],
-    env: dict[str, str],
-    result_fd: int,
-    limits: FunctionLimits,
-    emf_out: TextIO,
-    logs: TextIO,
-) -> tuple[int, bool, int]:
-    """Start the namespaced child, relay its output, kill it at the timeout; returns
-    (EMF lines, timed out, exit code). It is never left running behind us."""
-    memory = limits.memory_mb * MiB
-
-    def limit_memory() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-
-    process = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        pass_fds=(result_fd,),
-        preexec_fn=limit_memory,  # noqa: PLW1509 - setrlimit only, before exec
-        start_new_session=True,
-    )
-    os.close(result_fd)
-    expired = threading.Event()
-
-    def kill() -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-    def kill_on_timeout() -> None:
-        expired.set()
-        kill()
-
-    watchdog = threading.Timer(limits.timeout + KILL_GRACE_SECONDS, kill_on_timeout)
-    watchdog.start()
-    try:
-        emf_count = _pump_output(process, emf_out, logs)
-        process.wait()
-    except BaseException:
-        kill()
-        process.wait()
-        raise
-    finally:
-        watchdog.cancel()
-    return emf_count, expired.is_set(), process.returncode
 
 
 def _child_env(
-    limits: FunctionLimits,
-    parent: Mapping[str, str],
-    remap: str | None,
-    deadline: float,
-    result_fd: int,
+    limits: FunctionLimits, parent: Mapping[str, str], remap: str | None
 ) -> dict[str, str]:
     passed = {k: v for k, v in parent.items() if k.startswith(PASSED_PREFIXES)}
     env = {
@@ -337,29 +318,6 @@ def _child_env(
         **limits.environment,
         "TMPWARDEN_TRACING": "off",  # no X-Ray daemon here; pass TMPWARDEN_TRACING=on to override
         **passed,
-        RESULT_FD_ENV: str(result_fd),
-        DEADLINE_ENV: repr(deadline),
     }
     env.pop("TMPDIR", None)
     return env
-
-
-def _pump_output(process: subprocess.Popen[bytes], out: TextIO, logs: TextIO) -> int:
-    """EMF lines (JSON with ``_aws``) to the EMF log; everything else to ``logs``."""
-    assert process.stdout is not None and process.stderr is not None
-    count = 0
-    stderr_thread = threading.Thread(
-        target=lambda: [logs.write(line.decode(errors="replace")) for line in process.stderr],  # type: ignore[union-attr]
-        daemon=True,
-    )
-    stderr_thread.start()
-    for raw in process.stdout:
-        line = raw.decode(errors="replace")
-        if line.startswith("{") and '"_aws"' in line:
-            out.write(line if line.endswith("\n") else line + "\n")
-            count += 1
-        else:
-            logs.write(line)
-    stderr_thread.join()
-    logs.flush()
-    return count
