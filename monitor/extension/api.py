@@ -97,7 +97,7 @@ class ExtensionsClient:
                 headers = {**headers, "Content-Type": "application/json"}
             connection.request(method, f"/{API_VERSION}/extension/{path}", data, headers)
             response = connection.getresponse()
-            body = response.read(MAX_RESPONSE_BYTES)
+            body = response.read(MAX_RESPONSE_BYTES + 1)  # one more: over the cap
             return response.status, dict(response.getheaders()), body
         except OSError as exc:
             raise ExtensionsApiError(
@@ -131,6 +131,8 @@ class ExtensionsClient:
         status, _, body = self._call("GET", "event/next", None, self._id_headers())
         if status != 200:
             raise ExtensionsApiError(f"event/next failed: HTTP {status} {body[:200]!r}")
+        if len(body) > MAX_RESPONSE_BYTES:
+            return Event.parse(None)
         try:
             return Event.parse(json.loads(body))
         except (ValueError, RecursionError):

@@ -206,12 +206,12 @@ MALFORMED = {  # review 2, item 10 (repro/telemetry_malformed.py): the record wa
         "requestId": "r1",
         "status": "timeout",
         "metrics": {"memorySizeMB": 1e400, "maxMemoryUsedMB": 128},
-    },  # noqa: E501
+    },
     "memorySizeMB NaN": {
         "requestId": "r1",
         "status": "error",
         "metrics": {"memorySizeMB": float("nan")},
-    },  # noqa: E501
+    },
     "requestId a list": {"requestId": [1], "status": "error"},
     "requestId a dict": {"requestId": {"a": 1}, "status": "error"},
     "metrics a list": {"requestId": "r1", "status": "error", "metrics": [1, 2]},
@@ -250,3 +250,16 @@ def test_a_fifo_as_state_file_does_not_hold_up_shutdown(tmp_path: Path) -> None:
     assert not done.is_alive(), "SHUTDOWN blocked on the FIFO"
     [doc] = documents(lines)
     assert (doc[records.CLASSIFICATION], doc[records.PHASE]) == ("timeout", None)
+
+
+def test_odd_proc_files_are_skipped_not_raised_or_waited_on(tmp_path: Path) -> None:
+    """Review 2, item 6, whole kind: a /proc entry the extension cannot parse or that would
+    block (a FIFO) is no runtime; the scan still finds the one that is."""
+    for pid, ppid, rss in [(1, 0, 100), (10, 1, 500), (11, 1, 9000)]:
+        _proc(tmp_path, pid, ppid, rss)
+    (tmp_path / "12").mkdir()
+    (tmp_path / "12" / "stat").write_text("12 (x) S notanumber 1 1\n")
+    (tmp_path / "12" / "statm").write_text("1 99999 0\n")
+    (tmp_path / "13").mkdir()
+    os.mkfifo(tmp_path / "13" / "stat")
+    assert find_runtime_pid(own_pid=10, proc=str(tmp_path)) == 11
