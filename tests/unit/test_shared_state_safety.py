@@ -9,14 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 import threading
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from monitor.invocation import InvocationRecorder
+from monitor import shared_state
+from monitor.invocation import InvocationRecorder, LevelCrossing
+from monitor.metrics import Level, Resource
 from monitor.shared_state import (
     MAX_STATE_BYTES,
     SharedStateWriter,
@@ -25,6 +30,7 @@ from monitor.shared_state import (
 )
 
 OTHER_UID = 54321
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_state(directory: Path, pid: int = 4242) -> SharedStateWriter:
@@ -170,3 +176,29 @@ def test_a_good_state_file_beside_a_hostile_one_is_read(tmp_path: Path) -> None:
     state = read_shared_state(tmp_path, 1)
     assert state is not None and (state.pid, state.request_id) == (7, "req")
     assert read_state_file(tmp_path / "state-2.json") is None  # missing: no error
+
+
+def test_the_documented_size_of_the_state_file_is_the_measured_one(tmp_path: Path) -> None:
+    """Review 2, item 20: README said about 150 bytes, the module docstring about 300."""
+    readme = (REPO / "README.md").read_text()
+    docstring = " ".join((shared_state.__doc__ or "").split())
+    [(low, high)] = set(re.findall(r"state-<pid>\.json` \((\d+) to (\d+) bytes", readme))
+    assert f"one file of {low} to {high} bytes" in docstring
+    writer = SharedStateWriter(tmp_path, pid=4194304)  # the largest pid (pid_max)
+    path = tmp_path / "state-4194304.json"
+    recorder = InvocationRecorder(str(uuid.UUID(int=0)), 0.0)  # Lambda's request ids
+    writer.write(recorder)
+    sizes = {"start": path.stat().st_size}
+    recorder.observe(500 * 2**30, 0.5, 10 * 2**30, 0.9)  # 512 GiB /tmp, 10 GiB memory
+    recorder.state = replace(recorder.state, current_phase="compress")
+    writer.write(recorder)
+    sizes["phase"] = path.stat().st_size
+    for resource, level in (
+        (Resource.TMP, Level.PREDICTED_FULL),
+        (Resource.MEMORY, Level.CRITICAL),
+    ):
+        recorder.events.append(LevelCrossing(0.0, level, resource, 0.99, None))
+    writer.write(recorder, ended=True)
+    sizes["levels"] = path.stat().st_size
+    print(f"state file sizes (bytes): {sizes}")
+    assert int(low) <= min(sizes.values()) and max(sizes.values()) <= int(high)
