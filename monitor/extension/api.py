@@ -57,13 +57,15 @@ class Event:
         """Never raises: a field of the wrong type is None (an unknown kind is ``""``)."""
         found: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
         deadline = found.get("deadlineMs")
-        finite = isinstance(deadline, int) or (
-            isinstance(deadline, float) and math.isfinite(deadline)
-        )
+        deadline_ms: int | None = None
+        if isinstance(deadline, int) and not isinstance(deadline, bool):
+            deadline_ms = deadline
+        elif isinstance(deadline, float) and math.isfinite(deadline):
+            deadline_ms = int(deadline)
         return cls(
             kind=_text(found.get("eventType")) or "",
             request_id=_text(found.get("requestId")),
-            deadline_ms=int(deadline) if finite and not isinstance(deadline, bool) else None,
+            deadline_ms=deadline_ms,
             shutdown_reason=_text(found.get("shutdownReason")),
             raw=found,
         )
