@@ -48,6 +48,7 @@ library, imports only monitor.config, which the extension loads anyway.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -153,56 +154,74 @@ class SharedStateWriter:
         if self.unsafe is not None:
             return
         try:
-            self.unsafe = _unsafe_directory(self.directory)
-        except OSError:
-            self.failed += 1  # /tmp full or gone: the extension samples on its own
-            return
-        if self.unsafe is not None:
+            folder = _open_directory(self.directory)
+        except _Unsafe as exc:
+            self.unsafe = str(exc)
             log.warning(
                 "tmpwarden: not sharing state with the extension: %s; remove it or set "
                 "TMPWARDEN_SHARED_STATE=off",
                 self.unsafe,
             )
             return
-        if not self._swept:  # once: the files of runtimes that died before this one
-            self._swept = True
-            remove_dead_states(self.directory, keep=(self.pid,), older_than=STALE_SECONDS)
+        except OSError:
+            self.failed += 1  # /tmp full or gone: the extension samples on its own
+            return
         try:
-            _write_new(self.directory, self.pid, json.dumps(document, separators=(",", ":")))
+            if not self._swept:  # once: the files of runtimes that died before this one
+                self._swept = True
+                remove_dead_states(self.directory, keep=(self.pid,), older_than=STALE_SECONDS)
+            _write_new(folder, self.pid, json.dumps(document, separators=(",", ":")))
         except OSError:
             self.failed += 1
+        finally:
+            os.close(folder)
 
 
-def _unsafe_directory(directory: Path) -> str | None:
-    """Create ``directory`` (mode 0700) if missing; why it is unsafe to write in (not a
-    real directory, another user's, writable by others), None when safe. OSError when it
-    cannot be made (``/tmp`` full or gone)."""
+class _Unsafe(Exception):
+    """The state directory is not this process's own (the message says why)."""
+
+
+def _open_directory(directory: Path) -> int:
+    """Create ``directory`` (mode 0700) if missing and open it (never through a link);
+    _Unsafe when it is not a real directory of this uid that only it can write, OSError
+    when it cannot be made (``/tmp`` full or gone)."""
     with contextlib.suppress(FileExistsError):
         directory.mkdir(mode=0o700)
-    found = os.lstat(directory)
-    if not stat.S_ISDIR(found.st_mode):
-        return f"{directory} is not a directory (a link or a file)"
-    if found.st_uid != os.getuid():
-        return f"{directory} belongs to uid {found.st_uid}, not to this process's {os.getuid()}"
-    if found.st_mode & 0o022:
-        return f"{directory} is writable by others (mode {stat.S_IMODE(found.st_mode):o})"
-    return None
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _Unsafe(f"{directory} is not a directory (a link or a file)") from None
+        raise
+    found = os.fstat(fd)
+    uid = os.getuid()
+    problem = None
+    if found.st_uid != uid:
+        problem = f"{directory} belongs to uid {found.st_uid}, not to this process's {uid}"
+    elif found.st_mode & 0o022:
+        problem = f"{directory} is writable by others (mode {stat.S_IMODE(found.st_mode):o})"
+    if problem is not None:
+        os.close(fd)
+        raise _Unsafe(problem)
+    return fd
 
 
-def _write_new(directory: Path, pid: int, text: str) -> None:
-    """Write ``text`` to a new file of a random name (never an existing file or link:
-    O_EXCL | O_NOFOLLOW) and rename it over ``state-<pid>.json`` (atomic)."""
-    scratch = directory / f".{STATE_PREFIX}{pid}.json.{os.urandom(8).hex()}.tmp"
+def _write_new(folder: int, pid: int, text: str) -> None:
+    """Write ``text`` to a new file of a random name in the directory open as ``folder``
+    (never an existing file or link: O_EXCL | O_NOFOLLOW) and rename it over
+    ``state-<pid>.json`` (atomic)."""
+    scratch = f".{STATE_PREFIX}{pid}.json.{os.urandom(8).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(scratch, flags, 0o600)
+    fd = os.open(scratch, flags, 0o600, dir_fd=folder)
     try:
         try:
             os.write(fd, text.encode())
         finally:
             os.close(fd)
-        scratch.replace(directory / f"{STATE_PREFIX}{pid}.json")
+        os.replace(scratch, f"{STATE_PREFIX}{pid}.json", src_dir_fd=folder, dst_dir_fd=folder)
     except OSError:
-        scratch.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(scratch, dir_fd=folder)
         raise
 
 
