@@ -74,6 +74,12 @@ def _linked(tmp_path: Path) -> Path:
     return elsewhere
 
 
+def _a_file(tmp_path: Path) -> Path:
+    (tmp_path / ".tmpwarden").write_text("not a directory")
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"
+
+
 def _others(tmp_path: Path) -> Path:
     if os.getuid() != 0:
         pytest.skip("chown to another uid needs root")
@@ -92,8 +98,13 @@ def _open(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     ("make", "why"),
-    [(_linked, "not a directory"), (_others, f"uid {OTHER_UID}"), (_open, "writable by others")],
-    ids=["link", "another-uid", "world-writable"],
+    [
+        (_linked, "not a directory"),
+        (_a_file, "not a directory"),
+        (_others, f"uid {OTHER_UID}"),
+        (_open, "writable by others"),
+    ],
+    ids=["link", "a-file", "another-uid", "world-writable"],
 )
 def test_an_unsafe_directory_stops_sharing_with_one_warning(
     tmp_path: Path,
