@@ -84,7 +84,7 @@ class IncidentTracker:
                 self._take(self._pending.pop(rid))
                 for rid in [rid for rid in self._pending if rid != event.request_id]
             ]
-            self.current = event.request_id if isinstance(event.request_id, str) else None
+            self.current = event.request_id
         self._finish(ready)
 
     def on_telemetry(self, event: Mapping[str, Any]) -> None:
