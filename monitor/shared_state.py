@@ -8,10 +8,21 @@ and level the function was in when it died, even if the function was killed.
 
 Where: ``<TMPWARDEN_PATH>/.tmpwarden/state-<pid>.json`` (default
 ``/tmp/.tmpwarden/state-<pid>.json``), one file per process (Lambda Managed Instances run
-several Python processes per environment). Cost: one file of about 300 bytes (one block
-of ``/tmp``) per process, and per change one ``write`` of a temporary file and one
-``rename`` (atomic: the reader sees the old document or the new one, never half of one),
-tens of microseconds. The directory is created with mode 0700.
+several Python processes per environment). Cost: one file of 160 to 240 bytes (one
+block of ``/tmp``) per process -- measured by tests/unit/test_shared_state_safety.py with
+a UUID request id, the largest pid and 512 GiB of ``/tmp``: 167 at an invocation's
+start, 194 in a phase, 235 with both resources' levels -- and per change one ``write`` of
+a temporary file and one ``rename`` (atomic: the reader sees the old document or the new
+one, never half of one), tens of microseconds.
+
+Safety (``/tmp`` is shared with whatever else runs as any user): the directory is created
+with mode 0700 and used only when ``lstat`` shows a real directory of this process's
+uid that no one else can write; otherwise sharing stops with one warning (the function
+never fails for it). The temporary file has a random name and is created with
+``O_CREAT | O_EXCL | O_NOFOLLOW``, so a planted link is never followed. The reader
+(:func:`read_state_file`) opens with ``O_NOFOLLOW | O_NONBLOCK`` and reads only a
+regular file of the expected uid, at most :data:`MAX_STATE_BYTES`, and ignores a bad
+document with one log line.
 
 When: on when ``TMPWARDEN_SHARED_STATE`` (:class:`monitor.config.ExtensionConfig`) is
 ``on``; with ``auto`` (the default) only in Lambda (``AWS_LAMBDA_RUNTIME_API`` set),
@@ -37,9 +48,12 @@ library, imports only monitor.config, which the extension loads anyway.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
 import re
+import stat
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -58,7 +72,11 @@ STALE_SECONDS = 960.0
 """A dead process's state older than this (Lambda's longest timeout, 900 s, plus a
 minute for the extension to report it) is removed by a new writer even if it did not end
 normally: its invocation is over and its incident record written."""
-_STATE_NAME = re.compile(r"\.?state-(?P<pid>\d+)\.json(?:\.tmp)?")
+MAX_STATE_BYTES = 64 * 1024
+"""The largest state file read (a real one is a few hundred bytes): a larger one, or
+anything that is not a regular file of the expected owner, is ignored with one log line."""
+_STATE_NAME = re.compile(r"\.?state-(?P<pid>\d+)\.json(?:\.[0-9a-f]+)?(?:\.tmp)?")
+log = logging.getLogger("tmpwarden.monitor")
 
 
 def state_dir(tmp_path: str | Path) -> Path:
@@ -96,19 +114,16 @@ class SharedStateWriter:
         self.pid = os.getpid() if pid is None else pid
         self.directory = Path(directory)
         self.path = self.directory / f"{STATE_PREFIX}{self.pid}.json"
-        self._scratch = self.directory / f".{STATE_PREFIX}{self.pid}.json.tmp"
         self.failed = 0
+        self.unsafe: str | None = None
+        """Why the directory is not safe to write in (sharing stopped), None while it is."""
         self._swept = False
-        self._finalizer = weakref.finalize(
-            self, _remove_own, self.pid, (self.path, self._scratch), self.directory
-        )
+        self._finalizer = weakref.finalize(self, _remove_own, self.pid, self.path, self.directory)
 
     def close(self) -> None:
         """Remove this process's file (and the directory if empty); later writes recreate it."""
         self._finalizer()
-        self._finalizer = weakref.finalize(
-            self, _remove_own, self.pid, (self.path, self._scratch), self.directory
-        )
+        self._finalizer = weakref.finalize(self, _remove_own, self.pid, self.path, self.directory)
 
     @classmethod
     def from_environ(
@@ -136,21 +151,84 @@ class SharedStateWriter:
             "peak_memory_used": recorder.peaks.memory_used,
             "ended": ended,
         }
-        if not self._swept:  # once: the files of runtimes that died before this one
-            self._swept = True
-            remove_dead_states(self.directory, keep=(self.pid,), older_than=STALE_SECONDS)
+        if self.unsafe is not None:
+            return
         try:
-            self.directory.mkdir(mode=0o700, exist_ok=True)
-            self._scratch.write_bytes(json.dumps(document, separators=(",", ":")).encode())
-            self._scratch.replace(self.path)
+            folder = _open_directory(self.directory)
+        except _Unsafe as exc:
+            self.unsafe = str(exc)
+            log.warning(
+                "tmpwarden: not sharing state with the extension: %s; remove it or set "
+                "TMPWARDEN_SHARED_STATE=off",
+                self.unsafe,
+            )
+            return
         except OSError:
             self.failed += 1  # /tmp full or gone: the extension samples on its own
+            return
+        try:
+            if not self._swept:  # once: the files of runtimes that died before this one
+                self._swept = True
+                remove_dead_states(self.directory, keep=(self.pid,), older_than=STALE_SECONDS)
+            _write_new(folder, self.pid, json.dumps(document, separators=(",", ":")))
+        except OSError:
+            self.failed += 1
+        finally:
+            os.close(folder)
 
 
-def _remove_own(pid: int, paths: tuple[Path, ...], directory: Path) -> None:
+class _Unsafe(Exception):
+    """The state directory is not this process's own (the message says why)."""
+
+
+def _open_directory(directory: Path) -> int:
+    """Create ``directory`` (mode 0700) if missing and open it (never through a link);
+    _Unsafe when it is not a real directory of this uid that only it can write, OSError
+    when it cannot be made (``/tmp`` full or gone)."""
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=0o700)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _Unsafe(f"{directory} is not a directory (a link or a file)") from None
+        raise
+    found = os.fstat(fd)
+    uid = os.getuid()
+    problem = None
+    if found.st_uid != uid:
+        problem = f"{directory} belongs to uid {found.st_uid}, not to this process's {uid}"
+    elif found.st_mode & 0o022:
+        problem = f"{directory} is writable by others (mode {stat.S_IMODE(found.st_mode):o})"
+    if problem is not None:
+        os.close(fd)
+        raise _Unsafe(problem)
+    return fd
+
+
+def _write_new(folder: int, pid: int, text: str) -> None:
+    """Write ``text`` to a new file of a random name in the directory open as ``folder``
+    (never an existing file or link: O_EXCL | O_NOFOLLOW) and rename it over
+    ``state-<pid>.json`` (atomic)."""
+    scratch = f".{STATE_PREFIX}{pid}.json.{os.urandom(8).hex()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(scratch, flags, 0o600, dir_fd=folder)
+    try:
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        os.replace(scratch, f"{STATE_PREFIX}{pid}.json", src_dir_fd=folder, dst_dir_fd=folder)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(scratch, dir_fd=folder)
+        raise
+
+
+def _remove_own(pid: int, path: Path, directory: Path) -> None:
     if os.getpid() != pid:
         return  # a forked child: the file is its parent's
-    for path in paths:
+    with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # other processes' files remain, or it is gone
         directory.rmdir()
@@ -196,10 +274,7 @@ def remove_dead_states(
         if pid in keep or exists(pid):
             continue
         if older_than is not None and not path.name.startswith("."):
-            try:
-                state = _parse(path.read_bytes())
-            except OSError:
-                continue
+            state = read_state_file(path)
             if state is not None and not state.ended and clock - state.time <= older_than:
                 continue
         try:
@@ -210,45 +285,106 @@ def remove_dead_states(
     return removed
 
 
-def _parse(raw: bytes) -> SharedState | None:
+class _Refused(ValueError):
+    """A state file that is not what a writer leaves (the message says why)."""
+
+
+def _refuse_constant(name: str) -> object:
+    raise _Refused(f"it holds {name}, which JSON does not allow")
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _whole(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Refused(f"a number is {type(value).__name__}")
+    return int(value)  # OverflowError for a huge float, caught by _parse
+
+
+def _parse(raw: bytes) -> SharedState:
+    """The document, or _Refused naming what is wrong with it."""
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw, parse_constant=_refuse_constant)
+        if not isinstance(doc, dict):
+            raise _Refused(f"it is a JSON {type(doc).__name__}, not an object")
         levels = doc.get("levels") or {}
+        if not isinstance(levels, dict):
+            raise _Refused("its levels are not an object")
+        when = doc.get("time")
+        if isinstance(when, bool) or not isinstance(when, int | float):
+            raise _Refused("its time is not a number")
         return SharedState(
-            pid=int(doc["pid"]),
-            time=float(doc["time"]),
-            request_id=doc.get("request_id"),
-            phase=doc.get("phase"),
+            pid=_whole(doc.get("pid")),
+            time=float(when),
+            request_id=_text(doc.get("request_id")),
+            phase=_text(doc.get("phase")),
             levels={str(k): str(v) for k, v in levels.items()},
-            peak_tmp_used=int(doc.get("peak_tmp_used") or 0),
-            peak_memory_used=int(doc.get("peak_memory_used") or 0),
-            ended=bool(doc.get("ended")),
+            peak_tmp_used=_whole(doc.get("peak_tmp_used") or 0),
+            peak_memory_used=_whole(doc.get("peak_memory_used") or 0),
+            ended=doc.get("ended") is True,
         )
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except _Refused:
+        raise
+    except RecursionError:
+        raise _Refused("it is nested too deeply") from None
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise _Refused(f"it is not a state document ({type(exc).__name__})") from None
+
+
+def read_state_file(path: str | Path, owner: int | None = None) -> SharedState | None:
+    """One state file, or None when it is missing (no log) or not what a writer of uid
+    ``owner`` (default: this process's) leaves: not a regular file (a link, a FIFO, a
+    device), another owner's, over :data:`MAX_STATE_BYTES`, not a state document (bad
+    JSON, Infinity/NaN, nested too deeply, wrong types) -- then one log line names it.
+    Never blocks (O_NONBLOCK) and never follows a link (O_NOFOLLOW)."""
+    uid = os.getuid() if owner is None else owner
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
         return None
+    except OSError as exc:  # ELOOP: a link
+        log.warning("tmpwarden: ignored the state file %s: %s", path, exc.strerror or exc)
+        return None
+    try:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            raise _Refused("it is not a regular file")
+        if found.st_uid != uid:
+            raise _Refused(f"it belongs to uid {found.st_uid}, not {uid}")
+        raw = os.read(fd, MAX_STATE_BYTES + 1)
+        if len(raw) > MAX_STATE_BYTES:
+            raise _Refused(f"it is over {MAX_STATE_BYTES} bytes")
+        return _parse(raw)
+    except _Refused as exc:
+        log.warning("tmpwarden: ignored the state file %s: %s", path, exc)
+        return None
+    except OSError:
+        return None  # removed or unreadable while read: no state
+    finally:
+        os.close(fd)
 
 
 def read_shared_state(directory: str | Path, pid: int | None = None) -> SharedState | None:
     """The state of process ``pid`` if it wrote one, else the most recent of any process;
-    None when there is none or it cannot be read (a missing or torn file is no error)."""
+    None when there is none or it cannot be read (a missing or torn file is no error;
+    see :func:`read_state_file` for what is ignored)."""
     folder = Path(directory)
+    own = f"{STATE_PREFIX}{pid}.json"
     if pid is not None:
-        try:
-            state = _parse((folder / f"{STATE_PREFIX}{pid}.json").read_bytes())
-        except OSError:
-            state = None
+        state = read_state_file(folder / own)
         if state is not None:
             return state
     newest: SharedState | None = None
     try:
-        candidates = [p for p in folder.iterdir() if p.name.startswith(STATE_PREFIX)]
+        candidates = [
+            p for p in folder.iterdir() if p.name.startswith(STATE_PREFIX) and p.name != own
+        ]
     except OSError:
         return None
     for path in candidates:
-        try:
-            state = _parse(path.read_bytes())
-        except OSError:
-            continue
+        state = read_state_file(path)
         if state is not None and (newest is None or state.time > newest.time):
             newest = state
     return newest

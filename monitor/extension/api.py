@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ NAME_HEADER = "Lambda-Extension-Name"
 ID_HEADER = "Lambda-Extension-Identifier"
 ERROR_TYPE_HEADER = "Lambda-Extension-Function-Error-Type"
 EVENTS = ("INVOKE", "SHUTDOWN")
+MAX_RESPONSE_BYTES = 1_048_576
+"""The most of a response read (an event is a few hundred bytes); the rest is dropped."""
 
 
 class ExtensionsApiError(TmpwardenError, OSError):
@@ -50,15 +53,26 @@ class Event:
     raw: Mapping[str, Any]
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> Event:
-        deadline = body.get("deadlineMs")
+    def parse(cls, body: object) -> Event:
+        """Never raises: a field of the wrong type is None (an unknown kind is ``""``)."""
+        found: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
+        deadline = found.get("deadlineMs")
+        deadline_ms: int | None = None
+        if isinstance(deadline, int) and not isinstance(deadline, bool):
+            deadline_ms = deadline
+        elif isinstance(deadline, float) and math.isfinite(deadline):
+            deadline_ms = int(deadline)
         return cls(
-            kind=str(body.get("eventType", "")),
-            request_id=body.get("requestId"),
-            deadline_ms=int(deadline) if isinstance(deadline, int | float) else None,
-            shutdown_reason=body.get("shutdownReason"),
-            raw=body,
+            kind=_text(found.get("eventType")) or "",
+            request_id=_text(found.get("requestId")),
+            deadline_ms=deadline_ms,
+            shutdown_reason=_text(found.get("shutdownReason")),
+            raw=found,
         )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class ExtensionsClient:
@@ -85,7 +99,8 @@ class ExtensionsClient:
                 headers = {**headers, "Content-Type": "application/json"}
             connection.request(method, f"/{API_VERSION}/extension/{path}", data, headers)
             response = connection.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
+            body = response.read(MAX_RESPONSE_BYTES + 1)  # one more: over the cap
+            return response.status, dict(response.getheaders()), body
         except OSError as exc:
             raise ExtensionsApiError(
                 f"the Extensions API at {self.host}:{self.port} failed on {path}: {exc}"
@@ -113,11 +128,17 @@ class ExtensionsClient:
         return found
 
     def next_event(self) -> Event:
-        """Block until Lambda sends the next event."""
+        """Block until Lambda sends the next event; a body that is no JSON object (or over
+        :data:`MAX_RESPONSE_BYTES`) is an event of kind ``""``, which the loop ignores."""
         status, _, body = self._call("GET", "event/next", None, self._id_headers())
         if status != 200:
             raise ExtensionsApiError(f"event/next failed: HTTP {status} {body[:200]!r}")
-        return Event.parse(json.loads(body))
+        if len(body) > MAX_RESPONSE_BYTES:
+            return Event.parse(None)
+        try:
+            return Event.parse(json.loads(body))
+        except (ValueError, RecursionError):
+            return Event.parse(None)
 
     def report_error(self, when: str, reason: str, message: str) -> None:
         """POST ``init/error`` (``when="init"``) or ``exit/error`` (``when="exit"``) with

@@ -8,7 +8,7 @@ lock guards the account.
 from __future__ import annotations
 
 import contextlib
-import datetime
+import math
 import resource
 import threading
 import time
@@ -22,23 +22,13 @@ from monitor.extension.api import Event
 from monitor.extension.classify import FAILED_STATUSES, Evidence, classify
 from monitor.extension.probe import Sample, Sampler, peak_rss_bytes
 from monitor.extension.record import incident_line, last_samples_properties
+from monitor.extension.telemetry import parse_platform_event
 from monitor.shared_state import SharedState, read_shared_state, remove_dead_states
 
 MEBIBYTE = 1024 * 1024
 REPORT_WAIT_SECONDS = 0.3
 """How long a failed SHUTDOWN waits for the invocation's platform.report (delivered
 within the subscription's 25 ms buffering); the shutdown budget is 2,000 ms."""
-
-
-def event_time(event: Mapping[str, Any]) -> float | None:
-    """A Telemetry API event's ``time`` (ISO 8601) as epoch seconds, None if absent."""
-    text = event.get("time")
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -82,50 +72,55 @@ class IncidentTracker:
         self._report_seen = threading.Condition(self._lock)
         self.current: str | None = None
         self.written = 0
+        self._writing = 0
+        """Records decided and not yet written (SHUTDOWN waits for them)."""
 
     # -- events -------------------------------------------------------------------------
 
     def on_invoke(self, event: Event) -> None:
         """A new invocation: write what is pending of earlier ones (no report came)."""
         with self._lock:
-            for request_id in [rid for rid in self._pending if rid != event.request_id]:
-                self._emit(self._pending.pop(request_id))
+            ready = [
+                self._take(self._pending.pop(rid))
+                for rid in [rid for rid in self._pending if rid != event.request_id]
+            ]
             self.current = event.request_id
-            self._remove_dead_states()
+        self._finish(ready)
 
     def on_telemetry(self, event: Mapping[str, Any]) -> None:
-        """One Telemetry API event (``platform.runtimeDone`` and ``platform.report`` count)."""
-        kind = event.get("type")
-        record = event.get("record")
-        if kind not in ("platform.runtimeDone", "platform.report") or not isinstance(record, dict):
+        """One Telemetry API event (``platform.runtimeDone`` and ``platform.report`` count;
+        a field of the wrong type counts as absent, see
+        :func:`~monitor.extension.telemetry.parse_platform_event`)."""
+        found = parse_platform_event(event)
+        if found is None:
             return
-        status = record.get("status")
-        request_id = record.get("requestId")
-        found = record.get("metrics")
-        metrics: dict[str, Any] = found if isinstance(found, dict) else {}
-        ended = event_time(event) or self._clock()
+        ended = found.time or self._clock()
+        ready: list[_Ready | None] = []
         with self._lock:
-            if status not in FAILED_STATUSES:
-                self._pending.pop(request_id, None)
+            if found.status not in FAILED_STATUSES:
+                self._pending.pop(found.request_id, None)
                 return
-            if request_id in self._reported:
+            if found.request_id in self._reported:
                 return
-            item = self._pending.setdefault(request_id, Pending(request_id))
-            item.status = status
-            item.error_type = record.get("errorType") or item.error_type
+            item = self._pending.setdefault(found.request_id, Pending(found.request_id))
+            item.status = found.status
+            item.error_type = found.error_type or item.error_type
             if item.ended is None:
                 item.ended = ended
                 item.samples = self._samples_until(ended)
-            if kind == "platform.report":
-                item.max_memory_used_mb = _number(metrics.get("maxMemoryUsedMB"))
-                item.memory_size_mb = _number(metrics.get("memorySizeMB"))
-                self._emit(self._pending.pop(request_id))
+            if found.kind == "platform.report":
+                item.max_memory_used_mb = found.max_memory_used_mb
+                item.memory_size_mb = found.memory_size_mb
+                ready.append(self._take(self._pending.pop(found.request_id)))
                 self._report_seen.notify_all()
+        self._finish(ready)
 
     def on_shutdown(self, event: Event, wait: float = REPORT_WAIT_SECONDS) -> None:
         """SHUTDOWN: with reason failure or timeout, the current invocation died; its
-        report may still be on the way (waits up to ``wait`` seconds for it)."""
+        report may still be on the way (waits up to ``wait`` seconds for it, and for
+        the record of a report being written)."""
         failed = event.shutdown_reason in ("failure", "timeout")
+        ready: list[_Ready | None] = []
         with self._lock:
             current = self.current
             deadline = self._clock() + wait
@@ -134,33 +129,39 @@ class IncidentTracker:
             if failed and current not in self._reported:
                 item = self._pending.pop(current, None) or Pending(current)
                 item.shutdown_reason = event.shutdown_reason
-                self._emit(item)
+                ready.append(self._take(item))
             for request_id in list(self._pending):
-                self._emit(self._pending.pop(request_id))
-            self._remove_dead_states()
+                ready.append(self._take(self._pending.pop(request_id)))
+        self._finish(ready)
+        with self._lock:  # a report's record written on the listener's thread
+            while self._writing and self._clock() < deadline:
+                self._report_seen.wait(max(0.0, deadline - self._clock()))
 
     def _remove_dead_states(self) -> None:
         """Remove the shared state files of runtimes that died, once no incident is
         pending (its record reads the dead runtime's state): ``/tmp`` keeps none of them."""
-        if not self._pending:
+        with self._lock:
+            pending = bool(self._pending) or self._writing > 0
+        if not pending:
             remove_dead_states(self.state_dir)
 
-    # -- the record (with the lock held) ------------------------------------------------
+    # -- the record: decided with the lock held, written after --------------------------
 
     def _samples_until(self, until: float) -> list[Sample]:
         with contextlib.suppress(OSError):
             self.sampler.sample()  # the moment of the event, if the sandbox still runs
         return self.sampler.last(until)
 
-    def _emit(self, item: Pending) -> None:
+    def _take(self, item: Pending) -> _Ready | None:
+        """Classify ``item`` (lock held); None when it was written or is no incident."""
         if item.request_id in self._reported:
-            return
+            return None
         self._reported.append(item.request_id)
         if item.ended is None:
             item.ended = self._clock()
             item.samples = self._samples_until(item.ended)
         limit = self.memory_limit
-        if item.memory_size_mb:
+        if item.memory_size_mb and math.isfinite(item.memory_size_mb):
             limit = int(item.memory_size_mb * MEBIBYTE)
         samples = item.samples
         peak_rss = max((s.memory_used for s in samples), default=0)
@@ -179,7 +180,27 @@ class IncidentTracker:
         )
         verdict = classify(evidence)
         if verdict is None:
-            return
+            return None
+        self._writing += 1
+        return _Ready(item, verdict.classification.value, verdict.reason, samples, limit)
+
+    def _finish(self, ready: list[_Ready | None]) -> None:
+        """Read the shared state and write each record (lock not held), then remove the
+        state files of dead runtimes."""
+        for each in ready:
+            if each is None:
+                continue
+            try:
+                self._write_record(each)
+            finally:
+                with self._lock:
+                    self._writing -= 1
+                    self._report_seen.notify_all()
+        self._remove_dead_states()
+
+    def _write_record(self, ready: _Ready) -> None:
+        item = ready.item
+        assert item.ended is not None
         shared = read_shared_state(self.state_dir, self.sampler.runtime_pid)
         if shared is not None and shared.request_id not in (None, item.request_id):
             shared = None  # another invocation's state
@@ -187,9 +208,9 @@ class IncidentTracker:
             incident_line(
                 self.namespace,
                 self.function_name,
-                verdict.classification.value,
+                ready.classification,
                 item.ended,
-                self._properties(item, verdict.reason, samples, limit, shared),
+                self._properties(item, ready.reason, ready.samples, ready.limit, shared),
             )
         )
         self.written += 1
@@ -228,5 +249,12 @@ class IncidentTracker:
         }
 
 
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """An incident decided under the lock, its record to be written after."""
+
+    item: Pending
+    classification: str
+    reason: str
+    samples: list[Sample]
+    limit: int

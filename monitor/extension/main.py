@@ -24,7 +24,7 @@ from monitor.config import (
 from monitor.errors import TmpwardenError
 from monitor.extension.api import ExtensionsApiError, ExtensionsClient
 from monitor.extension.incidents import IncidentTracker
-from monitor.extension.probe import Sampler, find_runtime_pid
+from monitor.extension.probe import Sampler, find_runtime_pid, read_proc
 from monitor.extension.telemetry import TelemetryListener, subscribe
 from monitor.headroom import IntervalPlanner
 from monitor.shared_state import state_dir
@@ -82,7 +82,7 @@ class ExtensionSettings:
 def _machine_memory() -> int:
     """MemTotal of /proc/meminfo (bytes): the limit outside Lambda."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in read_proc("/proc/meminfo").decode(errors="replace").splitlines():
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):

@@ -25,6 +25,17 @@ if TYPE_CHECKING:
     from monitor.headroom import IntervalPlanner
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+MAX_PROC_BYTES = 64 * 1024
+"""The most of a ``/proc`` file read (``status`` and ``meminfo`` are a few KiB)."""
+
+
+def read_proc(path: str | Path) -> bytes:
+    """At most :data:`MAX_PROC_BYTES` of a ``/proc`` file; OSError when unreadable."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.read(fd, MAX_PROC_BYTES)
+    finally:
+        os.close(fd)
 
 
 class Sample(NamedTuple):
@@ -40,11 +51,11 @@ def _stat(pid: int, proc: str) -> tuple[int, int] | None:
     """(parent pid, resident bytes) of ``pid``, None when it is gone or unreadable."""
     try:
         folder = Path(proc, str(pid))
-        fields = (folder / "stat").read_bytes().rsplit(b")", 1)[1].split()
-        resident = int((folder / "statm").read_bytes().split()[1]) * PAGE_SIZE
+        fields = read_proc(folder / "stat").rsplit(b")", 1)[1].split()
+        resident = int(read_proc(folder / "statm").split()[1]) * PAGE_SIZE
+        return int(fields[1]), resident
     except (OSError, IndexError, ValueError):
         return None
-    return int(fields[1]), resident
 
 
 def _pids(proc: str) -> Iterator[int]:
@@ -85,7 +96,7 @@ def peak_rss_bytes() -> int:
     """This process's peak resident memory (VmHWM: unlike ``ru_maxrss``, it starts afresh
     at exec, so a large parent that started the extension does not count)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in read_proc("/proc/self/status").decode(errors="replace").splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):

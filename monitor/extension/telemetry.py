@@ -17,10 +17,14 @@ subscribes to ``platform`` events, a few per invocation, so a batch never fills.
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import json
+import math
+import sys
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
@@ -34,7 +38,72 @@ DEFAULT_HOST = DEFAULT_EXTENSION_HOST
 MAX_BATCH_BYTES = 1_048_576
 """The largest batch body read (the document's maxBytes ceiling); larger is refused."""
 
+MAX_MEMORY_MB = 10**7
+"""A memory figure above this (MB) is no figure (Lambda's largest is 10,240 MB)."""
+PLATFORM_KINDS = ("platform.runtimeDone", "platform.report")
+
 EventSink = Callable[[Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformRecord:
+    """The fields of a ``platform.runtimeDone`` / ``platform.report`` event the incident
+    record uses; each is None when absent or not of its documented type (a string; a
+    finite number of MB from 0 to :data:`MAX_MEMORY_MB`; ``time`` ISO 8601 -> epoch s)."""
+
+    kind: str
+    request_id: str | None
+    status: str | None
+    error_type: str | None
+    max_memory_used_mb: float | None
+    memory_size_mb: float | None
+    time: float | None
+
+
+def parse_platform_event(event: object) -> PlatformRecord | None:
+    """The record of a platform event the extension counts, None for any other value
+    (another type, a record that is not an object). Never raises."""
+    if not isinstance(event, Mapping):
+        return None
+    kind, record = event.get("type"), event.get("record")
+    if kind not in PLATFORM_KINDS or not isinstance(record, Mapping):
+        return None
+    found = record.get("metrics")
+    metrics: Mapping[str, object] = found if isinstance(found, Mapping) else {}
+    return PlatformRecord(
+        kind=str(kind),
+        request_id=_text(record.get("requestId")),
+        status=_text(record.get("status")),
+        error_type=_text(record.get("errorType")),
+        max_memory_used_mb=_megabytes(metrics.get("maxMemoryUsedMB")),
+        memory_size_mb=_megabytes(metrics.get("memorySizeMB")),
+        time=event_time(event),
+    )
+
+
+def event_time(event: Mapping[str, Any]) -> float | None:
+    """A Telemetry API event's ``time`` (ISO 8601) as epoch seconds, None if absent or bad."""
+    text = event.get("time")
+    if not isinstance(text, str) or len(text) > 64:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _megabytes(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        return None
+    return number if math.isfinite(number) and 0 <= number <= MAX_MEMORY_MB else None
 
 
 class TelemetryListener:
@@ -45,8 +114,9 @@ class TelemetryListener:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BATCH_BYTES:
+                text = self.headers.get("Content-Length") or "0"
+                length = int(text) if text.isdigit() and len(text) < 10 else -1
+                if not 0 <= length <= MAX_BATCH_BYTES:
                     self.send_response(413)
                     self.end_headers()
                     return
@@ -55,11 +125,14 @@ class TelemetryListener:
                 self.end_headers()
                 try:
                     batch = json.loads(body)
-                except ValueError:
+                except (ValueError, RecursionError):
                     return
                 for event in batch if isinstance(batch, list) else [batch]:
                     if isinstance(event, dict):
-                        deliver(event)
+                        try:
+                            deliver(event)
+                        except Exception as exc:  # one event's fault; the next may be fine
+                            sys.stderr.write(f"tmpwarden-monitor: event skipped: {exc!r}\n")
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # one line per batch would fill the function's log group

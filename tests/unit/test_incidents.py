@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,67 @@ def test_the_runtime_is_the_largest_sibling(
     for pid, ppid, rss in procs:
         _proc(tmp_path, pid, ppid, rss)
     assert find_runtime_pid(own_pid=10, proc=str(tmp_path)) == expected
+
+
+MALFORMED = {  # review 2, item 10 (repro/telemetry_malformed.py): the record was lost
+    "memorySizeMB 1e400": {
+        "requestId": "r1",
+        "status": "timeout",
+        "metrics": {"memorySizeMB": 1e400, "maxMemoryUsedMB": 128},
+    },
+    "memorySizeMB NaN": {
+        "requestId": "r1",
+        "status": "error",
+        "metrics": {"memorySizeMB": float("nan")},
+    },
+    "requestId a list": {"requestId": [1], "status": "error"},
+    "requestId a dict": {"requestId": {"a": 1}, "status": "error"},
+    "metrics a list": {"requestId": "r1", "status": "error", "metrics": [1, 2]},
+    "status a number": {"requestId": "r1", "status": 3},
+    "errorType a list": {"requestId": "r1", "status": "error", "errorType": ["x"]},
+    "no fields": {},
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+@pytest.mark.parametrize("kind", ["runtimeDone", "report"])
+def test_a_malformed_telemetry_record_never_loses_the_incident_record(
+    tmp_path: Path, case: str, kind: str
+) -> None:
+    made, lines = tracker(tmp_path)
+    made.on_invoke(invoke("r1"))
+    event = {"time": "yesterday", "type": f"platform.{kind}", "record": MALFORMED[case]}
+    made.on_telemetry(event)
+    made.on_shutdown(shutdown("timeout"), wait=0)
+    found = documents(lines)
+    assert len(found) in (1, 2)  # the malformed one (if it is an incident) + the current
+    assert all(d[records.CLASSIFICATION] in ("timeout", "crash", "out_of_memory") for d in found)
+    assert "r1" in {d[records.REQUEST_ID] for d in found}
+
+
+def test_a_fifo_as_state_file_does_not_hold_up_shutdown(tmp_path: Path) -> None:
+    """Review 2, item 6 (repro/shared_state_fifo.py): the read blocked under the lock."""
+    made, lines = tracker(tmp_path)
+    made.sampler.runtime_pid = os.getpid()  # a live runtime: its state is kept
+    state_dir(tmp_path).mkdir(mode=0o700)
+    os.mkfifo(state_dir(tmp_path) / f"state-{os.getpid()}.json")
+    made.on_invoke(invoke("r1"))
+    done = threading.Thread(target=made.on_shutdown, args=(shutdown("timeout"), 0), daemon=True)
+    done.start()
+    done.join(timeout=10)
+    assert not done.is_alive(), "SHUTDOWN blocked on the FIFO"
+    [doc] = documents(lines)
+    assert (doc[records.CLASSIFICATION], doc[records.PHASE]) == ("timeout", None)
+
+
+def test_odd_proc_files_are_skipped_not_raised_or_waited_on(tmp_path: Path) -> None:
+    """Review 2, item 6, whole kind: a /proc entry the extension cannot parse or that would
+    block (a FIFO) is no runtime; the scan still finds the one that is."""
+    for pid, ppid, rss in [(1, 0, 100), (10, 1, 500), (11, 1, 9000)]:
+        _proc(tmp_path, pid, ppid, rss)
+    (tmp_path / "12").mkdir()
+    (tmp_path / "12" / "stat").write_text("12 (x) S notanumber 1 1\n")
+    (tmp_path / "12" / "statm").write_text("1 99999 0\n")
+    (tmp_path / "13").mkdir()
+    os.mkfifo(tmp_path / "13" / "stat")
+    assert find_runtime_pid(own_pid=10, proc=str(tmp_path)) == 11
