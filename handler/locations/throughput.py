@@ -2,16 +2,19 @@
 
 AWS's guidance is one concurrent request per 85-90 MB/s wanted ("Performance design
 patterns for Amazon S3", Amazon S3 User Guide; issue 10), so a target of ``T`` MB/s uploads
-``ceil(T / 85)`` parts at once, at least 2 (one part's request latency, its response and
-its MD5 then overlap the next part's bytes). ``TMPWARDEN_TARGET_MB_S`` sets the target
-(default 75 MB/s: a function's usual 600 Mbps, 2 parts; 375 MB/s for the 3 Gbps of a 10 GB
-function, 5 parts). Measured on 2026-11-30 (S3 to S3 of a 256 MiB artifact through SeaweedFS
-and the ``lambda-600mbps`` profile of :mod:`benchmarks.shaping`, interleaved, 7 pairs on a
-busy machine): 3 parts in flight (a target of 255) beat 2 in every pair, 1.56-1.79x the
-modelled floor against 1.78-2.55x, as each part's request leaves a gap of its own (the
-first-byte latency, the server storing the part); the minimum stays 2 so the default
-plan (167 MiB) still fits a 192 MB function. Memory follows: each part in flight holds
-one part's bytes (:func:`handler.locations.buffers.plan_memory`). No I/O and no boto3 here.
+``ceil(T / 85)`` parts at once, at least 3: each part's request leaves a gap of its own
+(its first-byte latency, the server storing the part, its response) that one more part in
+flight covers. ``TMPWARDEN_TARGET_MB_S`` sets the target (default 75 MB/s: a function's
+usual 600 Mbps, 3 parts; 375 MB/s for the 3 Gbps of a 10 GB function, 5 parts).
+Measured on 2026-11-30, S3 to S3 of the 1 GiB sample through SeaweedFS and the
+``lambda-600mbps`` profile of :mod:`benchmarks.shaping` on a quiet machine, interleaved
+(``TMPWARDEN_TARGET_MB_S=75`` or ``255 python -m benchmarks.network --size 1GiB``): 2
+parts in flight 1.18x and 1.19x the modelled floor, 3 parts 1.14x and 1.12x; earlier, on a
+busy machine with 256 MiB, 3 beat 2 in 7 pairs out of 7 and 5 were no faster than 3.
+A function under :data:`SMALL_FUNCTION_MB` (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``) keeps 2:
+the third part raises the default memory plan from 167 to 175 MiB, more than a 192 MB
+function has room for. Memory follows: each part in flight holds one part's bytes
+(:func:`handler.locations.buffers.plan_memory`). No I/O and no boto3 here.
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ DEFAULT_TARGET_MB_S = 75.0
 """MB/s (10^6 bytes) a function moves sustained at 600 Mbps (issue 10)."""
 MB_S_PER_CONNECTION = 85.0
 """MB/s one connection to S3 carries (AWS: 85-90 MB/s; the lower end, so targets are met)."""
-MIN_PARTS_IN_FLIGHT = 2
+MIN_PARTS_IN_FLIGHT = 3
+SMALL_FUNCTION_MB = 256
+"""Below this much memory a function uploads at least 2 parts at once, not 3."""
+MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 MAX_TARGET_MB_S = 1250.0
 """10 Gbps: more than any function's network (3 Gbps at 10 GB of memory in 2026)."""
 
@@ -47,16 +53,22 @@ class UploadPlan:
     :attr:`parts_in_flight` parts uploading at once."""
 
     target_mb_s: float = DEFAULT_TARGET_MB_S
+    memory_mb: int | None = None
+    """The function's memory (MB), when known: under :data:`SMALL_FUNCTION_MB` the least
+    is 2 parts in flight."""
 
     @property
     def parts_in_flight(self) -> int:
-        """``max(2, ceil(target / 85))``: 2 at 75 MB/s, 5 at 375 MB/s, 15 at 1,250 MB/s."""
+        """``max(3, ceil(target / 85))`` (2 for a function under 256 MB): 3 at 75 MB/s,
+        5 at 375 MB/s, 15 at 1,250 MB/s."""
         wanted = math.ceil(self.target_mb_s / MB_S_PER_CONNECTION - 1e-9)
-        return max(MIN_PARTS_IN_FLIGHT, wanted)
+        small = self.memory_mb is not None and self.memory_mb < SMALL_FUNCTION_MB
+        return max(2 if small else MIN_PARTS_IN_FLIGHT, wanted)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> UploadPlan:
-        """From ``TMPWARDEN_TARGET_MB_S``; ConfigurationError names a bad value."""
+        """From ``TMPWARDEN_TARGET_MB_S`` (ConfigurationError names a bad value) and the
+        function's memory (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``, when set)."""
         env = os.environ if environ is None else environ
         text = env.get(TARGET_ENV, "").strip() or f"{DEFAULT_TARGET_MB_S:g}"
         try:
@@ -71,4 +83,5 @@ class UploadPlan:
                 f"{TARGET_ENV}={target:g} must be from 1 to {MAX_TARGET_MB_S:g} MB/s "
                 "(the throughput wanted; one upload connection per 85 MB/s)"
             )
-        return cls(target)
+        memory = env.get(MEMORY_ENV, "").strip()
+        return cls(target, int(memory) if memory.isdigit() else None)
