@@ -19,6 +19,25 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+def read_into(stream: Readable, buffer: memoryview | bytearray) -> int:
+    """Fill up to ``len(buffer)`` bytes of ``buffer`` from ``stream``; 0 at EOF. Through the
+    stream's own ``readinto`` when it has one (a file reads straight into the buffer,
+    no bytes object in between: the gzip reader's 8 MiB input blocks were each copied
+    once more, 0.09 CPU-s per GiB on ISA-L's inflate thread, the local path's slowest
+    stage; ``perf``, 2026-11-30), else through ``read``."""
+    readinto: Callable[[memoryview | bytearray], int | None] | None = getattr(
+        stream, "readinto", None
+    )
+    if readinto is None:
+        data = stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+    count = readinto(buffer)
+    if count is None:  # pragma: no cover - only non-blocking streams, which none of ours is
+        raise BlockingIOError("a non-blocking stream has no data yet")
+    return count
+
+
 class ReadOnlyStream(io.RawIOBase):
     """A readable raw stream defined by its ``read``; ``readinto`` and ``readall`` follow."""
 
@@ -50,10 +69,18 @@ class CountingReader(ReadOnlyStream):
 
     def read(self, size: int = -1) -> bytes:
         data = self._inner.read(size)
-        self.count += len(data)
+        self._counted(len(data))
+        return data
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        count = read_into(self._inner, buffer)
+        self._counted(count)
+        return count
+
+    def _counted(self, size: int) -> None:
+        self.count += size
         if self._on_read is not None:
             self._on_read(self.count)
-        return data
 
 
 class PrefixedReader(ReadOnlyStream):
@@ -74,6 +101,17 @@ class PrefixedReader(ReadOnlyStream):
             return head + self._rest.read()
         return head + (self._rest.read(size - len(head)) if size > len(head) else b"")
 
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        if not self._head:
+            return read_into(self._rest, buffer)
+        size = min(len(buffer), len(self._head))
+        buffer[:size] = self._head[:size]
+        self._head = self._head[size:]
+        if self._head or size == len(buffer):
+            return size
+        with memoryview(buffer) as view:
+            return size + read_into(self._rest, view[size:])
+
 
 class GuardedReader(ReadOnlyStream):
     """Reads ``inner``; any exception from it passes through ``translate`` first."""
@@ -85,6 +123,12 @@ class GuardedReader(ReadOnlyStream):
     def read(self, size: int = -1) -> bytes:
         try:
             return self._inner.read(size)
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        try:
+            return read_into(self._inner, buffer)
         except Exception as exc:
             raise self._translate(exc) from exc
 

@@ -1,0 +1,56 @@
+"""handler/streams.py: the adapters' ``readinto`` gives the same bytes as ``read`` and
+reads a file straight into the caller's buffer (no bytes object in between)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handler.streams import CountingReader, GuardedReader, PrefixedReader
+
+
+class ReadRefused(io.BytesIO):
+    """A file whose ``read`` must not be used: the adapters go through ``readinto``."""
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        raise AssertionError("read() used where readinto() reads straight into the buffer")
+
+
+def _chain(head: bytes, rest: io.BytesIO) -> tuple[PrefixedReader, CountingReader]:
+    counted = CountingReader(GuardedReader(rest, lambda exc: exc))
+    return PrefixedReader(head, counted), counted
+
+
+@settings(max_examples=100)
+@given(
+    data=st.binary(max_size=4096),
+    head_size=st.integers(min_value=0, max_value=64),
+    sizes=st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=20),
+)
+def test_readinto_gives_the_bytes_read_gives(data: bytes, head_size: int, sizes: list[int]) -> None:
+    head, rest = data[:head_size], data[head_size:]
+    stream, counted = _chain(head, ReadRefused(rest))
+    got = bytearray()
+    turn = 0
+    while True:
+        buffer = bytearray(sizes[turn % len(sizes)])
+        turn += 1
+        count = stream.readinto(buffer)
+        if count == 0:
+            break
+        got += buffer[:count]
+    assert bytes(got) == data
+    assert counted.count == len(rest)
+
+
+def test_an_error_in_readinto_is_translated() -> None:
+    class Broken(io.RawIOBase):
+        def readinto(self, buffer: object, /) -> int:
+            raise OSError("disk gone")
+
+    stream = GuardedReader(Broken(), lambda exc: ValueError(f"source: {exc}"))
+    with pytest.raises(ValueError, match=r"^source: disk gone$"):
+        stream.readinto(bytearray(8))
