@@ -22,7 +22,14 @@ from handler.archive.unpackable import tar_refusal
 from handler.codec import open_gzip_reader
 from handler.errors import ExtractionError, TmpwardenError, UnsupportedArchiveError, shown_name
 from handler.members import ArchiveFormat, Member, MemberKind, OpenMember
-from handler.streams import CountingReader, GuardedReader, PrefixedReader, read_head
+from handler.streams import (
+    CountingReader,
+    GuardedReader,
+    PrefixedReader,
+    Readable,
+    ReadOnlyStream,
+    read_head,
+)
 
 if TYPE_CHECKING:
     from handler.archive.reader import ArchiveReader
@@ -90,10 +97,40 @@ def tar_members(
             continue
         stream: BinaryIO = cast(BinaryIO, io.BytesIO())
         if with_data and member.kind is MemberKind.FILE:
-            extracted = tar.extractfile(info)
+            extracted: Readable | None = (
+                TarMemberData(tar, info) if info.sparse is None else tar.extractfile(info)
+            )
             assert extracted is not None
             stream = cast(BinaryIO, GuardedReader(extracted, reader.corrupt))
         yield OpenMember(member, stream)
+
+
+class TarMemberData(ReadOnlyStream):
+    """A regular (not sparse) member's data, read from the tar stream itself.
+
+    What :meth:`tarfile.TarFile.extractfile` does for such a member (seek the stream to
+    the member's data, read at most its size, ``ReadError`` on a short read), without
+    its :class:`io.BufferedReader`, which copied every MiB of member data once more
+    on the ZIP's thread (``perf``, 1 GiB artifact, 2026-11-30).
+    """
+
+    def __init__(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+        self._stream: BinaryIO = tar.fileobj  # type: ignore[assignment]
+        self._offset = info.offset_data
+        self._size = info.size
+        self._position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._size - self._position
+        size = left if size < 0 else min(size, left)
+        if size <= 0:
+            return b""
+        self._stream.seek(self._offset + self._position)  # forward only: a no-op or a skip
+        data = self._stream.read(size)
+        if len(data) != size:
+            raise tarfile.ReadError("unexpected end of data")
+        self._position += size
+        return data
 
 
 def _tar_member(reader: ArchiveReader, info: tarfile.TarInfo, name: Name) -> Member:

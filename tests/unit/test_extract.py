@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import lzma
 import stat
@@ -369,3 +370,21 @@ def test_extracted_files_stay_owner_readable(tmp_path: Path) -> None:
     archive = tar_with(tmp_path / "m.tar", [(info, b"x")])
     StreamingExtractor().extract_streaming(archive, tmp_path / "out")
     assert stat.S_IMODE((tmp_path / "out" / "secret.bin").stat().st_mode) & stat.S_IRUSR
+
+
+def test_members_read_in_part_or_not_at_all_leave_the_next_ones_whole(tmp_path: Path) -> None:
+    """Member data is read from the tar stream itself (tar_members.TarMemberData): a member
+    left half read or unread is skipped, and the next member's bytes are its own."""
+    files = {
+        "a.bin": bytes(range(256)) * 5000,
+        "b.bin": b"\x01" * 777,
+        "c.bin": bytes(reversed(range(256))) * 3001,
+    }
+    archive = build_archive(tmp_path / "three", files, "tar.gz")
+    got: dict[str, bytes] = {}
+    for opened in open_members(StreamingExtractor(), archive):
+        if opened.member.name == "a.bin":
+            got["a.bin"] = opened.stream.read(1000)
+        elif opened.member.name == "c.bin":
+            got["c.bin"] = b"".join(iter(functools.partial(opened.stream.read, 4096), b""))
+    assert got == {"a.bin": files["a.bin"][:1000], "c.bin": files["c.bin"]}
