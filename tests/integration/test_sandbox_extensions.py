@@ -5,7 +5,6 @@ exhaust memory, fill /tmp or outlive the timeout produce the telemetry Lambda se
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ PREFIX = "test-extension: "
 # Registers for INVOKE and SHUTDOWN, subscribes to platform telemetry at
 # TMPWARDEN_EXTENSION_HOST, prints each event and each telemetry batch as one line, and
 # exits on SHUTDOWN (after ``linger`` seconds: a stubborn extension lingers past the budget).
-TEST_EXTENSION = """#!{python}
+TEST_EXTENSION = """#!/usr/bin/env python3
 import http.server, json, os, sys, threading, time, urllib.request
 
 API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"]
@@ -80,10 +79,12 @@ def _needs_namespaces() -> None:
 
 
 def extensions_dir(directory: Path, linger: float = 0.0) -> Path:
-    """A directory with the test extension (outside /tmp would not matter: remapped)."""
+    """A directory with the test extension. Its interpreter is found on PATH, as the
+    layer's extension finds it: a checkout under /tmp (and its virtualenv) is hidden in
+    the sandbox, whose /tmp is a fresh tmpfs."""
     directory.mkdir(exist_ok=True)
     script = directory / "test-extension"
-    script.write_text(TEST_EXTENSION.format(python=sys.executable, linger=linger, prefix=PREFIX))
+    script.write_text(TEST_EXTENSION.format(linger=linger, prefix=PREFIX))
     script.chmod(0o755)
     return directory
 
@@ -244,7 +245,7 @@ def test_an_extension_that_outlives_the_shutdown_budget_is_killed(tmp_path: Path
 def test_an_extension_that_dies_before_registering_fails_the_init(tmp_path: Path) -> None:
     directory = extensions_dir(tmp_path / "extensions")
     crash = directory / "crashes"
-    crash.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(7)\n")
+    crash.write_text("#!/usr/bin/env python3\nimport sys\nsys.exit(7)\n")
     crash.chmod(0o755)
     code, response, stderr, emf_log = invoke_sandbox(
         tmp_path,
