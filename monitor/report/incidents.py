@@ -17,7 +17,7 @@ from typing import Any
 
 from monitor import records as r
 from monitor.records import RecordKind
-from monitor.report.level_changes import MalformedChange, last_samples_of
+from monitor.report.level_changes import MalformedChange, last_samples_of, read_records
 from monitor.report.model import Incident, LastSample
 from monitor.units import format_size
 
@@ -31,19 +31,7 @@ def read_incidents(
 ) -> tuple[list[Incident], int, dict[str, int]]:
     """The incidents among ``documents``, by time; the count of those that could not be
     read; and, per property :data:`REQUIRED` names, how many lacked it."""
-    incidents: list[Incident] = []
-    skipped = 0
-    missing: dict[str, int] = {}
-    for doc in documents:
-        if doc.get(r.RECORD_KIND) != RecordKind.INCIDENT:
-            continue
-        try:
-            incidents.append(incident_of(doc))
-        except MalformedChange as exc:
-            skipped += 1
-            if exc.missing is not None:
-                missing[exc.missing] = missing.get(exc.missing, 0) + 1
-    return sorted(incidents, key=lambda i: i.time), skipped, missing
+    return read_records(documents, RecordKind.INCIDENT, incident_of)
 
 
 def incident_of(doc: Mapping[str, Any]) -> Incident:

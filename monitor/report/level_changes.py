@@ -11,9 +11,9 @@ draws them in :mod:`monitor.report.level_change_chart`.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from monitor import records as r
 from monitor.records import RecordKind
@@ -25,6 +25,14 @@ REQUIRED = (r.CROSSING_TIME, r.LEVEL, r.RESOURCE, r.LEVEL_PERCENT)
 LAST_COLUMNS = (r.LAST_TMP_USED_BYTES, r.LAST_TMP_AVAILABLE_BYTES, r.LAST_MEMORY_USED_BYTES)
 
 
+class _HasTime(Protocol):
+    @property
+    def time(self) -> float: ...
+
+
+Timed = TypeVar("Timed", bound=_HasTime)
+
+
 class MalformedChange(ValueError):
     """A level change record with a field missing (``missing`` names it) or mistyped."""
 
@@ -33,24 +41,35 @@ class MalformedChange(ValueError):
         self.missing = missing
 
 
+def read_records(
+    documents: Iterable[Mapping[str, Any]],
+    kind: RecordKind,
+    parse: Callable[[Mapping[str, Any]], Timed],
+) -> tuple[list[Timed], int, dict[str, int]]:
+    """The records of ``kind`` among ``documents``, read by ``parse``, by time; the count
+    of those ``parse`` refused (MalformedChange); and, per missing property, how many
+    lacked it."""
+    read: list[Timed] = []
+    skipped = 0
+    missing: dict[str, int] = {}
+    for doc in documents:
+        if doc.get(r.RECORD_KIND) != kind:
+            continue
+        try:
+            read.append(parse(doc))
+        except MalformedChange as exc:
+            skipped += 1
+            if exc.missing is not None:
+                missing[exc.missing] = missing.get(exc.missing, 0) + 1
+    return sorted(read, key=lambda record: record.time), skipped, missing
+
+
 def read_level_changes(
     documents: Iterable[Mapping[str, Any]],
 ) -> tuple[list[LevelChange], int, dict[str, int]]:
     """The level changes among ``documents``, by crossing time; the count of those that
     could not be read; and, per property :data:`REQUIRED` names, how many lacked it."""
-    changes: list[LevelChange] = []
-    skipped = 0
-    missing: dict[str, int] = {}
-    for doc in documents:
-        if doc.get(r.RECORD_KIND) != RecordKind.LEVEL_CHANGE:
-            continue
-        try:
-            changes.append(level_change_of(doc))
-        except MalformedChange as exc:
-            skipped += 1
-            if exc.missing is not None:
-                missing[exc.missing] = missing.get(exc.missing, 0) + 1
-    return sorted(changes, key=lambda c: c.time), skipped, missing
+    return read_records(documents, RecordKind.LEVEL_CHANGE, level_change_of)
 
 
 def level_change_of(doc: Mapping[str, Any]) -> LevelChange:
