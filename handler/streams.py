@@ -133,6 +133,50 @@ class GuardedReader(ReadOnlyStream):
             raise self._translate(exc) from exc
 
 
+class ForwardReader(ReadOnlyStream):
+    """Reads ``inner`` and knows its position: ``tell``, and ``seek`` forward only, by
+    reading and dropping the bytes in between (at most :data:`CHUNK_SIZE` at a time).
+
+    What :mod:`tarfile` needs of a file object to read an archive in its seeking mode
+    (``r:``) from a stream that cannot seek; unlike its stream mode (``r|``), whose
+    buffer joins and slices every block (three copies of each byte on the way to the
+    member's reader), a read here is one read of ``inner``. A seek backwards raises
+    :class:`io.UnsupportedOperation`; a seek past the end stops at the end (the next
+    read returns ``b""``).
+    """
+
+    def __init__(self, inner: Readable) -> None:
+        self._inner = inner
+        self._position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._inner.read(size)
+        self._position += len(data)
+        return data
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        count = read_into(self._inner, buffer)
+        self._position += count
+        return count
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = {io.SEEK_SET: offset, io.SEEK_CUR: self._position + offset}.get(whence)
+        if target is None or target < self._position:
+            raise io.UnsupportedOperation(
+                f"this stream seeks forward only (from byte {self._position:,})"
+            )
+        if target > self._position:
+            scratch = bytearray(min(target - self._position, CHUNK_SIZE))
+            with memoryview(scratch) as view:
+                while (left := target - self._position) > 0:
+                    if not self.readinto(view[: min(left, len(view))]):
+                        break
+        return self._position
+
+
 def read_head(stream: Readable, size: int) -> bytes:
     """Read up to ``size`` bytes, looping over short reads, stopping early only at EOF."""
     parts: list[bytes] = []

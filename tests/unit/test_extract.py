@@ -6,7 +6,9 @@ import bz2
 import functools
 import gzip
 import lzma
+import shutil
 import stat
+import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
@@ -388,3 +390,44 @@ def test_members_read_in_part_or_not_at_all_leave_the_next_ones_whole(tmp_path: 
         elif opened.member.name == "c.bin":
             got["c.bin"] = b"".join(iter(functools.partial(opened.stream.read, 4096), b""))
     assert got == {"a.bin": files["a.bin"][:1000], "c.bin": files["c.bin"]}
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar to write sparse members")
+@pytest.mark.parametrize("tar_format", ["gnu", "posix"])
+def test_sparse_members_read_back_with_their_holes(tmp_path: Path, tar_format: str) -> None:
+    """GNU tar's sparse members (old GNU headers, pax sparse 1.0) are read in order from
+    a stream that only seeks forward, with the holes as zeros."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    sparse = tree / "embeddings.bin"
+    with sparse.open("wb") as handle:
+        handle.write(b"head" * 1024)
+        handle.seek(3 * 1024 * 1024)
+        handle.write(b"tail" * 1024)
+        handle.truncate(5 * 1024 * 1024)
+    (tree / "config.json").write_bytes(b'{"after": "the sparse member"}')
+    archive = tmp_path / "sparse.tar.gz"
+    subprocess.run(
+        [
+            "tar",
+            "--sparse",
+            f"--format={tar_format}",
+            "-czf",
+            str(archive),
+            "-C",
+            str(tree),
+            "embeddings.bin",
+            "config.json",
+        ],
+        check=True,
+    )
+    with tarfile.open(archive) as written:
+        assert written.getmember("embeddings.bin").sparse  # holes, not 5 MiB of zeros
+    seen = {
+        opened.member.name: opened.stream.read()
+        for opened in open_members(StreamingExtractor(), archive)
+    }
+    assert seen == {
+        "embeddings.bin": sparse.read_bytes(),
+        "config.json": b'{"after": "the sparse member"}',
+    }

@@ -1,5 +1,6 @@
 """handler/streams.py: the adapters' ``readinto`` gives the same bytes as ``read`` and
-reads a file straight into the caller's buffer (no bytes object in between)."""
+reads a file straight into the caller's buffer (no bytes object in between); a stream
+that cannot seek seeks forward as a file does."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handler.streams import CountingReader, GuardedReader, PrefixedReader
+from handler.streams import CountingReader, ForwardReader, GuardedReader, PrefixedReader
 
 
 class ReadRefused(io.BytesIO):
@@ -54,3 +55,51 @@ def test_an_error_in_readinto_is_translated() -> None:
     stream = GuardedReader(Broken(), lambda exc: ValueError(f"source: {exc}"))
     with pytest.raises(ValueError, match=r"^source: disk gone$"):
         stream.readinto(bytearray(8))
+
+
+class OneWay(io.BytesIO):
+    """A stream that cannot seek, as a socket's body or a decompressor's output."""
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        raise io.UnsupportedOperation("seek")
+
+
+@settings(max_examples=100)
+@given(
+    data=st.binary(max_size=4096),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["read", "readinto", "seek"]), st.integers(0, 900)),
+        max_size=25,
+    ),
+)
+def test_a_forward_reader_seeks_forward_like_a_file(
+    data: bytes, steps: list[tuple[str, int]]
+) -> None:
+    """What tarfile's seeking mode asks of its file (read, readinto, tell, seek ahead)
+    gives what a real file gives, from a stream that cannot seek."""
+    reference = io.BytesIO(data)
+    stream = ForwardReader(OneWay(data))
+    for step, size in steps:
+        if step == "read":
+            assert stream.read(size) == reference.read(size)
+        elif step == "readinto":
+            mine, theirs = bytearray(size), bytearray(size)
+            assert stream.readinto(mine) == reference.readinto(theirs)
+            assert mine == theirs
+        else:
+            target = stream.tell() + size
+            stream.seek(target)
+            reference.seek(min(target, len(data)))  # a seek past the end stops there
+        assert stream.tell() == reference.tell()
+    assert stream.read() == reference.read()
+
+
+def test_a_forward_reader_refuses_to_seek_back() -> None:
+    stream = ForwardReader(OneWay(b"0123456789"))
+    stream.seek(4)
+    with pytest.raises(io.UnsupportedOperation, match="forward only"):
+        stream.seek(3)
+    assert stream.read() == b"456789"
