@@ -23,7 +23,8 @@ The estimate, in bytes, is ``BASELINE_BYTES + parts in flight x part size + read
   (:mod:`handler.zipwriter.pipeline`) hold at most one 1 MiB block each, the blocks the
   zipper held itself before (measured: the traced peak of a 24 MiB member +0.3 MiB).
 - Read buffers: ``READ_BUFFER``, the tar reader's and the gzip decoder's chunks and the
-  zipper's (1 MiB each), plus for an S3 source the ranges read ahead
+  zipper's (1 MiB each; a tar header's extension, read whole, is refused over
+  :data:`handler.streams.MAX_FORWARD_READ`), plus for an S3 source the ranges read ahead
   (``TMPWARDEN_READ_AHEAD_MIB``, 32 MiB by default, less for a smaller object) and each
   connection's 256 KiB piece (:meth:`handler.locations.ranged.ReadPlan.bytes_held`), and
   for a ZIP in S3 its last read outside that window (``RANDOM_READ``, 64 KiB).

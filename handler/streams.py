@@ -133,6 +133,11 @@ class GuardedReader(ReadOnlyStream):
             raise self._translate(exc) from exc
 
 
+MAX_FORWARD_READ = 8 * MiB
+"""Most bytes one ``read`` of a :class:`ForwardReader` returns at once (a tar header's
+extension, read whole by tarfile, is refused above it: see :class:`ForwardReader`)."""
+
+
 class ForwardReader(ReadOnlyStream):
     """Reads ``inner`` and knows its position: ``tell``, and ``seek`` forward only, by
     reading and dropping the bytes in between (at most :data:`CHUNK_SIZE` at a time).
@@ -143,14 +148,34 @@ class ForwardReader(ReadOnlyStream):
     member's reader), a read here is one read of ``inner``. A seek backwards raises
     :class:`io.UnsupportedOperation`; a seek past the end stops at the end (the next
     read returns ``b""``).
+
+    ``read(size)`` returns ``size`` bytes unless the stream ends first, reading
+    ``inner`` again after a short read (tarfile takes a short read for the end of the
+    archive). tarfile reads a pax or GNU long-name header's extension whole, at the size
+    its header gives: a ``size`` below -1 or over ``max_read`` raises :class:`ValueError`
+    naming it, so a corrupt size field is a corrupt archive, not a ``MemoryError`` or an
+    error of the source.
     """
 
-    def __init__(self, inner: Readable) -> None:
+    def __init__(self, inner: Readable, max_read: int = MAX_FORWARD_READ) -> None:
         self._inner = inner
+        self._max_read = max_read
         self._position = 0
 
     def read(self, size: int = -1) -> bytes:
+        if size < -1 or size > self._max_read:
+            raise ValueError(
+                f"a size field asks for {size:,} bytes at byte {self._position:,} of the "
+                f"tar stream (at most {self._max_read:,} are read at once)"
+            )
         data = self._inner.read(size)
+        if 0 < len(data) < size:
+            parts = [data]
+            count = len(data)
+            while count < size and (more := self._inner.read(size - count)):
+                parts.append(more)
+                count += len(more)
+            data = b"".join(parts)
         self._position += len(data)
         return data
 

@@ -2,7 +2,7 @@
 
 The source is sniffed (:mod:`handler.archive.formats`), then read by the format's member
 reader (:mod:`handler.archive.tar_members` front to back through a pipe of streams,
-never seeking, so a non-seekable source such as an S3 body works;
+seeking only forward, so a non-seekable source such as an S3 body works;
 :mod:`handler.archive.zip_members` through the central directory, which needs random
 access). Every member passes :class:`~handler.archive.safety.MemberGuard` here before
 its data is touched.

@@ -1,4 +1,4 @@
-"""Tar members, read front to back: source -> decompressor -> tar headers, never seeking.
+"""Tar members, read front to back: source -> decompressor -> tar headers, seeking only forward.
 
 A plain tar, or one compressed with gzip, bzip2 or xz (POSIX.1-2001 pax, GNU and ustar
 headers, as :mod:`tarfile` reads them). tarfile reads in its seeking mode ``r:`` over a
@@ -70,7 +70,9 @@ def open_tar(
                 errors="surrogateescape",
             )
         )
-    except tarfile.TarError as exc:
+    except TmpwardenError:
+        raise
+    except Exception as exc:  # tarfile's own, or ForwardReader's refusal of a size field
         raise reader.corrupt(exc) from exc
 
 
@@ -177,6 +179,6 @@ def _hardlink_target(source: str, target: str, link: str) -> str:
 
 
 def _forget_seen_headers(tar: tarfile.TarFile) -> None:
-    """Stream mode keeps every header it has read, so memory grows with the member count;
+    """tarfile keeps every header it has read, so memory grows with the member count;
     nothing here needs them (hard links are resolved by name), so drop them."""
     tar.members.clear()  # type: ignore[attr-defined]

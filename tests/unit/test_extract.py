@@ -23,6 +23,7 @@ from handler.errors import (
     UnsupportedArchiveError,
 )
 from handler.members import ArchiveFormat, Member, MemberKind
+from handler.retry import is_transient
 from tests.helpers import (
     ALL_FORMATS,
     ArchiveKind,
@@ -431,3 +432,44 @@ def test_sparse_members_read_back_with_their_holes(tmp_path: Path, tar_format: s
         "embeddings.bin": sparse.read_bytes(),
         "config.json": b'{"after": "the sparse member"}',
     }
+
+
+def _ustar_header(name: bytes, size_field: bytes, kind: bytes) -> bytes:
+    """One ustar header block with a raw 12-byte size field (octal or base-256)."""
+    header = bytearray(512)
+    header[: len(name)] = name
+    header[100:124] = b"0000644\0" + b"0000000\0" * 2
+    header[124:136] = size_field
+    header[136:148] = b"14623435200\0"
+    header[156:157] = kind
+    header[257:265] = b"ustar\x0000"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def _base256(value: int) -> bytes:
+    """A tar size field in GNU's base-256 form (negative values in two's complement)."""
+    return bytes([0xFF if value < 0 else 0x80]) + (value % 2**88).to_bytes(11, "big")
+
+
+@pytest.mark.parametrize(
+    "size",
+    [-1024, 64 * 2**30, 2**80],
+    ids=["negative", "64 GiB", "2**80 bytes"],
+)
+@pytest.mark.parametrize("kind", [b"x", b"L"], ids=["pax header", "GNU long name"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["tar", "tar.gz"])
+def test_an_implausible_size_in_a_header_extension_is_a_corrupt_archive(
+    tmp_path: Path, size: int, kind: bytes, compressed: bool
+) -> None:
+    """A header whose size field no archive could hold is the archive's fault: not a
+    MemoryError (tarfile reads the extension whole), not a source error to retry."""
+    body = _ustar_header(b"P", _base256(size), kind) + b"10 a=bcd\n".ljust(512, b"\0")
+    body += b"\0" * 1024
+    archive = tmp_path / ("bad.tar.gz" if compressed else "bad.tar")
+    archive.write_bytes(gzip.compress(body) if compressed else body)
+    with pytest.raises(ExtractionError, match="truncated or corrupt") as caught:
+        for opened in open_members(StreamingExtractor(), archive):
+            opened.stream.read()
+    assert not is_transient(caught.value)

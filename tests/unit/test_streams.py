@@ -103,3 +103,43 @@ def test_a_forward_reader_refuses_to_seek_back() -> None:
     with pytest.raises(io.UnsupportedOperation, match="forward only"):
         stream.seek(3)
     assert stream.read() == b"456789"
+
+
+class Trickle(io.BytesIO):
+    """A stream whose reads return at most ``most`` bytes, as a raw socket or pipe may."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        super().__init__(data)
+        self._most = most
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        limit = self._most if size is None or size < 0 else min(size, self._most)
+        return super().read(limit)
+
+
+@settings(max_examples=100)
+@given(
+    data=st.binary(max_size=4096),
+    most=st.integers(min_value=1, max_value=600),
+    sizes=st.lists(st.integers(min_value=0, max_value=1500), min_size=1, max_size=12),
+)
+def test_a_forward_reader_reads_whole_sizes_over_short_reads(
+    data: bytes, most: int, sizes: list[int]
+) -> None:
+    """tarfile takes a short read for the archive's end: read(n) gives n bytes unless
+    the stream ends first, however little each read of the source returns."""
+    stream = ForwardReader(Trickle(data, most))
+    position = 0
+    for size in sizes:
+        expected = data[position : position + size]
+        assert stream.read(size) == expected
+        position += len(expected)
+        assert stream.tell() == position
+
+
+@pytest.mark.parametrize("size", [-2, -1024, 9 * 1024 * 1024])
+def test_a_forward_reader_refuses_a_size_no_header_could_mean(size: int) -> None:
+    stream = ForwardReader(io.BytesIO(b"x" * 100), max_read=8 * 1024 * 1024)
+    with pytest.raises(ValueError, match=f"asks for {size:,} bytes at byte 0"):
+        stream.read(size)
+    assert stream.read() == b"x" * 100  # -1 still reads to the end
