@@ -15,9 +15,7 @@ waiting on the rest:
   writer starts the kernel's write-back every :data:`WRITEBACK_BYTES`
   (``sync_file_range(SYNC_FILE_RANGE_WRITE)``, as RocksDB's ``bytes_per_sync`` does), so
   the ``fsync`` before the destination's commit waits for the last few MiB, not for
-  the whole file;
-* both threads run :data:`HELPER_NICE` steps below the caller's CPU priority, so
-  the inflate thread gets a core first when all of them want one.
+  the whole file.
 
 :func:`local_pipeline` starts both for a sink that seeks (a local file) and always
 stops and joins them, on success and on failure. An error on either thread is raised
@@ -34,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import queue
 import sys
 import threading
@@ -59,15 +56,6 @@ DEFLATE_QUEUE_BYTES: Final = 1 * MiB
 fits): the ZIP's thread reads the next 1 MiB chunk while the last one is compressed."""
 INLINE_BELOW: Final = 256 * KiB
 """A compressor with nothing queued compresses an input smaller than this inline."""
-HELPER_NICE: Final = 10
-"""Nice steps the deflate and writer threads run below the thread that starts them.
-
-The local path's slowest stage, ISA-L's inflate thread, must never wait for a core
-while these two catch up: they keep bounded queues and lose nothing by running a
-moment later (RocksDB lowers its compaction threads' CPU priority for the same
-reason). 1 GiB artifact, 2 cores, 3 interleaved runs each (2026-11-30): at nice 0 the
-inflate thread waited 0.07-0.12 s for a core and the run took 2.92-3.13 s; at +10,
-0.026-0.045 s and 2.85-2.97 s."""
 SYNC_FILE_RANGE_WRITE: Final = 2
 """<linux/fs.h>: start write-back of the range's dirty pages, do not wait for it."""
 WRITER_THREAD: Final = "tmpwarden-writer"
@@ -122,19 +110,6 @@ def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
 
 
 _sync_file_range = _load_sync_file_range()
-
-
-def lower_priority(thread: threading.Thread, steps: int = HELPER_NICE) -> None:
-    """Run the started ``thread`` ``steps`` nice steps below its current priority (at
-    most nice 19). Linux only, where the nice value belongs to each thread (sched(7));
-    elsewhere ``setpriority`` would name the whole process, so nothing is done. Never
-    raises: a priority is a preference, not a condition of the work."""
-    tid = thread.native_id
-    if not sys.platform.startswith("linux") or tid is None:
-        return
-    with contextlib.suppress(OSError):
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + steps))
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
@@ -217,7 +192,6 @@ class OutputThread:
         self._cancelled = False
         self._thread = threading.Thread(target=self._run, name=WRITER_THREAD, daemon=True)
         self._thread.start()
-        lower_priority(self._thread)
 
     # -- the ZIP writer's side --------------------------------------------------------
 
@@ -365,7 +339,6 @@ class DeflateThread:
         self._jobs = _Channel(limit)
         self._thread = threading.Thread(target=self._run, name=DEFLATE_THREAD, daemon=True)
         self._thread.start()
-        lower_priority(self._thread)
 
     def factory(self, level: int) -> Compressor:
         """A compressor for ``level`` (as :data:`~handler.codec.CompressorFactory`)."""

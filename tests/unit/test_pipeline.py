@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 import tarfile
 import threading
 import time
@@ -23,7 +22,6 @@ from handler.zipwriter import pipeline
 from handler.zipwriter.pipeline import (
     COALESCE_BYTES,
     DEFLATE_THREAD,
-    HELPER_NICE,
     SYNC_FILE_RANGE_WRITE,
     WRITER_THREAD,
     DeflateThread,
@@ -193,23 +191,6 @@ def test_the_deflate_thread_gives_the_bytes_deflate_gives_inline() -> None:
     fresh = fastest_deflate(6)
     assert got_small == fresh.compress(b"config" * 10) + fresh.flush()
     assert not pipeline_threads()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a per-thread nice is Linux's")
-def test_the_helper_threads_yield_the_cpu_to_the_caller_and_the_inflate(tmp_path: Path) -> None:
-    """The deflate and writer threads run HELPER_NICE steps below the caller, whose own
-    priority (and so the gzip reader thread's, started by it) is left as it was."""
-    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    with (
-        (tmp_path / "out.zip").open("wb") as out,
-        local_pipeline(out) as _,
-    ):
-        helpers = {t.name: t.native_id for t in pipeline_threads()}
-        assert set(helpers) == {DEFLATE_THREAD, WRITER_THREAD}
-        for tid in helpers.values():
-            assert tid is not None
-            assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, before + HELPER_NICE)
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 
 
 def test_a_pipe_gets_no_threads() -> None:
