@@ -168,14 +168,7 @@ class ForwardReader(ReadOnlyStream):
                 f"a size field asks for {size:,} bytes at byte {self._position:,} of the "
                 f"tar stream (at most {self._max_read:,} are read at once)"
             )
-        data = self._inner.read(size)
-        if 0 < len(data) < size:
-            parts = [data]
-            count = len(data)
-            while count < size and (more := self._inner.read(size - count)):
-                parts.append(more)
-                count += len(more)
-            data = b"".join(parts)
+        data = self._inner.read() if size == -1 else read_head(self._inner, size)
         self._position += len(data)
         return data
 
