@@ -8,15 +8,13 @@ not installed. Everything here is injectable: the zipper takes a
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from collections.abc import Callable
-from typing import BinaryIO, Literal, Protocol, cast
+from typing import Literal, Protocol, cast
 
 from handler.errors import CompressionError
 
 try:  # pragma: no cover - which branch runs depends on the platform
-    from isal import igzip_threaded as _isal_gzip
     from isal import isal_zlib as _isal_zlib
 
     HAVE_ISAL = True
@@ -152,17 +150,3 @@ def crc32(data: bytes, value: int = 0) -> int:
     if HAVE_ISAL:
         return _isal_zlib.crc32(data, value)
     return zlib.crc32(data, value)
-
-
-def open_gzip_reader(raw: BinaryIO, *, block_size: int) -> BinaryIO:
-    """Decompress a gzip stream, inflating on a background thread when ISA-L is there.
-
-    The thread holds at most a few blocks of ``block_size`` ahead of the reader, so
-    memory stays bounded; the caller must close the returned stream.
-    """
-    if HAVE_ISAL:
-        reader = _isal_gzip.open(  # type: ignore[no-untyped-call]
-            raw, "rb", threads=1, block_size=block_size
-        )
-        return cast(BinaryIO, reader)
-    return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))

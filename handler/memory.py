@@ -7,7 +7,10 @@ The estimate, in bytes, is ``BASELINE_BYTES + parts in flight x part size + read
   --memory 192`` to ``512`` on S3 to S3 (moto on 127.0.0.1, a 32 MiB tar.gz, the stream
   strategy, Python 3.11, boto3 1.3x): the targets' ``peak_rss_bytes`` were 117 to 126 MiB
   over six runs, less the 36 MiB of parts and read buffers below. It is the interpreter,
-  boto3 and its client, the monitor and the threads' own memory.
+  boto3 and its client, the monitor and the threads' own memory, and the gzip decoder's
+  10 MiB: then python-isal's threaded reader (an 8 MiB input buffer and 2 blocks of
+  1 MiB), now :class:`handler.inflate.InflatingReader` (``RAW_BUFFER`` of 2 MiB and up
+  to ``INFLATE_AHEAD``, 8, blocks of 1 MiB).
 - ``EXTRACT_EXTRA_BYTES`` (20 MiB): the extract strategy's peaks in the same runs were
   140 to 146 MiB, 20 MiB over the stream strategy's (files written, then read back).
 - Parts in flight, for an S3 destination: the parts uploading at once (one per 85 MB/s of

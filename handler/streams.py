@@ -172,6 +172,14 @@ class ForwardReader(ReadOnlyStream):
         self._position += len(data)
         return data
 
+    def read1(self, size: int) -> bytes:
+        """One read of ``inner``: at most ``size`` bytes, possibly fewer before the end
+        (a member's data passes this way, so a reader that hands out whole blocks,
+        :class:`handler.inflate.InflatingReader`, is not copied into one of ``size``)."""
+        data = self._inner.read(size)
+        self._position += len(data)
+        return data
+
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         count = read_into(self._inner, buffer)
         self._position += count

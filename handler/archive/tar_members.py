@@ -22,8 +22,8 @@ from handler.archive.names import Name
 from handler.archive.readchecks import RatioCheck
 from handler.archive.safety import safe_name
 from handler.archive.unpackable import tar_refusal
-from handler.codec import open_gzip_reader
 from handler.errors import ExtractionError, TmpwardenError, UnsupportedArchiveError, shown_name
+from handler.inflate import open_gzip_reader
 from handler.members import ArchiveFormat, Member, MemberKind, OpenMember
 from handler.streams import (
     CountingReader,
@@ -114,13 +114,15 @@ class TarMemberData(ReadOnlyStream):
     """A regular (not sparse) member's data, read from the tar stream itself.
 
     What :meth:`tarfile.TarFile.extractfile` does for such a member (seek the stream to
-    the member's data, read at most its size, ``ReadError`` on a short read), without
-    its :class:`io.BufferedReader`, which copied every MiB of member data once more
-    on the ZIP's thread (``perf``, 1 GiB artifact, 2026-11-30).
+    the member's data, read at most its size, ``ReadError`` if the stream ends first),
+    without its :class:`io.BufferedReader`, which copied every MiB of member data once
+    more on the ZIP's thread (``perf``, 1 GiB artifact, 2026-11-30). Each read is one
+    read of the stream (:meth:`~handler.streams.ForwardReader.read1`), so it may be
+    short of ``size``: a whole block of the inflate thread is passed on as it is.
     """
 
     def __init__(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
-        self._stream: BinaryIO = tar.fileobj  # type: ignore[assignment]
+        self._stream: ForwardReader = tar.fileobj  # type: ignore[assignment]
         self._offset = info.offset_data
         self._size = info.size
         self._position = 0
@@ -131,10 +133,10 @@ class TarMemberData(ReadOnlyStream):
         if size <= 0:
             return b""
         self._stream.seek(self._offset + self._position)  # forward only: a no-op or a skip
-        data = self._stream.read(size)
-        if len(data) != size:
+        data = self._stream.read1(size)
+        if not data:
             raise tarfile.ReadError("unexpected end of data")
-        self._position += size
+        self._position += len(data)
         return data
 
 

@@ -1,7 +1,7 @@
 """Threads that overlap a ZIP's work on a local file: deflate on one, writes on another.
 
 On the stream path from a local tar.gz the gzip inflate already runs on ISA-L's reader
-thread (:func:`handler.codec.open_gzip_reader`) and is the slowest stage (single-threaded
+thread (:class:`handler.inflate.InflatingReader`) and is the slowest stage (single-threaded
 ISA-L inflate is the floor the bench measures). This module keeps that thread from
 waiting on the rest:
 
