@@ -18,7 +18,6 @@ from handler.archive import StreamingExtractor
 from handler.archive.names import check_name_encoding
 from handler.archive.safety import Limits
 from handler.cli.progress import ProgressBar
-from handler.cli.sample import build_sample_artifact
 from handler.codec import COMPRESSIONS
 from handler.errors import CommitUnverifiedError, InputError, TmpwardenError
 from handler.events import UNVERIFIED, error_dict
@@ -330,6 +329,8 @@ def _run_sample(args: argparse.Namespace, out: TextIO) -> int:
     parent = Path(args.output).resolve().parent
     if not parent.is_dir():
         raise InputError(f"{args.output}: the directory {parent} does not exist; create it first")
+    from handler.cli.sample import build_sample_artifact  # noqa: PLC0415 - only here
+
     path = build_sample_artifact(args.output, args.size, fmt=args.format, seed=args.seed)
     out.write(
         f"wrote {path} ({format_size(path.stat().st_size)}, "

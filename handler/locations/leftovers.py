@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 import re
-import secrets
 import shutil
 import stat
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
+
+try:  # CPython's BLAKE2, the one hashlib.blake2s is, without loading OpenSSL for hashlib
+    from _blake2 import blake2s  # (10-17 ms of every cold start, 2026-11-30)
+except ImportError:  # pragma: no cover - other interpreters
+    from hashlib import blake2s
 
 log = logging.getLogger("tmpwarden.handler")
 
@@ -56,7 +59,7 @@ _in_use: ContextVar[tuple[str, ...]] = ContextVar("tmpwarden_sources_in_use", de
 def _check(context: str, random_part: str) -> str:
     """The check half of a token: keyed BLAKE2s (RFC 7693) of ``context`` and the random
     half, 4 bytes as hex."""
-    digest = hashlib.blake2s(
+    digest = blake2s(
         os.fsencode(context) + b"\0" + random_part.encode("ascii"),
         key=_CHECK_KEY,
         digest_size=TOKEN_BYTES,
@@ -65,14 +68,14 @@ def _check(context: str, random_part: str) -> str:
 
 
 def _new_token(context: str) -> str:
-    random_part = secrets.token_hex(TOKEN_BYTES)
+    random_part = os.urandom(TOKEN_BYTES).hex()
     return f"{random_part}-{_check(context, random_part)}"
 
 
 def _is_token(match: re.Match[str] | None, context: str) -> bool:
-    return match is not None and secrets.compare_digest(
-        match.group(2), _check(context, match.group(1))
-    )
+    # A plain comparison: the key is no secret (it is above); the check only tells
+    # tmpwarden's names from everyone else's.
+    return match is not None and match.group(2) == _check(context, match.group(1))
 
 
 def partial_name(final_path: Path) -> str:
