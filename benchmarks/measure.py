@@ -68,28 +68,6 @@ class DiskSampler:
             self._stop.wait(DISK_SAMPLE_SECONDS)
 
 
-PROC_STAT = Path("/proc/stat")
-
-
-def cpu_jiffies() -> tuple[int, int]:
-    """(steal, total) clock ticks of all CPUs since boot, from ``/proc/stat``'s ``cpu``
-    line (proc(5): steal is time a virtual CPU waited while the hypervisor ran something
-    else); (0, 0) where there is no such file."""
-    try:
-        with PROC_STAT.open("rb") as stat:
-            fields = [int(x) for x in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0, 0
-    steal = fields[7] if len(fields) > 7 else 0
-    return steal, sum(fields[:8])  # guest time is already counted in user time
-
-
-def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
-    """Steal's share of all CPU time between two :func:`cpu_jiffies` readings (0 to 1)."""
-    total = after[1] - before[1]
-    return (after[0] - before[0]) / total if total > 0 else 0.0
-
-
 def high_water_rss(pid: int) -> int:
     """The process's peak resident memory (VmHWM), which starts afresh at exec.
 
