@@ -105,6 +105,10 @@ def _inflate(decoder: Readable, blocks: _Blocks, block_size: int) -> None:
             if not blocks.put(data):
                 return
     except BaseException as exc:  # raised again on the reader's thread
+        # The error's traceback holds this frame: let go of the 2 MiB input buffer and
+        # the last block now, not when the cycle collector next runs.
+        del decoder
+        data = b""
         blocks.end(exc)
     else:
         blocks.end(None)
@@ -141,6 +145,11 @@ class InflatingReader(ReadOnlyStream):
         ahead: int = INFLATE_AHEAD,
         raw_buffer: int = RAW_BUFFER,
     ) -> None:
+        if min(block_size, ahead, raw_buffer) < 1:
+            raise ValueError(
+                f"block_size ({block_size}), ahead ({ahead}) and raw_buffer ({raw_buffer}) "
+                "must each be at least 1"
+            )
         self._blocks = _Blocks(ahead)
         self._block = b""
         self._offset = 0
@@ -155,6 +164,8 @@ class InflatingReader(ReadOnlyStream):
     def read(self, size: int = -1) -> bytes:
         if size < 0:
             return self.readall()
+        if size == 0:
+            return b""
         if self._offset >= len(self._block):
             self._next_block()
         block, start = self._block, self._offset
@@ -166,6 +177,8 @@ class InflatingReader(ReadOnlyStream):
         return block[start:end]
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        if not len(buffer):
+            return 0
         if self._offset >= len(self._block):
             self._next_block()
         start = self._offset

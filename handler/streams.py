@@ -114,7 +114,8 @@ class PrefixedReader(ReadOnlyStream):
 
 
 class GuardedReader(ReadOnlyStream):
-    """Reads ``inner``; any exception from it passes through ``translate`` first."""
+    """Reads ``inner``; any exception from it passes through ``translate`` first.
+    ``read1`` is ``inner``'s own when it has one, else its ``read``."""
 
     def __init__(self, inner: Readable, translate: Callable[[Exception], Exception]) -> None:
         self._inner = inner
@@ -123,6 +124,13 @@ class GuardedReader(ReadOnlyStream):
     def read(self, size: int = -1) -> bytes:
         try:
             return self._inner.read(size)
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def read1(self, size: int = -1) -> bytes:
+        read1: Callable[[int], bytes] = getattr(self._inner, "read1", self._inner.read)
+        try:
+            return read1(size)
         except Exception as exc:
             raise self._translate(exc) from exc
 
@@ -173,10 +181,11 @@ class ForwardReader(ReadOnlyStream):
         return data
 
     def read1(self, size: int) -> bytes:
-        """One read of ``inner``: at most ``size`` bytes, possibly fewer before the end
-        (a member's data passes this way, so a reader that hands out whole blocks,
-        :class:`handler.inflate.InflatingReader`, is not copied into one of ``size``)."""
-        data = self._inner.read(size)
+        """One read of ``inner``: at most ``size`` bytes (and at most ``max_read``),
+        possibly fewer before the end; ``b""`` only at the end. A member's data passes
+        this way, so a reader that hands out whole blocks,
+        :class:`handler.inflate.InflatingReader`, is not copied into one of ``size``."""
+        data = self._inner.read(max(0, min(size, self._max_read)))
         self._position += len(data)
         return data
 

@@ -116,9 +116,11 @@ class TarMemberData(ReadOnlyStream):
     What :meth:`tarfile.TarFile.extractfile` does for such a member (seek the stream to
     the member's data, read at most its size, ``ReadError`` if the stream ends first),
     without its :class:`io.BufferedReader`, which copied every MiB of member data once
-    more on the ZIP's thread (``perf``, 1 GiB artifact, 2026-11-30). Each read is one
-    read of the stream (:meth:`~handler.streams.ForwardReader.read1`), so it may be
-    short of ``size``: a whole block of the inflate thread is passed on as it is.
+    more on the ZIP's thread (``perf``, 1 GiB artifact, 2026-11-30). ``read(size)``
+    returns ``size`` bytes unless the member ends first, as a file's does; ``read1`` is
+    one read of the stream (:meth:`~handler.streams.ForwardReader.read1`), possibly
+    short, so a whole block of the inflate thread passes on as it is, without a copy
+    (:func:`handler.zipwriter.zipdata.iter_chunks` reads that way).
     """
 
     def __init__(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
@@ -128,6 +130,11 @@ class TarMemberData(ReadOnlyStream):
         self._position = 0
 
     def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            return self.readall()
+        return read_head(_OneRead(self), size)
+
+    def read1(self, size: int = -1) -> bytes:
         left = self._size - self._position
         size = left if size < 0 else min(size, left)
         if size <= 0:
@@ -138,6 +145,13 @@ class TarMemberData(ReadOnlyStream):
             raise tarfile.ReadError("unexpected end of data")
         self._position += len(data)
         return data
+
+
+class _OneRead:
+    """``read`` as ``stream``'s ``read1``, for :func:`~handler.streams.read_head`."""
+
+    def __init__(self, stream: TarMemberData) -> None:
+        self.read = stream.read1
 
 
 def _tar_member(reader: ArchiveReader, info: tarfile.TarInfo, name: Name) -> Member:

@@ -91,6 +91,9 @@ def replay(prefix: deque[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def iter_chunks(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """Read ``stream`` in chunks of at most ``chunk_size`` until it ends."""
-    while chunk := stream.read(chunk_size):
+    """Read ``stream`` in chunks of at most ``chunk_size`` until it ends: through its
+    ``read1`` when it has one (a chunk may then be short, and is not joined from two
+    reads: :class:`handler.archive.tar_members.TarMemberData`), else its ``read``."""
+    read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
+    while chunk := read(chunk_size):
         yield chunk

@@ -65,6 +65,24 @@ def test_reader_members_stream_each_member(tmp_path: Path, kind: ArchiveKind) ->
     assert seen == FILES
 
 
+@pytest.mark.parametrize("kind", ALL_FORMATS)
+def test_a_member_stream_reads_like_a_file_across_the_readers_blocks(
+    tmp_path: Path, kind: ArchiveKind
+) -> None:
+    """read() is the whole member and read(n) is n bytes until its end, wherever the
+    decompressor's 1 MiB blocks fall: a library user parsing a safetensors header with
+    read(8) then read(n) gets what it asked for (review 4: read() gave 1 of 3 MiB)."""
+    weights = bytes(range(251)) * (3 * 1024 * 1024 // 251)
+    archive = build_archive(tmp_path / "a", {"w.bin": weights, "x.bin": weights}, kind)
+    members = open_members(StreamingExtractor(), archive)
+    first = next(members)
+    head = first.stream.read(1024 * 1024 - 600)
+    across = first.stream.read(1000)  # the tar stream's first block ends in here
+    assert len(across) == 1000
+    assert head + across + first.stream.read() == weights
+    assert next(members).stream.read() == weights
+
+
 def test_zip_info_reads_only_the_central_directory(tmp_path: Path) -> None:
     archive = build_archive(tmp_path / "a.zip", FILES, "zip")
     data = bytearray(archive.read_bytes())

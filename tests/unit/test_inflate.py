@@ -8,6 +8,7 @@ import io
 import os
 import threading
 import time
+import weakref
 from typing import cast
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from isal import isal_zlib
 
+from handler import inflate
 from handler.inflate import INFLATE_THREAD, InflatingReader
 from handler.streams import CountingReader
 from monitor.units import KiB
@@ -59,14 +61,90 @@ def test_readinto_and_read_all_agree_with_gzip() -> None:
     assert head + rest == payload
 
 
-def test_a_read_of_a_whole_block_is_that_block_without_a_copy() -> None:
+class _Decoder:
+    """A decoder that gives out the blocks it is made with, then fails if told to (an
+    ``IsalError`` of corrupt data, say). Its ``read`` does not refer to the decoder, as
+    ISA-L's C reader's frameless ``read`` does not: the error's traceback holds no
+    reference to it of its own."""
+
+    def __init__(self, blocks: list[bytes], error: Exception | None = None) -> None:
+        pending = list(blocks)
+
+        def read(size: int) -> bytes:
+            if pending:
+                return pending.pop(0)
+            if error is not None:
+                raise error
+            return b""
+
+        self.read = read
+
+
+def test_a_read_of_a_whole_block_is_that_block_without_a_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A member's data passes from the inflate thread to the zipper as the thread's own
-    bytes objects: each read of at least a block, at a block's start, is one block."""
-    payload = os.urandom(4 * BLOCK)
-    with InflatingReader(io.BytesIO(gzip_members(payload)), block_size=BLOCK) as reader:
-        sizes = [len(reader.read(4 * BLOCK)) for _ in range(4)]
-        assert reader.read(4 * BLOCK) == b""
-    assert sizes == [BLOCK] * 4
+    bytes objects: a read of at least the rest of a block, at its start, is that block."""
+    blocks = [os.urandom(BLOCK) for _ in range(3)]
+    monkeypatch.setattr(inflate, "_decoder", lambda raw, size: _Decoder(blocks))
+    with InflatingReader(io.BytesIO(), block_size=BLOCK) as reader:
+        first = reader.read(4 * BLOCK)
+        second = reader.read(100)  # part of a block: a slice
+        third = reader.read(4 * BLOCK)  # the rest of that block
+        fourth = reader.read(BLOCK)
+        assert reader.read(BLOCK) == b""
+    assert first is blocks[0] and fourth is blocks[2]
+    assert second + third == blocks[1]
+
+
+def test_a_failed_pass_lets_go_of_the_decoder_without_the_cycle_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The error kept for the reader holds the thread's frame in its traceback; the
+    frame must not keep the decoder (ISA-L's 2 MiB input buffer) alive in a warm process."""
+    decoder = _Decoder([os.urandom(BLOCK)], error=ValueError("corrupt data"))
+    gone = weakref.ref(decoder)
+    made = [decoder]
+    monkeypatch.setattr(inflate, "_decoder", lambda raw, size: made.pop())
+    del decoder
+    gc.collect()
+    gc.disable()
+    try:
+        reader = InflatingReader(io.BytesIO(), block_size=BLOCK)
+        monkeypatch.undo()
+        with reader, pytest.raises(ValueError, match="corrupt data"):
+            while reader.read(BLOCK):
+                pass
+        assert gone() is None
+    finally:
+        gc.enable()
+
+
+def test_a_read_of_nothing_returns_at_once_without_waiting_for_the_source() -> None:
+    release = threading.Event()
+
+    class _Stalled(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+            release.wait(10)
+            return 0
+
+    with InflatingReader(_Stalled(), block_size=BLOCK) as reader:
+        started = time.monotonic()
+        assert reader.read(0) == b""
+        assert reader.readinto(bytearray()) == 0
+        waited = time.monotonic() - started
+        release.set()
+    assert waited < 1
+
+
+@pytest.mark.parametrize("setting", ["block_size", "ahead", "raw_buffer"])
+def test_sizes_below_one_are_refused(setting: str) -> None:
+    sizes = {"block_size": BLOCK, "ahead": 2, "raw_buffer": BLOCK} | {setting: 0}
+    with pytest.raises(ValueError, match=setting):
+        InflatingReader(io.BytesIO(gzip_members(b"x")), **sizes)
 
 
 def test_the_thread_runs_a_bounded_number_of_blocks_ahead() -> None:

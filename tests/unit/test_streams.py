@@ -143,3 +143,13 @@ def test_a_forward_reader_refuses_a_size_no_header_could_mean(size: int) -> None
     with pytest.raises(ValueError, match=f"asks for {size:,} bytes at byte 0"):
         stream.read(size)
     assert stream.read() == b"x" * 100  # -1 still reads to the end
+
+
+def test_one_read_of_a_forward_reader_stays_within_its_largest_read() -> None:
+    """A member's data is read with read1 (one read of the source, short reads passed
+    on); a 10 GiB member asked for whole is still read at most max_read at a time."""
+    source = Trickle(b"y" * 5000, 5000)
+    stream = ForwardReader(source, max_read=1024)
+    assert stream.read1(1 << 40) == b"y" * 1024
+    assert stream.read1(-1) == b""  # no size: nothing, not the whole rest
+    assert stream.tell() == 1024
