@@ -83,10 +83,9 @@ def measure_rounds(
     archive: Path, workdir: Path, rounds: int = ROUNDS
 ) -> tuple[list[Measurement], list[Measurement], Measurement]:
     """``rounds`` pairs (floor and tmpwarden back to back, every other pair tmpwarden
-    first), after one unmeasured floor run
-    that brings the archive into the page cache (else the first pair's floor reads it
-    from disk and tmpwarden does not: 4.82 s against 2.79 s, 2026-11-30); then one
-    start-up run."""
+    first), after one unmeasured floor run that brings the archive into the page cache
+    (else the first pair's floor reads it from disk and tmpwarden does not: 4.82 s
+    against 2.79 s, 2026-11-30); then one start-up run."""
     compile_sources()
     warm = _fresh(workdir / "floor")
     _checked(measure("ISA-L inflate (warm-up)", floor_command(archive), warm, warm / "none"))

@@ -214,10 +214,16 @@ class ForwardReader(ReadOnlyStream):
 
 def read_head(stream: Readable, size: int) -> bytes:
     """Read up to ``size`` bytes, looping over short reads, stopping early only at EOF."""
+    return read_full(stream.read, size)
+
+
+def read_full(read: Callable[[int], bytes], size: int) -> bytes:
+    """Call ``read`` until it has given ``size`` bytes or ``b""``; the bytes it gave, as
+    the one bytes object of the first call when that call gave them all (no copy)."""
     parts: list[bytes] = []
     remaining = size
     while remaining > 0:
-        chunk = stream.read(remaining)
+        chunk = read(remaining)
         if not chunk:
             break
         parts.append(chunk)

@@ -32,6 +32,7 @@ from handler.streams import (
     PrefixedReader,
     Readable,
     ReadOnlyStream,
+    read_full,
     read_head,
 )
 
@@ -132,7 +133,7 @@ class TarMemberData(ReadOnlyStream):
     def read(self, size: int = -1) -> bytes:
         if size < 0:
             return self.readall()
-        return read_head(_OneRead(self), size)
+        return read_full(self.read1, size)
 
     def read1(self, size: int = -1) -> bytes:
         left = self._size - self._position
@@ -145,13 +146,6 @@ class TarMemberData(ReadOnlyStream):
             raise tarfile.ReadError("unexpected end of data")
         self._position += len(data)
         return data
-
-
-class _OneRead:
-    """``read`` as ``stream``'s ``read1``, for :func:`~handler.streams.read_head`."""
-
-    def __init__(self, stream: TarMemberData) -> None:
-        self.read = stream.read1
 
 
 def _tar_member(reader: ArchiveReader, info: tarfile.TarInfo, name: Name) -> Member:
