@@ -1,9 +1,14 @@
 """The S3 commit point: CompleteMultipartUpload and what it proves, with three outcomes.
 
 * succeeded: the object at the key is the one this attempt completed. The ETag that
-  CompleteMultipartUpload returned (or, when its answer was lost, the ETag this attempt
-  computes from its parts: MD5 of the parts' binary MD5s, then ``-`` and the part count,
-  as S3 makes it) is the ETag HEAD shows, and the size is the size written.
+  CompleteMultipartUpload returned is the ETag HEAD shows, and the size is the size
+  written. When the Complete's answer was lost, the object is recognised by what this
+  attempt can compute from its parts without hashing them again: the composite CRC-32
+  (the CRC-32 of the parts' CRC-32s, then ``-`` and the part count, as S3 makes it for
+  an upload created with ChecksumAlgorithm CRC32; HEAD with ``ChecksumMode=ENABLED``
+  shows it), else the ETag (the MD5 of the parts' ETags, then ``-`` and the part count;
+  each part's ETag is the MD5 of its bytes unless SSE-KMS or SSE-C encrypts it), with
+  the size.
 * failed: nothing of this attempt is at the key (the upload was aborted before it took
   effect, or another writer replaced the object it had completed).
 * :class:`CommitUnverifiedError`: the upload may have taken effect (and replaced an
@@ -12,9 +17,10 @@
 Nothing is ever deleted: an object this attempt cannot prove is its own may be another
 writer's. A CompleteMultipartUpload that fails is never taken at its word: a repeated
 Complete answers 200 on AWS and ``NoSuchUpload`` on some S3-compatible servers, and a
-200 may carry an error body (botocore raises for it), so the writer looks (HEAD, compare
-the ETag) and, when the look cannot decide, aborts the upload: an abort that succeeds
-proves the Complete never took effect.
+200 may carry an error body (botocore raises for it), so the writer aborts the upload and
+looks (HEAD, compare the checksum or the ETag). On AWS an abort that succeeds proves the
+Complete never took effect, but SeaweedFS 4.x also aborts a completed upload and keeps
+its object, so the look decides.
 
 ``if_exists="fail"`` sends ``If-None-Match: *`` on the Complete (S3's conditional
 writes, 2024), so a publish-once caller never replaces an object.
@@ -22,8 +28,10 @@ writes, 2024), so a publish-once caller never replaces an object.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,10 +61,45 @@ UNDECIDED_CODES = frozenset(
 """4xx answers to a Complete that do not prove it had no effect."""
 
 
+ENCRYPTED_ETAGS = frozenset({"aws:kms", "aws:kms:dsse"})
+"""UploadPart's ``ServerSideEncryption`` values under which a part's ETag is not the MD5
+of its bytes (as under SSE-C, ``SSECustomerAlgorithm``): "Objects encrypted by SSE-C or
+SSE-KMS have ETags that are not an MD5 digest of their object data" (S3 API reference,
+Object). SSE-S3 (``AES256``, S3's default) keeps MD5 ETags."""
+
+
 def multipart_etag(part_md5s: Sequence[bytes]) -> str:
     """S3's ETag of a multipart object: ``"<md5 of the parts' binary MD5s>-<parts>"``."""
     digest = hashlib.md5(b"".join(part_md5s), usedforsecurity=False).hexdigest()
     return f'"{digest}-{len(part_md5s)}"'
+
+
+def etag_md5(etag: str) -> bytes | None:
+    """The 16 bytes of an ETag that is an MD5 (32 hex digits, quoted or not), else None."""
+    text = etag.strip('"')
+    if len(text) != 32:
+        return None
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
+
+
+def composite_crc32(part_crc32s: Sequence[str]) -> str:
+    """S3's ``ChecksumCRC32`` of a multipart object whose parts carry these base64
+    CRC-32s: the base64 of the CRC-32 of their 4 bytes each, then ``-`` and the count
+    ("Checking object integrity", S3 User Guide: composite checksums)."""
+    joined = b"".join(base64.b64decode(c) for c in part_crc32s)
+    value = base64.b64encode(zlib.crc32(joined).to_bytes(4, "big")).decode("ascii")
+    return f"{value}-{len(part_crc32s)}"
+
+
+def same_checksum(found: str, expected: str) -> bool:
+    """Whether a HEAD's ``ChecksumCRC32`` is the composite ``expected``; a server that
+    leaves out the ``-<parts>`` suffix (moto) is compared on the value alone."""
+    if "-" in found:
+        return found == expected
+    return found == expected.partition("-")[0]
 
 
 def same_etag(a: str | None, b: str | None) -> bool:
@@ -79,13 +122,14 @@ class Upload:
     upload_id: str
     parts: Sequence[tuple[int, str]]
     """(part number, ETag UploadPart returned), in order."""
-    part_md5s: Sequence[bytes] | None
-    """Each part's MD5 when every part's ETag was its MD5 (else the ETag is not computable)."""
     size: int
     if_exists: IfExists = "overwrite"
     part_crc32s: Sequence[str] | None = None
     """Each part's ``ChecksumCRC32`` (base64), in the order of ``parts``, when the upload was
     created with ChecksumAlgorithm CRC32; S3 then wants them on the Complete."""
+    md5_etags: bool = True
+    """Whether each part's ETag is the MD5 of its bytes (False when UploadPart said SSE-KMS
+    or SSE-C: :data:`ENCRYPTED_ETAGS`), so that the object's ETag can be computed."""
 
     def completed_parts(self) -> list[CompletedPartTypeDef]:
         """The Complete's ``Parts``: number, ETag and (with checksums) ``ChecksumCRC32``."""
@@ -102,7 +146,15 @@ class Upload:
 
     @property
     def expected_etag(self) -> str | None:
-        return None if self.part_md5s is None else multipart_etag(self.part_md5s)
+        """The object's ETag computed from the parts' (None when it cannot be)."""
+        digests = [etag_md5(etag) for _, etag in self.parts] if self.md5_etags else [None]
+        known = [d for d in digests if d is not None]
+        return multipart_etag(known) if len(known) == len(digests) else None
+
+    @property
+    def expected_checksum(self) -> str | None:
+        """The object's composite ``ChecksumCRC32`` (None without part checksums)."""
+        return None if self.part_crc32s is None else composite_crc32(self.part_crc32s)
 
 
 def complete(upload: Upload) -> str:
@@ -132,6 +184,13 @@ def complete(upload: Upload) -> str:
         log.warning(
             "complete returned an unexpected ETag",
             extra={"event": "etag_unexpected", "etag": etag, "expected": upload.expected_etag},
+        )
+    checksum = str(response.get("ChecksumCRC32") or "")
+    expected = upload.expected_checksum
+    if checksum and expected is not None and not same_checksum(checksum, expected):
+        log.warning(
+            "complete returned an unexpected checksum",
+            extra={"event": "checksum_unexpected", "checksum": checksum, "expected": expected},
         )
     return verify(upload, etag)
 
@@ -177,8 +236,9 @@ def _after_failed_complete(upload: Upload, exc: Exception) -> str:
     code = error_code(exc) if isinstance(exc, ClientError) else None
     status = _status(exc)
     if code == "PreconditionFailed" and upload.if_exists == "fail":
-        if _holds_ours(upload, exc) is not None:  # this attempt's own earlier Complete
-            return str(upload.expected_etag)
+        found = _holds_ours(upload, exc)
+        if found is not None:  # this attempt's own earlier Complete
+            return found
         _try_abort(upload)
         raise DestinationExistsError(exists_message(upload.name)) from exc
     if code == "NoSuchUpload":
@@ -200,6 +260,15 @@ def _after_failed_complete(upload: Upload, exc: Exception) -> str:
             etag=upload.expected_etag,
         ) from exc
     if aborted:
+        # AWS refuses to abort a completed upload (NoSuchUpload), so there this proves the
+        # Complete never took effect; SeaweedFS 4.x aborts it and keeps the object: look
+        found = _holds_ours(upload, exc)
+        if found is not None:
+            log.info(
+                "complete confirmed by its object after the abort",
+                extra={"event": "commit_confirmed", "etag": found, "error_message": _reason(exc)},
+            )
+            return found
         raise translate(exc, upload.name, reading_source=False) from exc
     return _look_after_gone(upload, exc)
 
@@ -227,12 +296,14 @@ def _look_after_gone(upload: Upload, exc: Exception) -> str:
 
 
 def _holds_ours(upload: Upload, cause: Exception) -> str | None:
-    """The key's ETag when it is this attempt's object; None when it is absent or
-    another's. CommitUnverifiedError when that cannot be told."""
-    expected = upload.expected_etag
+    """The key's ETag when it is this attempt's object (its composite CRC-32 when HEAD
+    shows one, else its ETag, and its size); None when it is absent or another's.
+    CommitUnverifiedError when that cannot be told."""
     with after_deadline():
         try:
-            head = upload.client.head_object(Bucket=upload.url.bucket, Key=upload.url.key)
+            head = upload.client.head_object(
+                Bucket=upload.url.bucket, Key=upload.url.key, ChecksumMode="ENABLED"
+            )
         except ClientError as exc:
             if error_code(exc) in NOT_FOUND_CODES:
                 return None
@@ -240,9 +311,15 @@ def _holds_ours(upload: Upload, cause: Exception) -> str | None:
         except Exception as exc:
             raise _unverified(upload, cause, exc) from exc
     found = str(head.get("ETag"))
-    if expected is None:
+    checksum = str(head.get("ChecksumCRC32") or "")
+    composite = head.get("ChecksumType", "COMPOSITE") == "COMPOSITE"
+    if checksum and composite and upload.expected_checksum is not None:
+        ours = same_checksum(checksum, upload.expected_checksum)
+    elif upload.expected_etag is not None:
+        ours = same_etag(found, upload.expected_etag)
+    else:
         raise _unverified(upload, cause, None)
-    if same_etag(found, expected) and int(head.get("ContentLength", -1)) == upload.size:
+    if ours and int(head.get("ContentLength", -1)) == upload.size:
         return found
     return None
 
@@ -251,7 +328,8 @@ def _unverified(upload: Upload, cause: Exception, look: Exception | None) -> Com
     why = (
         f"looking at the key failed ({_reason(look)})"
         if look is not None
-        else "S3 does not give this upload an ETag computable from its parts (SSE-KMS?)"
+        else "S3 shows neither a checksum nor an ETag computable from the parts (SSE-KMS "
+        "or SSE-C, and no ChecksumCRC32)"
     )
     return CommitUnverifiedError(
         f"{upload.name}: completing the upload gave no clear answer ({_reason(cause)}) and "

@@ -5,7 +5,10 @@ that may replace the object right after the commit.
 Whatever happens: ``succeeded`` only when the key holds this attempt's object; ``failed``
 only when it does not, and then no upload is left open (when the abort can run); nothing
 is ever deleted (the fake S3 has no DeleteObject); with a working HEAD and abort the
-answer is never ``unverified``.
+answer is never ``unverified``, unless S3 shows nothing the attempt can recognise its
+object by (SSE-KMS ETags and no ChecksumCRC32). The other writer's object may have the
+same size as this attempt's, and the server may let an upload be aborted after it was
+completed (SeaweedFS 4.x) or not (AWS).
 """
 
 from __future__ import annotations
@@ -19,13 +22,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handler.errors import CommitUnverifiedError, TmpwardenError
-from handler.locations.commit import Upload, complete, multipart_etag
+from handler.locations.commit import Upload, complete, composite_crc32, multipart_etag
+from handler.locations.multipart import crc32_checksum
 from handler.locations.s3 import S3Client, S3Url
 
 PARTS = [b"a" * 10, b"b" * 7]
 MD5S = [hashlib.md5(p, usedforsecurity=False).digest() for p in PARTS]
-OURS = multipart_etag(MD5S)
+PART_ETAGS = [f'"{m.hex()}"' for m in MD5S]
+CRC32S = [crc32_checksum(p) for p in PARTS]
 SIZE = sum(map(len, PARTS))
+OURS = multipart_etag(MD5S)
+KMS_PART_ETAGS = ['"' + "e1" * 16 + '"', '"' + "e2" * 16 + '"']  # not the parts' MD5s
+KMS_OURS = '"' + "0f" * 16 + '-2"'  # S3's ETag of the object under SSE-KMS: not computable
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An object at the key: what HEAD shows of it."""
+
+    etag: str
+    checksum: str
+    size: int
+
 
 COMPLETES = (
     "ok",  # committed, answered 200 with the ETag
@@ -53,15 +71,17 @@ class FakeS3:
     replaced_after_commit: bool
     head_works: bool
     abort_works: bool
-    key: str | None = None  # the ETag at the key
+    ours: Stored
+    other: Stored
+    shows_checksums: bool
+    lenient_abort: bool = False  # SeaweedFS 4.x: an abort after the Complete succeeds
+    key: Stored | None = None
     upload_open: bool = True
     calls: list[str] = field(default_factory=list)
 
     def _commit(self) -> None:
         self.upload_open = False
-        self.key = OURS
-        if self.replaced_after_commit:
-            self.key = '"another-writer-1"'
+        self.key = self.other if self.replaced_after_commit else self.ours
 
     def complete_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append("complete")
@@ -71,7 +91,7 @@ class FakeS3:
         if does in ("ok", "lost", "dropped", "gone-after-commit"):
             self._commit()
         if does == "ok":
-            return {"ETag": OURS}
+            return {"ETag": self.ours.etag}
         if does == "lost":
             raise client_error(500, "InternalError", "CompleteMultipartUpload")
         if does == "dropped":
@@ -90,47 +110,81 @@ class FakeS3:
             raise client_error(503, "ServiceUnavailable", "HeadObject")
         if self.key is None:
             raise client_error(404, "404", "HeadObject")
-        return {"ETag": self.key, "ContentLength": SIZE if self.key == OURS else 3}
+        shown = {"ETag": self.key.etag, "ContentLength": self.key.size}
+        if self.shows_checksums and kwargs.get("ChecksumMode") == "ENABLED":
+            shown |= {"ChecksumCRC32": self.key.checksum, "ChecksumType": "COMPOSITE"}
+        return shown
 
     def abort_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append("abort")
         if not self.abort_works:
             raise client_error(500, "InternalError", "AbortMultipartUpload")
-        if not self.upload_open:
+        if not self.upload_open and not (self.lenient_abort and self.key is not None):
             raise client_error(404, "NoSuchUpload", "AbortMultipartUpload")
-        self.upload_open = False
+        self.upload_open = False  # the object at the key stays
         return {}
 
 
-@settings(max_examples=300)
+@settings(max_examples=500)
 @given(
     complete_does=st.sampled_from(COMPLETES),
     replaced=st.booleans(),
     head_works=st.booleans(),
     abort_works=st.booleans(),
-    existing=st.sampled_from([None, '"an-older-object"']),
+    existing=st.booleans(),
+    encrypted=st.booleans(),
+    shows_checksums=st.booleans(),
+    other_size=st.sampled_from([3, SIZE]),
+    lenient_abort=st.booleans(),
 )
 def test_a_commit_is_never_ambiguous_and_never_deletes(
-    complete_does: str, replaced: bool, head_works: bool, abort_works: bool, existing: str | None
+    complete_does: str,
+    replaced: bool,
+    head_works: bool,
+    abort_works: bool,
+    existing: bool,
+    encrypted: bool,
+    shows_checksums: bool,
+    other_size: int,
+    lenient_abort: bool,
 ) -> None:
-    s3 = FakeS3(complete_does, replaced, head_works, abort_works, key=existing)
+    # encrypted: SSE-KMS, where neither the parts' nor the object's ETags are MD5s; the
+    # composite CRC-32 then tells this attempt's object from another of the same size
+    ours = Stored(KMS_OURS if encrypted else OURS, composite_crc32(CRC32S), SIZE)
+    other = Stored('"another-writer-1"', "AAAAAA==-1", other_size)
+    older = Stored('"an-older-object"', "BBBBBB==", other_size)
+    s3 = FakeS3(
+        complete_does,
+        replaced,
+        head_works,
+        abort_works,
+        ours=ours,
+        other=other,
+        shows_checksums=shows_checksums,
+        lenient_abort=lenient_abort,
+        key=older if existing else None,
+    )
+    etags = KMS_PART_ETAGS if encrypted else PART_ETAGS
     upload = Upload(
         client=cast(S3Client, s3),
         url=S3Url("bucket", "out/m.zip"),
         upload_id="u-1",
-        parts=[(1, "e1"), (2, "e2")],
-        part_md5s=MD5S,
+        parts=[(1, etags[0]), (2, etags[1])],
         size=SIZE,
+        part_crc32s=CRC32S,
+        md5_etags=not encrypted,
     )
     try:
         etag = complete(upload)
     except CommitUnverifiedError:
-        # said only when the look or the abort could not run
-        assert not (head_works and abort_works)
+        # said only when the look or the abort could not run, or when nothing the
+        # attempt knows can recognise its object (SSE-KMS without checksums)
+        assert not (head_works and abort_works) or (encrypted and not shows_checksums)
         return
     except TmpwardenError:
-        assert s3.key != OURS  # failed: nothing of this attempt is at the key
+        assert s3.key is not ours  # failed: nothing of this attempt is at the key
         if abort_works:
             assert not s3.upload_open  # and no upload is left open
         return
-    assert etag.strip('"') == OURS.strip('"') == str(s3.key).strip('"')  # succeeded: ours
+    assert s3.key is ours  # succeeded: the key holds this attempt's object
+    assert etag.strip('"') == ours.etag.strip('"')
