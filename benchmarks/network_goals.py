@@ -5,11 +5,13 @@ which writes the rows to ``benchmarks/RESULTS.md``): SeaweedFS on 127.0.0.1
 (:mod:`benchmarks.seaweed`) holds the artifacts; every run goes through the shaping proxy
 (:mod:`benchmarks.shaping`), one after the other:
 
-1. tmpwarden S3 to S3 through ``lambda-600mbps`` (defaults): wall time against the modelled
-   floor (bytes in over the ingress cap, bytes out over the egress cap, plus one latency),
-   with the test bed's CPU floor beside it (on 2 cores the server and the proxy alone
-   spend about as much CPU per GB as the network allows: the goal is meaningful only where
-   the CPU floor is below the modelled one); its peak RSS and the peak of its ``TMPDIR``;
+1. tmpwarden S3 to S3 through ``lambda-600mbps`` (defaults), :data:`ROUNDS_600` times
+   between the other runs: wall time against the modelled floor (bytes in over the
+   ingress cap, bytes out over the egress cap, plus one latency), the median of the runs'
+   ratios, with the test bed's CPU floor beside it (on 2 cores the server and the proxy
+   alone spend about as much CPU per GB as the network allows: the goal is meaningful
+   only where the CPU floor is below the modelled one); the largest peak RSS and peak of
+   ``TMPDIR`` of the runs;
 2. the naive path through the same proxy (boto3 ``download_file``, extract, zip,
    ``upload_file``: :mod:`benchmarks.naive_s3`) on the smaller artifact, compared in seconds
    per GiB of content (1 GiB through the naive path would add minutes to ``make bench``);
@@ -45,6 +47,9 @@ NAIVE_GOAL = 3.0
 CPU_FLOOR_GOAL = 1.2
 RESET_READ_GOAL = 1.1
 RSS_GOAL = 256 * MiB
+ROUNDS_600 = 3
+"""Runs through ``lambda-600mbps``: one run's ratio moved by 0.05 from the host's noise
+alone (1.14x to 1.23x for the same code on 2026-11-30), so the goal takes the median."""
 FAST = {"TMPWARDEN_TARGET_MB_S": "375", "TMPWARDEN_SOURCE_CONNECTIONS": "5"}
 
 
@@ -217,23 +222,33 @@ def run_goals(
     with TestBed(workdir) as bed:
         source = bed.put(big, "in/model.tar.gz")
         small_source = bed.put(small, "in/small.tar.gz")
-        slow = bed.package("tmpwarden-600", "lambda-600mbps", source, "out/600.zip")
+        slows = [bed.package("tmpwarden-600-1", "lambda-600mbps", source, "out/600.zip")]
         naive = bed.naive("naive-600", "lambda-600mbps", small_source, "out/naive.zip")
+        slows.append(bed.package("tmpwarden-600-2", "lambda-600mbps", source, "out/600.zip"))
         fast = bed.package("tmpwarden-3g", "lambda-3gbps", source, "out/3g.zip", extra=FAST)
+        slows += [
+            bed.package(f"tmpwarden-600-{n}", "lambda-600mbps", source, "out/600.zip")
+            for n in range(3, ROUNDS_600 + 1)
+        ]
         half = big.stat().st_size // 2
         reset = bed.package(
             "tmpwarden-reset", "lambda-3gbps", source, "out/reset.zip", extra=FAST, reset_in_at=half
         )
         identical, why = bed.same_zip("out/3g.zip", "out/reset.zip")
+    ratios = sorted(run.seconds / run.floor for run in slows)
+    slow = sorted(slows, key=lambda run: run.seconds / run.floor)[len(slows) // 2]
+    peak_rss = max(run.peak_rss_bytes for run in slows)
+    peak_tmp = max(run.peak_tmp_bytes for run in slows)
     object_size = big.stat().st_size
     per_gib = (naive.seconds / (small_size / GiB)) / (slow.seconds / (big_size / GiB))
     bound = max(fast.floor, fast.cpu_floor)
     return [
         NetworkGoal(
             f"S3 to S3 through lambda-600mbps, {format_size(big_size)}: wall at most "
-            f"{FLOOR_GOAL}x the modelled floor",
+            f"{FLOOR_GOAL}x the modelled floor (the median of {len(slows)} runs)",
             f"{how} (defaults)",
-            f"{slow.describe()}: {slow.seconds / slow.floor:.2f}x (the test bed's CPU floor "
+            f"{slow.describe()}: {slow.seconds / slow.floor:.2f}x (the runs: "
+            f"{', '.join(f'{r:.2f}x' for r in ratios)}; the median run's test bed CPU floor "
             f"{slow.cpu_floor:.1f} s: {slow.seconds / max(slow.floor, slow.cpu_floor):.2f}x "
             "the larger)",
             slow.seconds <= FLOOR_GOAL * slow.floor,
@@ -270,14 +285,15 @@ def run_goals(
             f"peak RSS at most {format_size(RSS_GOAL)} with the default connections and "
             "parts in flight",
             f"{how} (defaults, lambda-600mbps)",
-            f"{format_size(slow.peak_rss_bytes)} (at 375 MB/s: {format_size(fast.peak_rss_bytes)})",
-            slow.peak_rss_bytes <= RSS_GOAL,
+            f"{format_size(peak_rss)}, the most of the {len(slows)} runs (at 375 MB/s: "
+            f"{format_size(fast.peak_rss_bytes)})",
+            peak_rss <= RSS_GOAL,
         ),
         NetworkGoal(
             "peak /tmp zero on the stream path",
             f"{how} (TMPDIR sampled every 20 ms)",
-            f"{format_size(slow.peak_tmp_bytes)} (at 375 MB/s: {format_size(fast.peak_tmp_bytes)})",
-            slow.peak_tmp_bytes == 0 and fast.peak_tmp_bytes == 0,
+            f"{format_size(peak_tmp)} (at 375 MB/s: {format_size(fast.peak_tmp_bytes)})",
+            peak_tmp == 0 and fast.peak_tmp_bytes == 0,
         ),
     ]
 
