@@ -284,7 +284,7 @@ def test_local_destinations_stay_writable_and_tmp_paths_are_refused(
     ("memory", "address_space", "when"),
     [
         ("128", (), "short of memory (checked before starting"),
-        ("192", ("--address-space", "192"), "short of threads (can't start new thread"),
+        ("192", ("--address-space", "192"), "short of memory (MemoryError"),
     ],
 )
 def test_too_little_memory_is_named_with_the_need_and_the_setting(
@@ -302,8 +302,9 @@ def test_too_little_memory_is_named_with_the_need_and_the_setting(
     # sandbox limits resident memory as Lambda does (issue 11), under which this job fits in
     # 192 MB (test_the_job_refused_at_128_mb_fits_192_mb_of_resident_memory); the failure of
     # a real allocation is reached with an address-space cap at 192 MB (RLIMIT_AS: each
-    # thread reserves its stack), here the start of a reading thread, and must be reported
-    # as the same error
+    # thread reserves its stack), here a range's buffer of the read-ahead (allocated before
+    # its reading thread starts; until 2026-11-30 the thread's start failed first: "short
+    # of threads"), and must be reported as the same error
     source = upload(s3_env.client(), bucket, "models/m.tar.gz", small_artifact)
     code, response, stderr, emf_log = invoke(
         tmp_path,
