@@ -29,6 +29,7 @@ of a 10 GB function. ``TMPWARDEN_SOURCE_CONNECTIONS`` sets it (1 to 64) and
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import os
 import threading
@@ -233,6 +234,12 @@ class _Range:
             self.arrived.notify_all()
 
 
+def _notify(arrived: threading.Condition, _future: Future[None]) -> None:
+    """A range's fetch ended (done, failed or cancelled): wake its reader."""
+    with arrived:
+        arrived.notify_all()
+
+
 class _EarlyEnd(Exception):
     """A body that ended before its range did."""
 
@@ -273,12 +280,10 @@ class ParallelRangeStream(ReadOnlyStream):
         self._next = min(start + length, self._size)
         part = _Range(start, bytearray(self._next - start), arrived=self._arrived)
         future = self._pool.submit(self._fetcher.fetch_into, part, self._cancelled)
-        future.add_done_callback(self._wake)
+        # the callback holds the condition, not the stream: a stream dropped unclosed is
+        # freed (and closed) at once, not kept with its buffers and threads until a gc
+        future.add_done_callback(functools.partial(_notify, self._arrived))
         self._pending.append((future, part))
-
-    def _wake(self, _future: Future[None]) -> None:
-        with self._arrived:
-            self._arrived.notify_all()
 
     def _next_length(self) -> int:
         """The length of the range after ``_next``: to the ramp's next end (see
@@ -323,7 +328,12 @@ class ParallelRangeStream(ReadOnlyStream):
                 while part.filled - self._offset < need and not future.done():
                     self._arrived.wait()
             if part.filled - self._offset < need:
-                future.result()  # raises the range's error
+                try:
+                    future.result()  # raises the range's error
+                finally:
+                    # the error's traceback holds this frame: without its future (which
+                    # holds the error) and range, no cycle keeps the buffer after close()
+                    del future, part
                 raise ValueError("read of a closed stream")  # cancelled: only by close()
         end = min(part.filled, self._offset + most)
         view = memoryview(part.buffer)[self._offset : end]

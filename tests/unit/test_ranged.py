@@ -6,7 +6,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import threading
+import time
 import tracemalloc
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,7 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handler.errors import ConfigurationError, SourceReadError
-from handler.locations.ranged import READ_PIECE, ParallelRangeStream, RangeFetcher, ReadPlan
+from handler.locations.ranged import (
+    MAX_RESUMES,
+    READ_PIECE,
+    ParallelRangeStream,
+    RangeFetcher,
+    ReadPlan,
+)
 from monitor.units import MiB
 
 
@@ -52,7 +60,10 @@ class FakeS3:
     ``in_turn`` says where the n-th request's body breaks (None: it does not)."""
 
     def __init__(
-        self, data: bytes, breaks: dict[int, int] | None = None, in_turn: list[int] | None = None
+        self,
+        data: bytes,
+        breaks: dict[int, int] | None = None,
+        in_turn: Sequence[int | None] | None = None,
     ) -> None:
         self.view = memoryview(data)
         self.breaks = dict(breaks or {})
@@ -170,3 +181,72 @@ def test_the_settings_are_checked() -> None:
     ):
         with pytest.raises(ConfigurationError, match="TMPWARDEN_"):
             ReadPlan.from_env(bad)
+
+
+def _asked_at_least(fake: FakeS3, count: int, timeout: float = 3.0) -> int:
+    """The GETs asked once ``count`` were (or ``timeout`` seconds passed)."""
+    deadline = time.monotonic() + timeout
+    while len(fake.asked) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(fake.asked)
+
+
+def _range_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("tmpwarden-range")]
+
+
+def test_a_stream_dropped_unclosed_frees_its_ranges_and_threads_without_a_gc() -> None:
+    # a fetch's done-callback held the stream (future -> bound method -> stream -> future):
+    # an unclosed stream dropped on an error path kept its ranges and threads until a gc
+    data = bytes(16 * MiB)
+    fake = FakeS3(data)
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        stream = ParallelRangeStream(
+            RangeFetcher("s3://b/k", len(data), fake.get_range), len(data), ReadPlan()
+        )
+        stream.read(READ_PIECE)
+        stream.read(10)  # into the second range: the read-ahead opens
+        _asked_at_least(fake, 4)
+        del stream
+        deadline = time.monotonic() + 3
+        while _range_threads() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held, _ = tracemalloc.get_traced_memory()
+        threads = len(_range_threads())
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+        gc.collect()
+    print(f"dropped unclosed, no gc: {held} B traced, {threads} range threads")
+    assert held < READ_PIECE
+    assert threads == 0
+
+
+def test_a_failed_range_keeps_no_buffer_after_close_without_a_gc() -> None:
+    # the reader's frame held the range's future, which held the error, whose traceback
+    # held the frame: the range's buffer (768 KiB here) stayed until a gc
+    data = bytes(4 * MiB)
+    fake = FakeS3(data, in_turn=[None, 100] + [0] * MAX_RESUMES)
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        stream = ParallelRangeStream(
+            RangeFetcher("s3://b/k", len(data), fake.get_range), len(data), ReadPlan()
+        )
+        assert stream.read(READ_PIECE) == data[:READ_PIECE]
+        assert stream.read(100) == data[READ_PIECE : READ_PIECE + 100]  # before the break
+        with pytest.raises(SourceReadError, match=f"stopped at byte {READ_PIECE + 100} "):
+            stream.read(READ_PIECE)
+        stream.close()
+        del stream
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+        gc.collect()
+    print(f"a failed range, closed, no gc: {held} B traced")
+    assert held < READ_PIECE
