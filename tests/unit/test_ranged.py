@@ -170,7 +170,9 @@ def test_any_plan_and_any_breaks_give_the_object_in_order(
 
 def test_the_settings_are_checked() -> None:
     assert ReadPlan.from_env({}) == ReadPlan(4, 32 * MiB, 8 * MiB)
-    assert ReadPlan().bytes_held(3 * MiB) == 8 * MiB + READ_PIECE
+    # 3 MiB is read in 4 ranges (256 KiB, to 1, 2 and 3 MiB), one connection each
+    assert ReadPlan().bytes_held(3 * MiB) == 8 * MiB + 4 * READ_PIECE
+    assert ReadPlan().bytes_held(100) == 8 * MiB + READ_PIECE
     assert ReadPlan.from_env({"TMPWARDEN_SOURCE_CONNECTIONS": "8"}).read_ahead == 64 * MiB
     small = ReadPlan.from_env({"TMPWARDEN_READ_AHEAD_MIB": "2"})
     assert (small.read_ahead, small.range_size, small.window) == (2 * MiB, 2 * MiB, 1)
@@ -189,6 +191,25 @@ def _asked_at_least(fake: FakeS3, count: int, timeout: float = 3.0) -> int:
     while len(fake.asked) < count and time.monotonic() < deadline:
         time.sleep(0.01)
     return len(fake.asked)
+
+
+@pytest.mark.parametrize("size", [3 * MiB, 8 * MiB, 64 * MiB])
+def test_an_object_of_one_range_size_is_read_ahead_as_a_larger_one(size: int) -> None:
+    # the ramp cuts even one range_size into 5 ranges (256 KiB, to 1, 2, 4, 8 MiB): the
+    # window counted whole range_sizes (1 for 8 MiB), so each small range waited for the
+    # one before it to be read whole, one first-byte latency each with no overlap
+    data = hashlib.shake_256(b"small").digest(size)
+    fake = FakeS3(data)
+    stream = ParallelRangeStream(RangeFetcher("s3://b/k", size, fake.get_range), size, ReadPlan())
+    try:
+        head = stream.read(READ_PIECE)
+        head += stream.read(1)  # into the second range: the read-ahead opens
+        asked = _asked_at_least(fake, 3)
+        print(f"{size} B object, reading its second range: {asked} GETs asked")
+        assert asked >= 3  # the head, the range being read, one fetched ahead at least
+        assert head + read_all(stream) == data
+    finally:
+        stream.close()
 
 
 def _range_threads() -> list[threading.Thread]:
