@@ -296,9 +296,9 @@ def _look_after_gone(upload: Upload, exc: Exception) -> str:
 
 
 def _holds_ours(upload: Upload, cause: Exception) -> str | None:
-    """The key's ETag when it is this attempt's object (its composite CRC-32 when HEAD
-    shows one, else its ETag, and its size); None when it is absent or another's.
-    CommitUnverifiedError when that cannot be told."""
+    """The key's ETag when it is this attempt's object (its size, and its composite
+    CRC-32 when HEAD shows one, else its ETag); None when it is absent or another's
+    (another size is enough). CommitUnverifiedError when that cannot be told."""
     with after_deadline():
         try:
             head = upload.client.head_object(
@@ -313,15 +313,15 @@ def _holds_ours(upload: Upload, cause: Exception) -> str | None:
     found = str(head.get("ETag"))
     checksum = str(head.get("ChecksumCRC32") or "")
     composite = head.get("ChecksumType", "COMPOSITE") == "COMPOSITE"
+    if int(head.get("ContentLength", -1)) != upload.size:
+        return None  # another size: not this attempt's object, whatever else is shown
     if checksum and composite and upload.expected_checksum is not None:
         ours = same_checksum(checksum, upload.expected_checksum)
     elif upload.expected_etag is not None:
         ours = same_etag(found, upload.expected_etag)
     else:
         raise _unverified(upload, cause, None)
-    if ours and int(head.get("ContentLength", -1)) == upload.size:
-        return found
-    return None
+    return found if ours else None
 
 
 def _unverified(upload: Upload, cause: Exception, look: Exception | None) -> CommitUnverifiedError:
