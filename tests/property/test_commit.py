@@ -205,6 +205,33 @@ def _lost_complete_upload(s3: FakeS3, *, encrypted: bool, if_exists: str = "over
     )
 
 
+@pytest.mark.parametrize("suffix", ["-2", ""], ids=["composite", "no-suffix-as-moto"])
+def test_another_writers_object_with_our_crc32_but_not_our_etag_is_not_taken_for_ours(
+    suffix: str,
+) -> None:
+    # A CRC-32 is 32 bits, not a digest: another writer's object of the same size may
+    # show this attempt's composite CRC-32 (1 in 2**32 by chance, at will on purpose).
+    # When the ETag is computable too (no SSE-KMS/SSE-C), it must match as well.
+    crc = composite_crc32(CRC32S).partition("-")[0] + suffix
+    other = Stored('"' + "ab" * 16 + '-2"', crc, SIZE)
+    ours = Stored(OURS, composite_crc32(CRC32S), SIZE)
+    s3 = FakeS3(
+        "unavailable",  # not committed: the abort succeeds, the look decides
+        replaced_after_commit=False,
+        head_works=True,
+        abort_works=True,
+        ours=ours,
+        other=other,
+        shows_checksums=True,
+        lenient_abort=True,
+        key=other,
+    )
+    with pytest.raises(TmpwardenError) as failed:
+        complete(_lost_complete_upload(s3, encrypted=False))
+    print(f"{type(failed.value).__name__}: {failed.value}")
+    assert s3.key is other and not s3.upload_open
+
+
 class _RefusedIfNoneMatch(FakeS3):
     """CompleteMultipartUpload with ``If-None-Match: *`` refused: the key holds an object."""
 
