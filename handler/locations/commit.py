@@ -6,9 +6,9 @@
   attempt can compute from its parts without hashing them again: the composite CRC-32
   (the CRC-32 of the parts' CRC-32s, then ``-`` and the part count, as S3 makes it for
   an upload created with ChecksumAlgorithm CRC32; HEAD with ``ChecksumMode=ENABLED``
-  shows it), else the ETag (the MD5 of the parts' ETags, then ``-`` and the part count;
-  each part's ETag is the MD5 of its bytes unless SSE-KMS or SSE-C encrypts it), with
-  the size.
+  shows it) and the ETag (the MD5 of the parts' ETags, then ``-`` and the part count;
+  each part's ETag is the MD5 of its bytes unless SSE-KMS or SSE-C encrypts it), each
+  that is known (a CRC-32 alone is 32 bits), with the size.
 * failed: nothing of this attempt is at the key (the upload was aborted before it took
   effect, or another writer replaced the object it had completed).
 * :class:`CommitUnverifiedError`: the upload may have taken effect (and replaced an
@@ -296,9 +296,10 @@ def _look_after_gone(upload: Upload, exc: Exception) -> str:
 
 
 def _holds_ours(upload: Upload, cause: Exception) -> str | None:
-    """The key's ETag when it is this attempt's object (its composite CRC-32 when HEAD
-    shows one, else its ETag, and its size); None when it is absent or another's.
-    CommitUnverifiedError when that cannot be told."""
+    """The key's ETag when it is this attempt's object: its size, and its composite CRC-32
+    when HEAD shows one and its ETag when computable (both when both: a CRC-32 is 32 bits,
+    another writer's object can show it); None when it is absent or another's (another
+    size is enough). CommitUnverifiedError when that cannot be told."""
     with after_deadline():
         try:
             head = upload.client.head_object(
@@ -313,15 +314,16 @@ def _holds_ours(upload: Upload, cause: Exception) -> str | None:
     found = str(head.get("ETag"))
     checksum = str(head.get("ChecksumCRC32") or "")
     composite = head.get("ChecksumType", "COMPOSITE") == "COMPOSITE"
+    if int(head.get("ContentLength", -1)) != upload.size:
+        return None  # another size: not this attempt's object, whatever else is shown
+    same: list[bool] = []
     if checksum and composite and upload.expected_checksum is not None:
-        ours = same_checksum(checksum, upload.expected_checksum)
-    elif upload.expected_etag is not None:
-        ours = same_etag(found, upload.expected_etag)
-    else:
+        same.append(same_checksum(checksum, upload.expected_checksum))
+    if upload.expected_etag is not None:
+        same.append(same_etag(found, upload.expected_etag))
+    if not same:
         raise _unverified(upload, cause, None)
-    if ours and int(head.get("ContentLength", -1)) == upload.size:
-        return found
-    return None
+    return found if all(same) else None
 
 
 def _unverified(upload: Upload, cause: Exception, look: Exception | None) -> CommitUnverifiedError:

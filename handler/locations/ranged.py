@@ -29,6 +29,7 @@ of a 10 GB function. ``TMPWARDEN_SOURCE_CONNECTIONS`` sets it (1 to 64) and
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import os
 import threading
@@ -134,9 +135,11 @@ class ReadPlan:
 
     def bytes_held(self, size: int) -> int:
         """The most a stream of a ``size``-byte object holds: its ranges (at most the
-        read-ahead) and each connection's chunk being copied in (for the memory plan)."""
+        read-ahead) and the chunk each connection it uses is copying in (the ramp's shorter
+        ranges count: see :data:`RAMP_START`) (for the memory plan)."""
         ranges = min(self.window, math.ceil(size / self.range_size))
-        return ranges * self.range_size + min(self.connections, max(ranges, 1)) * READ_PIECE
+        fetching = min(self.connections, _ranges_at_most(self, size, self.window))
+        return ranges * self.range_size + fetching * READ_PIECE
 
 
 class RangeFetcher:
@@ -233,6 +236,32 @@ class _Range:
             self.arrived.notify_all()
 
 
+def _notify(arrived: threading.Condition, _future: Future[None]) -> None:
+    """A range's fetch ended (done, failed or cancelled): wake its reader."""
+    with arrived:
+        arrived.notify_all()
+
+
+def _range_end(done: int, range_size: int) -> int:
+    """Where the range after ``done`` bytes of a stream ends (counted from its start): the
+    ramp's next end (see :data:`RAMP_START`), else the next whole ``range_size``."""
+    if done >= range_size:
+        return done + range_size - done % range_size
+    end = RAMP_START
+    while end <= done:
+        end *= 2
+    return min(end, range_size)
+
+
+def _ranges_at_most(plan: ReadPlan, length: int, most: int) -> int:
+    """How many ranges a stream of ``length`` bytes is read in (the head and the ramp's
+    shorter ranges counted), at most ``most``; at least 1."""
+    count, done = 1, min(FIRST_RANGE, plan.range_size, max(length, 0))
+    while done < length and count < most:
+        count, done = count + 1, min(_range_end(done, plan.range_size), length)
+    return count
+
+
 class _EarlyEnd(Exception):
     """A body that ended before its range did."""
 
@@ -253,7 +282,7 @@ class ParallelRangeStream(ReadOnlyStream):
         self._fetcher = fetcher
         self._size = size
         self._plan = plan
-        self._window = min(plan.window, max(1, math.ceil((size - start) / plan.range_size)))
+        self._window = _ranges_at_most(plan, size - start, plan.window)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: collections.deque[tuple[Future[None], _Range]] = collections.deque()
         self._start = self._next = start
@@ -273,24 +302,16 @@ class ParallelRangeStream(ReadOnlyStream):
         self._next = min(start + length, self._size)
         part = _Range(start, bytearray(self._next - start), arrived=self._arrived)
         future = self._pool.submit(self._fetcher.fetch_into, part, self._cancelled)
-        future.add_done_callback(self._wake)
+        # the callback holds the condition, not the stream: a stream dropped unclosed is
+        # freed (and closed) at once, not kept with its buffers and threads until a gc
+        future.add_done_callback(functools.partial(_notify, self._arrived))
         self._pending.append((future, part))
-
-    def _wake(self, _future: Future[None]) -> None:
-        with self._arrived:
-            self._arrived.notify_all()
 
     def _next_length(self) -> int:
         """The length of the range after ``_next``: to the ramp's next end (see
         :data:`RAMP_START`), else to the next whole ``range_size`` from the start."""
         done = self._next - self._start
-        size = self._plan.range_size
-        if done >= size:
-            return size - done % size
-        end = RAMP_START
-        while end <= done:
-            end *= 2
-        return min(end, size) - done
+        return _range_end(done, self._plan.range_size) - done
 
     def _fill_window(self) -> None:
         """Start ranges while the window has room: at most ``_window`` ranges held (the
@@ -323,7 +344,12 @@ class ParallelRangeStream(ReadOnlyStream):
                 while part.filled - self._offset < need and not future.done():
                     self._arrived.wait()
             if part.filled - self._offset < need:
-                future.result()  # raises the range's error
+                try:
+                    future.result()  # raises the range's error
+                finally:
+                    # the error's traceback holds this frame: without its future (which
+                    # holds the error) and range, no cycle keeps the buffer after close()
+                    del future, part
                 raise ValueError("read of a closed stream")  # cancelled: only by close()
         end = min(part.filled, self._offset + most)
         view = memoryview(part.buffer)[self._offset : end]

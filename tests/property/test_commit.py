@@ -17,11 +17,12 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handler.errors import CommitUnverifiedError, TmpwardenError
+from handler.errors import CommitUnverifiedError, DestinationExistsError, TmpwardenError
 from handler.locations.commit import Upload, complete, composite_crc32, multipart_etag
 from handler.locations.multipart import crc32_checksum
 from handler.locations.s3 import S3Client, S3Url
@@ -188,3 +189,81 @@ def test_a_commit_is_never_ambiguous_and_never_deletes(
         return
     assert s3.key is ours  # succeeded: the key holds this attempt's object
     assert etag.strip('"') == ours.etag.strip('"')
+
+
+def _lost_complete_upload(s3: FakeS3, *, encrypted: bool, if_exists: str = "overwrite") -> Upload:
+    etags = KMS_PART_ETAGS if encrypted else PART_ETAGS
+    return Upload(
+        client=cast(S3Client, s3),
+        url=S3Url("bucket", "out/m.zip"),
+        upload_id="u-1",
+        parts=[(1, etags[0]), (2, etags[1])],
+        size=SIZE,
+        part_crc32s=CRC32S,
+        md5_etags=not encrypted,
+        if_exists=if_exists,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("suffix", ["-2", ""], ids=["composite", "no-suffix-as-moto"])
+def test_another_writers_object_with_our_crc32_but_not_our_etag_is_not_taken_for_ours(
+    suffix: str,
+) -> None:
+    # A CRC-32 is 32 bits, not a digest: another writer's object of the same size may
+    # show this attempt's composite CRC-32 (1 in 2**32 by chance, at will on purpose).
+    # When the ETag is computable too (no SSE-KMS/SSE-C), it must match as well.
+    crc = composite_crc32(CRC32S).partition("-")[0] + suffix
+    other = Stored('"' + "ab" * 16 + '-2"', crc, SIZE)
+    ours = Stored(OURS, composite_crc32(CRC32S), SIZE)
+    s3 = FakeS3(
+        "unavailable",  # not committed: the abort succeeds, the look decides
+        replaced_after_commit=False,
+        head_works=True,
+        abort_works=True,
+        ours=ours,
+        other=other,
+        shows_checksums=True,
+        lenient_abort=True,
+        key=other,
+    )
+    with pytest.raises(TmpwardenError) as failed:
+        complete(_lost_complete_upload(s3, encrypted=False))
+    print(f"{type(failed.value).__name__}: {failed.value}")
+    assert s3.key is other and not s3.upload_open
+
+
+class _RefusedIfNoneMatch(FakeS3):
+    """CompleteMultipartUpload with ``If-None-Match: *`` refused: the key holds an object."""
+
+    def complete_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append("complete")
+        raise client_error(412, "PreconditionFailed", "CompleteMultipartUpload")
+
+
+@pytest.mark.parametrize("complete_does", ["precondition-failed", "unavailable"])
+def test_an_object_of_another_size_is_not_ours_even_when_nothing_else_can_be_compared(
+    complete_does: str,
+) -> None:
+    # SSE-KMS ETags and no ChecksumCRC32 shown: the hashes cannot tell, but an object of
+    # another size is certainly not this attempt's: if_exists 'fail' says it exists (not
+    # "unverified"), and a Complete that failed while its upload was open has failed
+    older = Stored('"an-older-object"', "", 3)
+    fake = _RefusedIfNoneMatch if complete_does == "precondition-failed" else FakeS3
+    s3 = fake(
+        complete_does,
+        replaced_after_commit=False,
+        head_works=True,
+        abort_works=True,
+        ours=Stored(KMS_OURS, composite_crc32(CRC32S), SIZE),
+        other=older,
+        shows_checksums=False,
+        key=older,
+    )
+    if_exists = "fail" if complete_does == "precondition-failed" else "overwrite"
+    with pytest.raises(TmpwardenError) as failed:
+        complete(_lost_complete_upload(s3, encrypted=True, if_exists=if_exists))
+    print(f"{type(failed.value).__name__}: {failed.value}")
+    assert not isinstance(failed.value, CommitUnverifiedError)
+    if complete_does == "precondition-failed":
+        assert isinstance(failed.value, DestinationExistsError)
+    assert s3.key is older and not s3.upload_open

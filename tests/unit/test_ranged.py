@@ -6,7 +6,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import threading
+import time
 import tracemalloc
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,7 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handler.errors import ConfigurationError, SourceReadError
-from handler.locations.ranged import READ_PIECE, ParallelRangeStream, RangeFetcher, ReadPlan
+from handler.locations.ranged import (
+    MAX_RESUMES,
+    READ_PIECE,
+    ParallelRangeStream,
+    RangeFetcher,
+    ReadPlan,
+)
 from monitor.units import MiB
 
 
@@ -52,7 +60,10 @@ class FakeS3:
     ``in_turn`` says where the n-th request's body breaks (None: it does not)."""
 
     def __init__(
-        self, data: bytes, breaks: dict[int, int] | None = None, in_turn: list[int] | None = None
+        self,
+        data: bytes,
+        breaks: dict[int, int] | None = None,
+        in_turn: Sequence[int | None] | None = None,
     ) -> None:
         self.view = memoryview(data)
         self.breaks = dict(breaks or {})
@@ -159,7 +170,9 @@ def test_any_plan_and_any_breaks_give_the_object_in_order(
 
 def test_the_settings_are_checked() -> None:
     assert ReadPlan.from_env({}) == ReadPlan(4, 32 * MiB, 8 * MiB)
-    assert ReadPlan().bytes_held(3 * MiB) == 8 * MiB + READ_PIECE
+    # 3 MiB is read in 4 ranges (256 KiB, to 1, 2 and 3 MiB), one connection each
+    assert ReadPlan().bytes_held(3 * MiB) == 8 * MiB + 4 * READ_PIECE
+    assert ReadPlan().bytes_held(100) == 8 * MiB + READ_PIECE
     assert ReadPlan.from_env({"TMPWARDEN_SOURCE_CONNECTIONS": "8"}).read_ahead == 64 * MiB
     small = ReadPlan.from_env({"TMPWARDEN_READ_AHEAD_MIB": "2"})
     assert (small.read_ahead, small.range_size, small.window) == (2 * MiB, 2 * MiB, 1)
@@ -170,3 +183,91 @@ def test_the_settings_are_checked() -> None:
     ):
         with pytest.raises(ConfigurationError, match="TMPWARDEN_"):
             ReadPlan.from_env(bad)
+
+
+def _asked_at_least(fake: FakeS3, count: int, timeout: float = 3.0) -> int:
+    """The GETs asked once ``count`` were (or ``timeout`` seconds passed)."""
+    deadline = time.monotonic() + timeout
+    while len(fake.asked) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(fake.asked)
+
+
+@pytest.mark.parametrize("size", [3 * MiB, 8 * MiB, 64 * MiB])
+def test_an_object_of_one_range_size_is_read_ahead_as_a_larger_one(size: int) -> None:
+    # the ramp cuts even one range_size into 5 ranges (256 KiB, to 1, 2, 4, 8 MiB): the
+    # window counted whole range_sizes (1 for 8 MiB), so each small range waited for the
+    # one before it to be read whole, one first-byte latency each with no overlap
+    data = hashlib.shake_256(b"small").digest(size)
+    fake = FakeS3(data)
+    stream = ParallelRangeStream(RangeFetcher("s3://b/k", size, fake.get_range), size, ReadPlan())
+    try:
+        head = stream.read(READ_PIECE)
+        head += stream.read(1)  # into the second range: the read-ahead opens
+        asked = _asked_at_least(fake, 3)
+        print(f"{size} B object, reading its second range: {asked} GETs asked")
+        assert asked >= 3  # the head, the range being read, one fetched ahead at least
+        assert head + read_all(stream) == data
+    finally:
+        stream.close()
+
+
+def _range_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("tmpwarden-range")]
+
+
+def test_a_stream_dropped_unclosed_frees_its_ranges_and_threads_without_a_gc() -> None:
+    # a fetch's done-callback held the stream (future -> bound method -> stream -> future):
+    # an unclosed stream dropped on an error path kept its ranges and threads until a gc
+    data = bytes(16 * MiB)
+    fake = FakeS3(data)
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        stream = ParallelRangeStream(
+            RangeFetcher("s3://b/k", len(data), fake.get_range), len(data), ReadPlan()
+        )
+        stream.read(READ_PIECE)
+        stream.read(10)  # into the second range: the read-ahead opens
+        _asked_at_least(fake, 4)
+        del stream
+        deadline = time.monotonic() + 3
+        while _range_threads() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held, _ = tracemalloc.get_traced_memory()
+        threads = len(_range_threads())
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+        gc.collect()
+    print(f"dropped unclosed, no gc: {held} B traced, {threads} range threads")
+    assert held < READ_PIECE
+    assert threads == 0
+
+
+def test_a_failed_range_keeps_no_buffer_after_close_without_a_gc() -> None:
+    # the reader's frame held the range's future, which held the error, whose traceback
+    # held the frame: the range's buffer (768 KiB here) stayed until a gc
+    data = bytes(4 * MiB)
+    fake = FakeS3(data, in_turn=[None, 100] + [0] * MAX_RESUMES)
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        stream = ParallelRangeStream(
+            RangeFetcher("s3://b/k", len(data), fake.get_range), len(data), ReadPlan()
+        )
+        assert stream.read(READ_PIECE) == data[:READ_PIECE]
+        assert stream.read(100) == data[READ_PIECE : READ_PIECE + 100]  # before the break
+        with pytest.raises(SourceReadError, match=f"stopped at byte {READ_PIECE + 100} "):
+            stream.read(READ_PIECE)
+        stream.close()
+        del stream
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+        gc.collect()
+    print(f"a failed range, closed, no gc: {held} B traced")
+    assert held < READ_PIECE
