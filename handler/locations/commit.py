@@ -18,9 +18,9 @@ Nothing is ever deleted: an object this attempt cannot prove is its own may be a
 writer's. A CompleteMultipartUpload that fails is never taken at its word: a repeated
 Complete answers 200 on AWS and ``NoSuchUpload`` on some S3-compatible servers, and a
 200 may carry an error body (botocore raises for it), so the writer aborts the upload and
-looks (HEAD, compare the checksum or the ETag). On AWS an abort that succeeds proves the
-Complete never took effect, but SeaweedFS 4.x also aborts a completed upload and keeps
-its object, so the look decides.
+looks (HEAD: the size, the checksum and the ETag, each that is known). On AWS an abort
+that succeeds proves the Complete never took effect, but SeaweedFS 4.x also aborts a
+completed upload and keeps its object, so the look decides.
 
 ``if_exists="fail"`` sends ``If-None-Match: *`` on the Complete (S3's conditional
 writes, 2024), so a publish-once caller never replaces an object.

@@ -67,11 +67,11 @@ RAMP_START = 1 * MiB
 """Where a stream's second range ends. Each range after it ends at twice the last one's
 end (counted from the stream's start) until it would be ``range_size`` long; from there
 ranges end on whole ``range_size``. The ranges fetched or in flight hold at most as many
-bytes as the stream has handed on (two ranges at least, so that one request's first-byte
-latency hides behind the other's transfer), up to ``read_ahead``. Four 8 MiB ranges started
-together at 75 MB/s gave the first 16 MiB after 0.54 s, twice the 0.22 s the network
-needs; the packaging pipeline, and the upload after it, waited for them (issue 10's
-``lambda-600mbps`` test bed, 2026-11-30)."""
+bytes as the stream has handed on (two at least besides the one being read, so that a
+request's first-byte latency hides behind another's transfer), up to ``read_ahead``.
+Four 8 MiB ranges started together at 75 MB/s gave the first 16 MiB after 0.54 s, twice
+the 0.22 s the network needs; the packaging pipeline, and the upload after it, waited for
+them (issue 10's ``lambda-600mbps`` test bed, 2026-11-30)."""
 MAX_RESUMES = 5
 """Resumes per range after a dropped connection, an early end or a stall."""
 CONNECTIONS_ENV = "TMPWARDEN_SOURCE_CONNECTIONS"
@@ -165,7 +165,7 @@ class RangeFetcher:
         return part.buffer if part.complete else bytearray()
 
     def fetch_into(self, part: _Range, cancelled: threading.Event | None = None) -> None:
-        """Fill ``part`` from the byte it reached to its end (``part.advanced`` runs after
+        """Fill ``part`` from the byte it reached to its end (``part.advance`` runs after
         each piece); returns early, not complete, once ``cancelled`` is set. Raises as
         :meth:`fetch` does."""
         resumes = 0
@@ -315,8 +315,8 @@ class ParallelRangeStream(ReadOnlyStream):
 
     def _fill_window(self) -> None:
         """Start ranges while the window has room: at most ``_window`` ranges held (the
-        current one included) and, past two in flight, no more bytes than the stream has
-        handed on (see :data:`RAMP_START`)."""
+        current one included) and, past two besides the current one, no more bytes than
+        the stream has handed on (see :data:`RAMP_START`)."""
         while self._next < self._size:
             held = len(self._pending) + (self._current is not None)
             if held >= self._window:
