@@ -165,16 +165,7 @@ def test_a_commit_is_never_ambiguous_and_never_deletes(
         lenient_abort=lenient_abort,
         key=older if existing else None,
     )
-    etags = KMS_PART_ETAGS if encrypted else PART_ETAGS
-    upload = Upload(
-        client=cast(S3Client, s3),
-        url=S3Url("bucket", "out/m.zip"),
-        upload_id="u-1",
-        parts=[(1, etags[0]), (2, etags[1])],
-        size=SIZE,
-        part_crc32s=CRC32S,
-        md5_etags=not encrypted,
-    )
+    upload = _attempts_upload(s3, encrypted=encrypted)
     try:
         etag = complete(upload)
     except CommitUnverifiedError:
@@ -191,7 +182,7 @@ def test_a_commit_is_never_ambiguous_and_never_deletes(
     assert etag.strip('"') == ours.etag.strip('"')
 
 
-def _lost_complete_upload(s3: FakeS3, *, encrypted: bool, if_exists: str = "overwrite") -> Upload:
+def _attempts_upload(s3: FakeS3, *, encrypted: bool, if_exists: str = "overwrite") -> Upload:
     etags = KMS_PART_ETAGS if encrypted else PART_ETAGS
     return Upload(
         client=cast(S3Client, s3),
@@ -227,7 +218,7 @@ def test_another_writers_object_with_our_crc32_but_not_our_etag_is_not_taken_for
         key=other,
     )
     with pytest.raises(TmpwardenError) as failed:
-        complete(_lost_complete_upload(s3, encrypted=False))
+        complete(_attempts_upload(s3, encrypted=False))
     print(f"{type(failed.value).__name__}: {failed.value}")
     assert s3.key is other and not s3.upload_open
 
@@ -261,7 +252,7 @@ def test_an_object_of_another_size_is_not_ours_even_when_nothing_else_can_be_com
     )
     if_exists = "fail" if complete_does == "precondition-failed" else "overwrite"
     with pytest.raises(TmpwardenError) as failed:
-        complete(_lost_complete_upload(s3, encrypted=True, if_exists=if_exists))
+        complete(_attempts_upload(s3, encrypted=True, if_exists=if_exists))
     print(f"{type(failed.value).__name__}: {failed.value}")
     assert not isinstance(failed.value, CommitUnverifiedError)
     if complete_does == "precondition-failed":
