@@ -11,10 +11,12 @@ broke.
 from __future__ import annotations
 
 import io
+import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -43,6 +45,7 @@ from handler.streams import ReadOnlyStream
 from monitor.units import KiB, MiB
 
 if TYPE_CHECKING:
+    from botocore.config import _S3Dict
     from mypy_boto3_s3 import S3Client
 else:
     S3Client = Any
@@ -126,13 +129,40 @@ def make_client(endpoint_url: str | None = None, *, stall_timeout: float | None 
     config = Config(
         retries={"mode": "standard", "max_attempts": 4},
         max_pool_connections=max(8, ReadPlan.from_env().connections + 4),  # + the upload's
-        s3={"addressing_style": "path"} if endpoint else {},
+        s3=s3_options(endpoint),
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=stall_timeout if stall_timeout is not None else stall_timeout_from_env(),
     )
     client: S3Client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
     install_deadline(client)
     return client
+
+
+def s3_options(endpoint: str | None) -> _S3Dict:
+    """botocore's ``s3`` options for ``endpoint`` (None: AWS's own, over HTTPS).
+
+    An S3-compatible endpoint is addressed path-style. A request body is not hashed for the
+    signature (``payload_signing_enabled`` False: SigV4's ``UNSIGNED-PAYLOAD``) wherever
+    nothing on the way can change it unseen: over HTTPS, and to a loopback endpoint
+    (127.0.0.0/8, ``::1``, ``localhost``). Every body tmpwarden sends is an UploadPart
+    with its CRC-32 in a signed header, which S3 verifies. "TLS and a checksum is
+    sufficiently secure" is botocore's own rule (``botocore.auth.S3SigV4Auth``), but it
+    applies it only to a checksum botocore computes: for one the caller sends it hashes
+    every byte with SHA-256, about 1 CPU-s per GiB uploaded on the 2-core test bed of
+    ``benchmarks/network_goals.py``. Plain HTTP to any other host keeps the signed
+    payload: there it is what guards the bytes."""
+    options: _S3Dict = {"addressing_style": "path"} if endpoint else {}
+    if endpoint is None or endpoint.startswith("https://") or _loopback(endpoint):
+        options["payload_signing_enabled"] = False
+    return options
+
+
+def _loopback(endpoint: str) -> bool:
+    host = urlsplit(endpoint).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        return False
 
 
 def error_code(exc: ClientError) -> str:
