@@ -11,7 +11,11 @@ which writes the rows to ``benchmarks/RESULTS.md``): SeaweedFS on 127.0.0.1
    ratios, with the test bed's CPU floor beside it (on 2 cores the server and the proxy
    alone spend about as much CPU per GB as the network allows: the goal is meaningful
    only where the CPU floor is below the modelled one); the largest peak RSS and peak of
-   ``TMPDIR`` of the runs;
+   ``TMPDIR`` of the runs. Beside each run, in turns before and after it, the copy floor:
+   the same object copied S3 to S3 with no packaging by boto3's managed transfers
+   (:mod:`benchmarks.copy_s3`), the same bytes each way through the same profile: what
+   the test bed allows a client that only moves bytes (2026-11-30: 1.13-1.14x the
+   modelled floor, with a third of tmpwarden's CPU);
 2. the naive path through the same proxy (boto3 ``download_file``, extract, zip,
    ``upload_file``: :mod:`benchmarks.naive_s3`) on the smaller artifact, compared in seconds
    per GiB of content (1 GiB through the naive path would add minutes to ``make bench``);
@@ -195,6 +199,10 @@ class TestBed:
         command = [sys.executable, "-m", "benchmarks.naive_s3", "{endpoint}", BUCKET, key, out]
         return self.run(label, profile, [*command, str(scratch)])
 
+    def copy(self, label: str, profile: str, key: str, out: str) -> NetworkRun:
+        command = [sys.executable, "-m", "benchmarks.copy_s3", "{endpoint}", BUCKET, key, out]
+        return self.run(label, profile, command)
+
     def same_zip(self, a: str, b: str) -> tuple[bool, str]:
         """Whether the ZIPs at keys ``a`` and ``b`` are identical: the same ETag and size
         (MD5-based), else the same members (name, CRC-32, size)."""
@@ -222,14 +230,23 @@ def run_goals(
     with TestBed(workdir) as bed:
         source = bed.put(big, "in/model.tar.gz")
         small_source = bed.put(small, "in/small.tar.gz")
-        slows = [bed.package("tmpwarden-600-1", "lambda-600mbps", source, "out/600.zip")]
+        slows: list[NetworkRun] = []
+        copies: list[NetworkRun] = []
+
+        def pair(n: int) -> None:  # a tmpwarden run and a copy beside it, in turns first
+            copy_first = n % 2 == 0
+            if copy_first:
+                copies.append(bed.copy(f"copy-600-{n}", "lambda-600mbps", source, "out/copy.bin"))
+            slows.append(bed.package(f"tmpwarden-600-{n}", "lambda-600mbps", source, "out/600.zip"))
+            if not copy_first:
+                copies.append(bed.copy(f"copy-600-{n}", "lambda-600mbps", source, "out/copy.bin"))
+
+        pair(1)
         naive = bed.naive("naive-600", "lambda-600mbps", small_source, "out/naive.zip")
-        slows.append(bed.package("tmpwarden-600-2", "lambda-600mbps", source, "out/600.zip"))
+        pair(2)
         fast = bed.package("tmpwarden-3g", "lambda-3gbps", source, "out/3g.zip", extra=FAST)
-        slows += [
-            bed.package(f"tmpwarden-600-{n}", "lambda-600mbps", source, "out/600.zip")
-            for n in range(3, ROUNDS_600 + 1)
-        ]
+        for n in range(3, ROUNDS_600 + 1):
+            pair(n)
         half = big.stat().st_size // 2
         reset = bed.package(
             "tmpwarden-reset", "lambda-3gbps", source, "out/reset.zip", extra=FAST, reset_in_at=half
@@ -237,6 +254,8 @@ def run_goals(
         identical, why = bed.same_zip("out/3g.zip", "out/reset.zip")
     ratios = sorted(run.seconds / run.floor for run in slows)
     slow = sorted(slows, key=lambda run: run.seconds / run.floor)[len(slows) // 2]
+    copy_ratios = sorted(run.seconds / run.floor for run in copies)
+    copy = sorted(copies, key=lambda run: run.seconds / run.floor)[len(copies) // 2]
     peak_rss = max(run.peak_rss_bytes for run in slows)
     peak_tmp = max(run.peak_tmp_bytes for run in slows)
     object_size = big.stat().st_size
@@ -250,7 +269,12 @@ def run_goals(
             f"{slow.describe()}: {slow.seconds / slow.floor:.2f}x (the runs: "
             f"{', '.join(f'{r:.2f}x' for r in ratios)}; the median run's test bed CPU floor "
             f"{slow.cpu_floor:.1f} s: {slow.seconds / max(slow.floor, slow.cpu_floor):.2f}x "
-            "the larger)",
+            f"the larger). The copy floor beside each run (the same object copied S3 to S3 "
+            f"with no packaging, boto3's managed transfers: benchmarks/copy_s3.py): "
+            f"{copy.seconds / copy.floor:.2f}x the modelled floor (the runs: "
+            f"{', '.join(f'{r:.2f}x' for r in copy_ratios)}; client {copy.tool_cpu:.1f} "
+            f"CPU-s, CPU floor {copy.cpu_floor:.1f} s); tmpwarden "
+            f"{(slow.seconds / slow.floor) / (copy.seconds / copy.floor):.2f}x the copy",
             slow.seconds <= FLOOR_GOAL * slow.floor,
         ),
         NetworkGoal(

@@ -81,6 +81,31 @@ def test_package_s3_to_s3_round_trips_through_the_real_server(
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def test_the_copy_floor_of_make_bench_copies_every_byte(seaweed: SeaweedS3) -> None:
+    # benchmarks/copy_s3.py is the floor tmpwarden's S3 timings are judged beside: a copy
+    # that lost or reordered bytes would be a floor too low
+    s3, bucket = seaweed.client(), _bucket(seaweed)
+    body = os.urandom(MiB) * 19 + os.urandom(12_345)  # 3 parts of boto3's 8 MiB
+    s3.put_object(Bucket=bucket, Key="in/model.tar.gz", Body=body)
+    env = python_env() | {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    env.pop("AWS_SESSION_TOKEN", None)
+    command = [sys.executable, "-m", "benchmarks.copy_s3", seaweed.url, bucket]
+    result = subprocess.run(
+        [*command, "in/model.tar.gz", "out/copy.bin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert s3.get_object(Bucket=bucket, Key="out/copy.bin")["Body"].read() == body
+
+
 def test_listens_only_on_127_0_0_1_and_stop_ends_it_with_its_sockets(tmp_path: Path) -> None:
     server = SeaweedS3(tmp_path / "weed").start()
     pid = server.pid

@@ -1,0 +1,52 @@
+"""The copy floor: the source object's bytes copied S3 to S3 with no packaging at all.
+
+Run as ``python -m benchmarks.copy_s3 ENDPOINT BUCKET SOURCE_KEY DESTINATION_KEY``
+(credentials from the usual AWS variables): boto3's managed transfers, a download into a
+pipe and an upload from its other end, at once (boto3's defaults: 8 MiB parts, 10
+threads each way). Moving the same bytes in and out as tmpwarden does through the same
+proxy, without inflating, deflating or zipping them, it measures what the test bed itself
+allows (the server, the proxy and a client sharing 2 cores), beside the modelled floor.
+The client skips the SHA-256 of each body for its signature on this loopback endpoint, as
+tmpwarden does (:func:`handler.locations.s3.s3_options`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import boto3
+from botocore.config import Config
+
+
+def main(endpoint: str, bucket: str, source_key: str, destination_key: str) -> None:
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        config=Config(
+            s3={"addressing_style": "path", "payload_signing_enabled": False},
+            max_pool_connections=20,
+        ),
+    )
+    read_end, write_end = os.pipe()
+    failed: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            with os.fdopen(write_end, "wb") as sink:
+                client.download_fileobj(bucket, source_key, sink)
+        except BaseException as exc:  # reported by the main thread
+            failed.append(exc)
+
+    reader = threading.Thread(target=download)
+    reader.start()
+    with os.fdopen(read_end, "rb") as source:
+        client.upload_fileobj(source, bucket, destination_key)
+    reader.join()
+    if failed:
+        raise failed[0]
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
