@@ -14,7 +14,7 @@ The estimate, in bytes, is ``BASELINE_BYTES + parts in flight x part size + read
 - ``EXTRACT_EXTRA_BYTES`` (20 MiB): the extract strategy's peaks in the same runs were
   140 to 146 MiB, 20 MiB over the stream strategy's (files written, then read back).
 - Parts in flight, for an S3 destination: the parts uploading at once (one per 85 MB/s of
-  ``TMPWARDEN_TARGET_MB_S``, at least 3 (2 for a function under 256 MB): 3 at the default
+  ``TMPWARDEN_TARGET_MB_S``, at least 4 (2 for a function under 256 MB): 4 at the default
   75 MB/s, 5 at 375 MB/s;
   :class:`handler.locations.throughput.UploadPlan`), one filling, one being cut from the
   buffer, and one held back until the local header it carries is filled in

@@ -2,18 +2,20 @@
 
 AWS's guidance is one concurrent request per 85-90 MB/s wanted ("Performance design
 patterns for Amazon S3", Amazon S3 User Guide; issue 10), so a target of ``T`` MB/s uploads
-``ceil(T / 85)`` parts at once, at least 3: each part's request leaves a gap of its own
-(its first-byte latency, the server storing the part, its response) that one more part in
-flight covers. ``TMPWARDEN_TARGET_MB_S`` sets the target (default 75 MB/s: a function's
-usual 600 Mbps, 3 parts; 375 MB/s for the 3 Gbps of a 10 GB function, 5 parts).
-Measured on 2026-11-30, S3 to S3 of the 1 GiB sample through SeaweedFS and the
-``lambda-600mbps`` profile of :mod:`benchmarks.shaping` on a quiet machine, interleaved
-(``TMPWARDEN_TARGET_MB_S=75`` or ``255 python -m benchmarks.network --size 1GiB``): 2
-parts in flight 1.18x and 1.19x the modelled floor, 3 parts 1.14x and 1.12x; earlier, on a
-busy machine with 256 MiB, 3 beat 2 in 7 pairs out of 7 and 5 were no faster than 3.
-A function under :data:`SMALL_FUNCTION_MB` (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``) keeps 2:
-the third part raises the default memory plan from 167 to 175 MiB, more than a 192 MB
-function has room for. Memory follows: each part in flight holds one part's bytes
+``ceil(T / 85)`` parts at once, at least 4: each part's request leaves a gap of its own
+(its first-byte latency, the server storing the part, its response), and the parts in
+flight are the only bytes made ahead of the network, so they must also cover a moment the
+packaging falls behind (on a busy machine, a slice of CPU it waited for).
+``TMPWARDEN_TARGET_MB_S`` sets the target (default 75 MB/s: a function's usual 600 Mbps,
+4 parts; 375 MB/s for the 3 Gbps of a 10 GB function, 5 parts). Measured on 2026-11-30,
+S3 to S3 of the 1 GiB sample through SeaweedFS and the ``lambda-600mbps`` profile of
+:mod:`benchmarks.shaping`, variants interleaved on one server, median of 4 runs each: 4
+parts in flight 1.117x the modelled floor (1.114-1.122) against 3 parts 1.144x
+(1.122-1.175), and 5 parts no faster than 4 (1.119x against 1.118x); earlier, 2 parts
+1.18x and 1.19x against 3 parts 1.14x and 1.12x. A function under
+:data:`SMALL_FUNCTION_MB` (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``) keeps 2: a third part
+raises the default memory plan from 167 to 175 MiB, more than a 192 MB function has room
+for. Memory follows: each part in flight holds one part's bytes
 (:func:`handler.locations.buffers.plan_memory`). No I/O and no boto3 here.
 """
 
@@ -39,7 +41,7 @@ DEFAULT_TARGET_MB_S = 75.0
 """MB/s (10^6 bytes) a function moves sustained at 600 Mbps (issue 10)."""
 MB_S_PER_CONNECTION = 85.0
 """MB/s one connection to S3 carries (AWS: 85-90 MB/s; the lower end, so targets are met)."""
-MIN_PARTS_IN_FLIGHT = 3
+MIN_PARTS_IN_FLIGHT = 4
 SMALL_FUNCTION_MB = 256
 """Below this much memory a function uploads at least 2 parts at once, not 3."""
 MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
@@ -59,7 +61,7 @@ class UploadPlan:
 
     @property
     def parts_in_flight(self) -> int:
-        """``max(3, ceil(target / 85))`` (2 for a function under 256 MB): 3 at 75 MB/s,
+        """``max(4, ceil(target / 85))`` (2 for a function under 256 MB): 4 at 75 MB/s,
         5 at 375 MB/s, 15 at 1,250 MB/s."""
         wanted = math.ceil(self.target_mb_s / MB_S_PER_CONNECTION - 1e-9)
         small = self.memory_mb is not None and self.memory_mb < SMALL_FUNCTION_MB
