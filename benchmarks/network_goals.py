@@ -11,11 +11,11 @@ which writes the rows to ``benchmarks/RESULTS.md``): SeaweedFS on 127.0.0.1
    ratios, with the test bed's CPU floor beside it (on 2 cores the server and the proxy
    alone spend about as much CPU per GB as the network allows: the goal is meaningful
    only where the CPU floor is below the modelled one); the largest peak RSS and peak of
-   ``TMPDIR`` of the runs. Beside each run, in turns before and after it, the copy floor:
+   ``TMPDIR`` of the runs. Beside each run, in turns before and after it, a boto3 copy:
    the same object copied S3 to S3 with no packaging by boto3's managed transfers
-   (:mod:`benchmarks.copy_s3`), the same bytes each way through the same profile: what
-   the test bed allows a client that only moves bytes (2026-11-30: 1.13-1.14x the
-   modelled floor, with a third of tmpwarden's CPU);
+   (:mod:`benchmarks.copy_s3`), the same bytes each way through the same profile: how the
+   test bed treats a client that only moves bytes (2026-11-30: 1.12-1.14x the modelled
+   floor, with a third of tmpwarden's CPU; not a floor, boto3 starts its upload late);
 2. the naive path through the same proxy (boto3 ``download_file``, extract, zip,
    ``upload_file``: :mod:`benchmarks.naive_s3`) on the smaller artifact, compared in seconds
    per GiB of content (1 GiB through the naive path would add minutes to ``make bench``);
@@ -269,7 +269,7 @@ def run_goals(
             f"{slow.describe()}: {slow.seconds / slow.floor:.2f}x (the runs: "
             f"{', '.join(f'{r:.2f}x' for r in ratios)}; the median run's test bed CPU floor "
             f"{slow.cpu_floor:.1f} s: {slow.seconds / max(slow.floor, slow.cpu_floor):.2f}x "
-            f"the larger). The copy floor beside each run (the same object copied S3 to S3 "
+            f"the larger). A boto3 copy beside each run (the same object copied S3 to S3 "
             f"with no packaging, boto3's managed transfers: benchmarks/copy_s3.py): "
             f"{copy.seconds / copy.floor:.2f}x the modelled floor (the runs: "
             f"{', '.join(f'{r:.2f}x' for r in copy_ratios)}; client {copy.tool_cpu:.1f} "

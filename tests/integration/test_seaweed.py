@@ -81,9 +81,9 @@ def test_package_s3_to_s3_round_trips_through_the_real_server(
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-def test_the_copy_floor_of_make_bench_copies_every_byte(seaweed: SeaweedS3) -> None:
-    # benchmarks/copy_s3.py is the floor tmpwarden's S3 timings are judged beside: a copy
-    # that lost or reordered bytes would be a floor too low
+def test_the_copy_of_make_bench_copies_every_byte(seaweed: SeaweedS3) -> None:
+    # benchmarks/copy_s3.py is the copy tmpwarden's S3 timings are shown beside: one that
+    # lost or reordered bytes would flatter the copy
     s3, bucket = seaweed.client(), _bucket(seaweed)
     body = os.urandom(MiB) * 19 + os.urandom(12_345)  # 3 parts of boto3's 8 MiB
     s3.put_object(Bucket=bucket, Key="in/model.tar.gz", Body=body)
