@@ -41,6 +41,7 @@ from handler.errors import (
     TmpwardenError,
 )
 from handler.locations.ranged import GetRange, ParallelRangeStream, RangeFetcher, ReadPlan
+from handler.locations.throughput import UploadPlan
 from handler.memory import explain
 from handler.streams import ReadOnlyStream
 from monitor.units import KiB, MiB
@@ -129,7 +130,7 @@ def make_client(endpoint_url: str | None = None, *, stall_timeout: float | None 
         )
     config = Config(
         retries={"mode": "standard", "max_attempts": 4},
-        max_pool_connections=max(8, ReadPlan.from_env().connections + 4),  # + the upload's
+        max_pool_connections=pool_connections(),
         s3=s3_options(endpoint),
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=stall_timeout if stall_timeout is not None else stall_timeout_from_env(),
@@ -147,6 +148,17 @@ def make_client(endpoint_url: str | None = None, *, stall_timeout: float | None 
         )
     install_deadline(client)
     return client
+
+
+def pool_connections() -> int:
+    """Connections the client keeps open for reuse: every request a job has in flight at
+    once, each source connection (``TMPWARDEN_SOURCE_CONNECTIONS``), each part uploading
+    (:class:`handler.locations.throughput.UploadPlan`: 4 at the default 75 MB/s, 15 at
+    1,250) and one of the job's own (a ZIP's random read, the Complete); at least 8. A
+    smaller pool drops a connection each time more are in use ("Connection pool is full,
+    discarding connection") and the next request opens one again (on AWS a TLS handshake).
+    """
+    return max(8, ReadPlan.from_env().connections + UploadPlan.from_env().parts_in_flight + 1)
 
 
 def s3_options(endpoint: str | None) -> _S3Dict:

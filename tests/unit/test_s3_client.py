@@ -10,6 +10,9 @@ part's CRC-32 header, which S3 verifies whether the payload is signed or not.
 from __future__ import annotations
 
 import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,9 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
 from handler.locations.multipart import crc32_checksum
+from handler.locations.ranged import ReadPlan
 from handler.locations.s3 import make_client
+from handler.locations.throughput import TARGET_ENV, UploadPlan
 from tests.s3server import CREDENTIALS
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
@@ -145,3 +150,66 @@ def test_a_loopback_endpoint_reached_through_a_proxy_keeps_the_signed_payload(
     assert headers["x-amz-content-sha256"] == hashlib.sha256(BODY).hexdigest()
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert sent_headers("http://127.0.0.1:8333")["x-amz-content-sha256"] == UNSIGNED
+
+
+class _HeldEndpoint:
+    """An HTTP endpoint on 127.0.0.1 answering each request (200, empty) once ``together``
+    requests are open at once; it counts the TCP connections it accepted."""
+
+    def __init__(self, together: int) -> None:
+        barrier = threading.Barrier(together, timeout=10)
+        self.connections = 0
+        counting = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with counting:
+                    endpoint.connections += 1
+
+            def do_HEAD(self) -> None:
+                barrier.wait()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("target_mb_s", ["75", "375", "1250"])
+def test_every_request_in_flight_at_once_keeps_its_connection(
+    target_mb_s: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each source connection, each part uploading (4 at 75 MB/s, 5 at 375, 15 at 1,250) and
+    # one request of the job's own (a ZIP's random read, the Complete): a pool smaller than
+    # that (8) dropped a connection after each round ("Connection pool is full, discarding
+    # connection") and opened a new one, a new TLS handshake on AWS, for the next request
+    monkeypatch.setenv(TARGET_ENV, target_mb_s)
+    together = ReadPlan.from_env().connections + UploadPlan.from_env().parts_in_flight + 1
+    endpoint = _HeldEndpoint(together)
+    try:
+        client = make_client(endpoint.url)
+        with ThreadPoolExecutor(together) as pool:
+            for _ in range(3):
+                heads = [
+                    pool.submit(client.head_object, Bucket="models", Key=f"k{n}")
+                    for n in range(together)
+                ]
+                for head in heads:
+                    head.result()
+    finally:
+        endpoint.close()
+    assert endpoint.connections == together
