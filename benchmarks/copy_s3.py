@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import boto3
 from botocore.config import Config
@@ -58,7 +58,8 @@ def main(endpoint: str, bucket: str, source_key: str, destination_key: str) -> N
     reader = threading.Thread(target=download)
     reader.start()
     with os.fdopen(read_end, "rb") as source:
-        client.upload_fileobj(_PipeSource(source, failed), bucket, destination_key)
+        upload_source = cast("BinaryIO", _PipeSource(source, failed))  # read() is all it uses
+        client.upload_fileobj(upload_source, bucket, destination_key)
     reader.join()
     if failed:
         raise failed[0]

@@ -139,10 +139,11 @@ def make_client(endpoint_url: str | None = None, *, stall_timeout: float | None 
     # decided on the endpoint botocore resolved (it also reads AWS_ENDPOINT_URL_S3 and the
     # config file's endpoint_url) and its proxy, before any request: botocore reads this
     # dict of the client's config at each signature (botocore.auth.S3SigV4Auth)
-    options = client.meta.config.s3
+    made: Any = client.meta.config  # its options, which botocore-stubs declare only as arguments
+    options: _S3Dict | None = made.s3
     if options is not None:
         url = client.meta.endpoint_url
-        proxies = client.meta.config.proxies
+        proxies: Mapping[str, str] | None = made.proxies
         options["payload_signing_enabled"] = payload_signing_needed(
             url, get_environ_proxies(url) if proxies is None else proxies
         )
