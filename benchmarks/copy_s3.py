@@ -18,9 +18,25 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from typing import BinaryIO, cast
 
 import boto3
 from botocore.config import Config
+
+
+class _PipeSource:
+    """The pipe's read end as the upload's source: its end of file is the object's end only
+    if the download succeeded; after a failed one it raises, so the upload is abandoned (its
+    multipart upload aborted) and no destination is written."""
+
+    def __init__(self, pipe: BinaryIO, failed: list[BaseException]) -> None:
+        self.pipe, self.failed = pipe, failed
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.pipe.read(size)
+        if not data and self.failed:
+            raise RuntimeError("the download failed: the copy is abandoned") from self.failed[0]
+        return data
 
 
 def main(endpoint: str, bucket: str, source_key: str, destination_key: str) -> None:
@@ -36,16 +52,17 @@ def main(endpoint: str, bucket: str, source_key: str, destination_key: str) -> N
     failed: list[BaseException] = []
 
     def download() -> None:
-        try:
-            with os.fdopen(write_end, "wb") as sink:
+        with os.fdopen(write_end, "wb") as sink:
+            try:
                 client.download_fileobj(bucket, source_key, sink)
-        except BaseException as exc:  # reported by the main thread
-            failed.append(exc)
+            except BaseException as exc:  # noted before the pipe closes: the uploader sees it
+                failed.append(exc)
 
     reader = threading.Thread(target=download)
     reader.start()
     with os.fdopen(read_end, "rb") as source:
-        client.upload_fileobj(source, bucket, destination_key)
+        upload_source = cast("BinaryIO", _PipeSource(source, failed))  # read() is all it uses
+        client.upload_fileobj(upload_source, bucket, destination_key)
     reader.join()
     if failed:
         raise failed[0]

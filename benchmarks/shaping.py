@@ -155,6 +155,9 @@ class ShapingProxy:
                 client.close()
                 continue
             for sock in (client, server):
+                # blocking whatever socket.setdefaulttimeout says: under a timeout Python
+                # keeps the file descriptor non-blocking, and splice(2) fails with EAGAIN
+                sock.setblocking(True)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self.connections += 1

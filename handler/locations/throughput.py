@@ -14,8 +14,8 @@ parts in flight 1.117x the modelled floor (1.114-1.122) against 3 parts 1.144x
 (1.122-1.175), and 5 parts no faster than 4 (1.119x against 1.118x); earlier, 2 parts
 1.18x and 1.19x against 3 parts 1.14x and 1.12x. A function under
 :data:`SMALL_FUNCTION_MB` (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``) keeps 2: a third part
-raises the default memory plan from 167 to 175 MiB, more than a 192 MB function has room
-for. Memory follows: each part in flight holds one part's bytes
+raises the default memory plan from 167 to 175 MiB (a fourth to 183), more than a 192 MB
+function has room for. Memory follows: each part in flight holds one part's bytes
 (:func:`handler.locations.buffers.plan_memory`). No I/O and no boto3 here.
 """
 
@@ -43,7 +43,7 @@ MB_S_PER_CONNECTION = 85.0
 """MB/s one connection to S3 carries (AWS: 85-90 MB/s; the lower end, so targets are met)."""
 MIN_PARTS_IN_FLIGHT = 4
 SMALL_FUNCTION_MB = 256
-"""Below this much memory a function uploads at least 2 parts at once, not 3."""
+"""Below this much memory a function uploads at least 2 parts at once, not 4."""
 MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 MAX_TARGET_MB_S = 1250.0
 """10 Gbps: more than any function's network (3 Gbps at 10 GB of memory in 2026)."""

@@ -106,6 +106,33 @@ def test_the_copy_of_make_bench_copies_every_byte(seaweed: SeaweedS3) -> None:
     assert s3.get_object(Bucket=bucket, Key="out/copy.bin")["Body"].read() == body
 
 
+def test_the_copy_floor_fails_and_writes_nothing_when_its_download_fails(
+    seaweed: SeaweedS3,
+) -> None:
+    # the download's end closed the pipe like a finished one: the uploader took the EOF as
+    # the end of the object and stored an empty (or truncated) out/copy.bin before failing
+    s3, bucket = seaweed.client(), _bucket(seaweed)
+    env = python_env() | {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    env.pop("AWS_SESSION_TOKEN", None)
+    command = [sys.executable, "-m", "benchmarks.copy_s3", seaweed.url, bucket]
+    result = subprocess.run(
+        [*command, "in/missing.tar.gz", "out/copy.bin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "404" in result.stderr
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="out/").get("KeyCount") == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 def test_listens_only_on_127_0_0_1_and_stop_ends_it_with_its_sockets(tmp_path: Path) -> None:
     server = SeaweedS3(tmp_path / "weed").start()
     pid = server.pid

@@ -55,7 +55,7 @@ def test_the_plan_names_its_parts_and_their_sum() -> None:
 def test_a_plan_over_the_limit_less_headroom_is_refused_with_the_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")  # 2 parts uploading, not 3
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")  # 2 parts uploading, not 4
     plan = plan_memory("s3://models/m.tar.gz", "s3://packages/m.zip", 32 * MiB)
     check_memory(plan, 192 * MiB)
     check_memory(plan, None)

@@ -187,3 +187,17 @@ def test_a_reset_cuts_the_connection_at_its_ingress_byte_once(origin: Origin) ->
         with _connect(proxy) as again:  # later connections pass untouched
             assert _get(again, 4_000_000) == 4_000_000
         assert proxy.resets == 1
+
+
+def test_bytes_pass_when_the_process_sets_a_default_socket_timeout(origin: Origin) -> None:
+    # socket.setdefaulttimeout (a library in the same process may call it) makes every new
+    # socket non-blocking underneath; splice(2) then fails with EAGAIN as soon as a socket
+    # has no data yet, and the proxy cut each connection before its first byte
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)
+    try:
+        with ShapingProxy(origin.url, "none") as proxy, _connect(proxy) as sock:
+            assert _get(sock, 3_000_001) == 3_000_001
+            _put(sock, 2_000_002)
+    finally:
+        socket.setdefaulttimeout(before)
