@@ -10,7 +10,7 @@ users run today. It is not a floor: boto3 starts its upload late (from a pipe it
 ahead first: CreateMultipartUpload 1.3 s into a 15 s run on 2026-11-30), then keeps 10
 parts in flight.
 The client skips the SHA-256 of each body for its signature on this loopback endpoint, as
-tmpwarden does (:func:`handler.locations.s3.s3_options`).
+tmpwarden does (:mod:`handler.locations.signing`).
 """
 
 from __future__ import annotations

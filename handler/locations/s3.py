@@ -11,12 +11,10 @@ broke.
 from __future__ import annotations
 
 import io
-import ipaddress
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
-from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -28,7 +26,6 @@ from botocore.exceptions import (
     ParamValidationError,
     PartialCredentialsError,
 )
-from botocore.utils import get_environ_proxies
 
 from handler.deadline import CONNECT_TIMEOUT_S, stall_timeout_from_env
 from handler.deadline import install as install_deadline
@@ -41,6 +38,7 @@ from handler.errors import (
     TmpwardenError,
 )
 from handler.locations.ranged import GetRange, ParallelRangeStream, RangeFetcher, ReadPlan
+from handler.locations.signing import set_payload_signing
 from handler.locations.throughput import UploadPlan
 from handler.memory import explain
 from handler.streams import ReadOnlyStream
@@ -136,17 +134,7 @@ def make_client(endpoint_url: str | None = None, *, stall_timeout: float | None 
         read_timeout=stall_timeout if stall_timeout is not None else stall_timeout_from_env(),
     )
     client: S3Client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
-    # decided on the endpoint botocore resolved (it also reads AWS_ENDPOINT_URL_S3 and the
-    # config file's endpoint_url) and its proxy, before any request: botocore reads this
-    # dict of the client's config at each signature (botocore.auth.S3SigV4Auth)
-    made: Any = client.meta.config  # its options, which botocore-stubs declare only as arguments
-    options: _S3Dict | None = made.s3
-    if options is not None:
-        url = client.meta.endpoint_url
-        proxies: Mapping[str, str] | None = made.proxies
-        options["payload_signing_enabled"] = payload_signing_needed(
-            url, get_environ_proxies(url) if proxies is None else proxies
-        )
+    set_payload_signing(client)
     install_deadline(client)
     return client
 
@@ -165,41 +153,8 @@ def pool_connections() -> int:
 def s3_options(endpoint: str | None) -> _S3Dict:
     """botocore's ``s3`` options for ``endpoint`` (None: AWS's own): an S3-compatible
     endpoint is addressed path-style. Payload signing is set on the client made
-    (:func:`payload_signing_needed`)."""
+    (:func:`handler.locations.signing.set_payload_signing`)."""
     return {"addressing_style": "path"} if endpoint else {}
-
-
-def payload_signing_needed(endpoint_url: str, proxies: Mapping[str, str]) -> bool:
-    """Whether a request body sent to ``endpoint_url`` (the URL the client resolved;
-    ``proxies``: scheme -> proxy URL it goes through) must be hashed with SHA-256 for its
-    signature; False: SigV4's ``UNSIGNED-PAYLOAD`` (botocore's ``payload_signing_enabled``).
-
-    False wherever nothing on the way can change the body unseen: over HTTPS (through a
-    proxy too: botocore tunnels TLS through it), and to a loopback endpoint (127.0.0.0/8,
-    ``::1``, its IPv4-mapped form, ``localhost``) reached without a proxy. It is TLS or
-    loopback that guards the bytes: the part's CRC-32 in a signed header, which S3
-    verifies, catches corruption but not a change made on purpose (a CRC-32 is forged in
-    microseconds). "TLS and a checksum is sufficiently secure" is botocore's own rule
-    (``botocore.auth.S3SigV4Auth``), but it applies it only to a checksum botocore
-    computes: for one the caller sends it hashes every byte with SHA-256, about 1 CPU-s per
-    GiB uploaded on the 2-core test bed of ``benchmarks/network_goals.py``. Plain HTTP to
-    any other host, or through an HTTP proxy, keeps the signed payload."""
-    scheme = urlsplit(endpoint_url).scheme.lower()
-    if scheme == "https":
-        return False
-    return bool(proxies.get(scheme)) or not _loopback(endpoint_url)
-
-
-def _loopback(endpoint: str) -> bool:
-    host = urlsplit(endpoint).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:  # a host name other than localhost
-        return False
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    return (mapped or address).is_loopback
 
 
 def error_code(exc: ClientError) -> str:
