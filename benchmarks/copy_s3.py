@@ -9,6 +9,7 @@ proxy and a client sharing 2 cores) treats a client that only moves bytes, with 
 users run today. It is not a floor: boto3 starts its upload late (from a pipe it reads
 ahead first: CreateMultipartUpload 1.3 s into a 15 s run on 2026-11-30), then keeps 10
 parts in flight.
+
 The client skips the SHA-256 of each body for its signature on this loopback endpoint, as
 tmpwarden does (:mod:`handler.locations.signing`).
 """
