@@ -262,25 +262,29 @@ def _after_failed_complete(upload: Upload, exc: Exception) -> str:
     if aborted:
         # AWS refuses to abort a completed upload (NoSuchUpload), so there this proves the
         # Complete never took effect; SeaweedFS 4.x aborts it and keeps the object: look
-        found = _holds_ours(upload, exc)
+        found = _confirmed(upload, exc, "its object after the abort")
         if found is not None:
-            log.info(
-                "complete confirmed by its object after the abort",
-                extra={"event": "commit_confirmed", "etag": found, "error_message": _reason(exc)},
-            )
             return found
         raise translate(exc, upload.name, reading_source=False) from exc
     return _look_after_gone(upload, exc)
 
 
-def _look_after_gone(upload: Upload, exc: Exception) -> str:
-    """The upload no longer exists: completed by this attempt's Complete, or aborted."""
+def _confirmed(upload: Upload, exc: Exception, by: str) -> str | None:
+    """The ETag of this attempt's object at the key (:func:`_holds_ours`), logged as the
+    Complete confirmed ``by`` what was seen; None when it is not there."""
     found = _holds_ours(upload, exc)
     if found is not None:
         log.info(
-            "complete confirmed by its ETag",
+            f"complete confirmed by {by}",
             extra={"event": "commit_confirmed", "etag": found, "error_message": _reason(exc)},
         )
+    return found
+
+
+def _look_after_gone(upload: Upload, exc: Exception) -> str:
+    """The upload no longer exists: completed by this attempt's Complete, or aborted."""
+    found = _confirmed(upload, exc, "its ETag")
+    if found is not None:
         return found
     if _try_abort(upload):  # it was not gone after all
         raise RemoteServiceError(

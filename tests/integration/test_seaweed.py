@@ -29,6 +29,27 @@ def _bucket(server: SeaweedS3) -> str:
     return name
 
 
+def _run(module_and_args: list[str], tmp: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS...`` with the server's credentials (no session token), and
+    ``TMPDIR`` at ``tmp`` when given."""
+    env = python_env() | {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
+    env.pop("AWS_SESSION_TOKEN", None)
+    return subprocess.run(
+        [sys.executable, "-m", *module_and_args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_non_last_part_under_5_mib_is_refused_with_entity_too_small(seaweed: SeaweedS3) -> None:
     # S3's minimum part size (5 MiB except the last part); moto accepts such uploads.
     s3, bucket = seaweed.client(), _bucket(seaweed)
@@ -58,22 +79,8 @@ def test_package_s3_to_s3_round_trips_through_the_real_server(
 ) -> None:
     s3, bucket = seaweed.client(), _bucket(seaweed)
     s3.upload_file(str(small_artifact), bucket, "in/model.tar.gz")
-    env = python_env() | {
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "TMPDIR": str(tmp_path),
-    }
-    env.pop("AWS_SESSION_TOKEN", None)
     source, dest = f"s3://{bucket}/in/model.tar.gz", f"s3://{bucket}/out/model.zip"
-    result = subprocess.run(
-        [sys.executable, "-m", "handler", "package", "--endpoint-url", seaweed.url, source, dest],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run(["handler", "package", "--endpoint-url", seaweed.url, source, dest], tmp_path)
     assert result.returncode == 0, result.stderr
     packaged = tmp_path / "model.zip"
     s3.download_file(bucket, "out/model.zip", str(packaged))
@@ -87,21 +94,7 @@ def test_the_copy_of_make_bench_copies_every_byte(seaweed: SeaweedS3) -> None:
     s3, bucket = seaweed.client(), _bucket(seaweed)
     body = os.urandom(MiB) * 19 + os.urandom(12_345)  # 3 parts of boto3's 8 MiB
     s3.put_object(Bucket=bucket, Key="in/model.tar.gz", Body=body)
-    env = python_env() | {
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-    }
-    env.pop("AWS_SESSION_TOKEN", None)
-    command = [sys.executable, "-m", "benchmarks.copy_s3", seaweed.url, bucket]
-    result = subprocess.run(
-        [*command, "in/model.tar.gz", "out/copy.bin"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run(["benchmarks.copy_s3", seaweed.url, bucket, "in/model.tar.gz", "out/copy.bin"])
     assert result.returncode == 0, result.stderr
     assert s3.get_object(Bucket=bucket, Key="out/copy.bin")["Body"].read() == body
 
@@ -112,21 +105,7 @@ def test_the_copy_floor_fails_and_writes_nothing_when_its_download_fails(
     # the download's end closed the pipe like a finished one: the uploader took the EOF as
     # the end of the object and stored an empty (or truncated) out/copy.bin before failing
     s3, bucket = seaweed.client(), _bucket(seaweed)
-    env = python_env() | {
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-    }
-    env.pop("AWS_SESSION_TOKEN", None)
-    command = [sys.executable, "-m", "benchmarks.copy_s3", seaweed.url, bucket]
-    result = subprocess.run(
-        [*command, "in/missing.tar.gz", "out/copy.bin"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run(["benchmarks.copy_s3", seaweed.url, bucket, "in/missing.tar.gz", "out/copy.bin"])
     assert result.returncode != 0
     assert "404" in result.stderr
     assert s3.list_objects_v2(Bucket=bucket, Prefix="out/").get("KeyCount") == 0

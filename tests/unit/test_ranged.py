@@ -3,12 +3,13 @@ memory bound, resume from the byte reached, the settings."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import threading
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -216,15 +217,27 @@ def _range_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("tmpwarden-range")]
 
 
+@contextlib.contextmanager
+def _traced_without_gc() -> Iterator[None]:
+    """tracemalloc on and the cycle collector off inside: what is still traced when the
+    block reads it is held by references alone, not waiting for a gc."""
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+        gc.collect()
+
+
 def test_a_stream_dropped_unclosed_frees_its_ranges_and_threads_without_a_gc() -> None:
     # a fetch's done-callback held the stream (future -> bound method -> stream -> future):
     # an unclosed stream dropped on an error path kept its ranges and threads until a gc
     data = bytes(16 * MiB)
     fake = FakeS3(data)
-    gc.collect()
-    gc.disable()
-    tracemalloc.start()
-    try:
+    with _traced_without_gc():
         stream = ParallelRangeStream(
             RangeFetcher("s3://b/k", len(data), fake.get_range), len(data), ReadPlan()
         )
@@ -237,10 +250,6 @@ def test_a_stream_dropped_unclosed_frees_its_ranges_and_threads_without_a_gc() -
             time.sleep(0.01)
         held, _ = tracemalloc.get_traced_memory()
         threads = len(_range_threads())
-    finally:
-        tracemalloc.stop()
-        gc.enable()
-        gc.collect()
     print(f"dropped unclosed, no gc: {held} B traced, {threads} range threads")
     assert held < READ_PIECE
     assert threads == 0
@@ -251,10 +260,7 @@ def test_a_failed_range_keeps_no_buffer_after_close_without_a_gc() -> None:
     # held the frame: the range's buffer (768 KiB here) stayed until a gc
     data = bytes(4 * MiB)
     fake = FakeS3(data, in_turn=[None, 100] + [0] * MAX_RESUMES)
-    gc.collect()
-    gc.disable()
-    tracemalloc.start()
-    try:
+    with _traced_without_gc():
         stream = ParallelRangeStream(
             RangeFetcher("s3://b/k", len(data), fake.get_range), len(data), ReadPlan()
         )
@@ -265,9 +271,5 @@ def test_a_failed_range_keeps_no_buffer_after_close_without_a_gc() -> None:
         stream.close()
         del stream
         held, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-        gc.enable()
-        gc.collect()
     print(f"a failed range, closed, no gc: {held} B traced")
     assert held < READ_PIECE
